@@ -69,18 +69,19 @@ def test_shellcheck_check_catches_a_bad_command():
 
 def test_docker_hub_login_reads_the_token_from_secrets_manager_without_echoing_it(buildspec):
     secrets = buildspec["env"]["secrets-manager"]
-    assert set(secrets) == {"DOCKERHUB_USERNAME", "DOCKERHUB_TOKEN"}
+    assert set(secrets) == {"DOCKERHUB_USERNAME", "DOCKERHUB_PASSWORD"}
     commands = "\n".join(c for p in buildspec["phases"].values() for c in p["commands"])
     assert "--password-stdin" in commands
     for line in commands.splitlines():
-        if "DOCKERHUB_TOKEN" in line and "[ -n" not in line:
-            assert line.strip().startswith("printf '%s' \"$DOCKERHUB_TOKEN\" | docker login"), line
+        if "DOCKERHUB_PASSWORD" in line and "[ -n" not in line:
+            assert line.strip().startswith("printf '%s' \"$DOCKERHUB_PASSWORD\" | docker login"), line
     assert "WARNING: no Docker Hub secret configured" in commands
 
 
 def test_builds_from_the_previous_image_tags_pushes_and_exports_the_digest(buildspec):
     build = " ".join(buildspec["phases"]["build"]["commands"])
     assert '--cache-from "$IMAGE_REPO_URI:latest"' in build
+    assert '--build-arg VLLM_VERSION="$VLLM_VERSION"' in build
     assert '--tag "$IMAGE_REPO_URI:$IMAGE_TAG"' in build and '--tag "$IMAGE_REPO_URI:latest"' in build
     assert buildspec["phases"]["build"]["on-failure"] == "ABORT"  # no push after a failed build
     post = buildspec["phases"]["post_build"]["commands"]

