@@ -1,0 +1,1 @@
+"""One module per verb: build a plan (pure data), then describe or execute it."""

@@ -1,0 +1,101 @@
+"""One boto3 session factory for every command.
+
+botocore itself honours `AWS_PROFILE`, `AWS_REGION` and `AWS_ENDPOINT_URL` /
+`AWS_ENDPOINT_URL_<SERVICE>`, so every command runs unchanged against a local AWS double.
+Retries use botocore's standard mode (adaptive with `LLMCTL_AWS_RETRY_MODE=adaptive`).
+Credentials are never read, written or printed here: the default chain resolves them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Any
+
+from llmctl.errors import LlmctlError
+
+
+class AwsClients:
+    """Lazily created, cached clients for one region/profile."""
+
+    def __init__(self, region: str, profile: str | None = None, session: Any = None):
+        self.region = region
+        self.profile = profile
+        self._session = session
+        self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, cfg) -> "AwsClients":
+        return cls(cfg.aws.region, cfg.aws.profile)
+
+    @cached_property
+    def session(self):
+        if self._session is not None:
+            return self._session
+        import boto3
+        import botocore.exceptions
+
+        try:
+            return boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        except botocore.exceptions.ProfileNotFound:
+            raise LlmctlError(
+                f"aws.profile: {self.profile!r} is not in your AWS config",
+                hint="run `aws configure list-profiles` or unset aws.profile",
+                exit_code=2,
+            ) from None
+
+    def client(self, service: str):
+        if service not in self._clients:
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": os.environ.get("LLMCTL_AWS_RETRY_MODE", "standard"), "max_attempts": 8},
+                user_agent_extra="llmctl",
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            self._clients[service] = self.session.client(service, config=config)
+        return self._clients[service]
+
+    def __getattr__(self, service: str):
+        """`clients.s3`, `clients.iam`, ... (attribute names are service names, `-` as `_`)."""
+        if service.startswith("_"):
+            raise AttributeError(service)
+        return self.client(service.replace("_", "-"))
+
+    @cached_property
+    def account_id(self) -> str:
+        return self.identity()["Account"]
+
+    def identity(self) -> dict[str, str]:
+        """STS caller identity, with the usual failures turned into a fix."""
+        import botocore.exceptions
+
+        try:
+            return self.client("sts").get_caller_identity()
+        except botocore.exceptions.NoCredentialsError:
+            raise LlmctlError(
+                "no AWS credentials found",
+                hint="run `aws configure` or `aws sso login`, or set AWS_PROFILE",
+            ) from None
+        except botocore.exceptions.ClientError as exc:
+            raise aws_error(exc, "checking AWS identity") from None
+
+
+def aws_error(exc: Exception, doing: str) -> LlmctlError:
+    """Turn a botocore ClientError into one line naming the operation and the fix."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+    hints = {
+        "AccessDenied": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
+        "AccessDeniedException": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
+        "UnauthorizedOperation": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
+        "ExpiredToken": "your AWS session expired; log in again (`aws sso login`)",
+        "ExpiredTokenException": "your AWS session expired; log in again (`aws sso login`)",
+        "InvalidClientTokenId": "the AWS credentials are not valid; check AWS_PROFILE",
+    }
+    return LlmctlError(f"{doing}: {code}: {message}", hint=hints.get(code))
+
+
+def error_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")

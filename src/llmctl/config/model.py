@@ -1,0 +1,232 @@
+"""The typed llmctl configuration: one pydantic model, defaults beside the fields.
+
+Defaults reproduce the reference architecture (us-east-1, one g4dn.xlarge T4 node, namespace
+`vllm`, service account `vllm-sa`, MAX_MODEL_LEN 512, float16). Defaults that depend on other
+fields live in one `model_validator(mode="after")` per model; names derived from the deployment
+name live in `names.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmctl.config.regions import AWS_REGIONS
+
+DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectConfig(Section):
+    name: str = Field(
+        "llama",
+        pattern=DNS_LABEL,
+        max_length=24,
+        description="Deployment name; every resource name and tag is derived from it.",
+    )
+
+
+class AwsConfig(Section):
+    region: str = Field("us-east-1", description="AWS region for every resource.")
+    profile: str | None = Field(None, description="AWS shared-config profile (else the default chain).")
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in AWS_REGIONS:
+            raise ValueError(f"is not an AWS region{_did_you_mean(value, AWS_REGIONS)}")
+        return value
+
+
+class ModelConfig(Section):
+    bucket: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket holding the model (never deleted by teardown unless named).",
+    )
+    prefix: str = Field("llama-2-7b-merged-vllm", description="Key prefix of the model folder in the bucket.")
+    served_name: str = Field("llama-2-7b", description="Model name the OpenAI API reports.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "float16", description="Weights dtype; the T4 has no bfloat16."
+    )
+    max_model_len: int = Field(512, ge=16, le=1_048_576, description="Context window (prompt + output tokens).")
+    quantization: str | None = Field(None, description="vLLM quantization method (awq, gptq, bitsandbytes...).")
+    load_format: Literal["auto", "safetensors", "runai_streamer"] = Field(
+        "auto", description="runai_streamer streams weights straight from S3 (no init download)."
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class BuildConfig(Section):
+    context: str | None = Field(None, description="Build context folder (default: the packaged server and Dockerfile).")
+    vllm_version: str = Field("0.32.0", pattern=r"^\d+\.\d+\.\d+$", description="CUDA vLLM version baked into the image.")
+    compute_type: Literal[
+        "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_XLARGE", "BUILD_GENERAL1_2XLARGE"
+    ] = Field("BUILD_GENERAL1_LARGE", description="CodeBuild compute type.")
+    image: str = Field("aws/codebuild/standard:7.0", description="CodeBuild build image.")
+    dockerhub_secret: str | None = Field(
+        None, description="Secrets Manager secret with Docker Hub `username`/`password` (avoids pull rate limits)."
+    )
+    keep_images: int = Field(10, ge=1, le=1000, description="ECR lifecycle policy: images kept.")
+    timeout_minutes: int = Field(60, ge=5, le=480, description="CodeBuild build timeout.")
+
+
+class ClusterConfig(Section):
+    name: str | None = Field(None, pattern=DNS_LABEL, description="EKS cluster name (default: the deployment name).")
+    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d{2}$", description="EKS Kubernetes minor version.")
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["g4dn.xlarge"], min_length=1, description="GPU instance types of the node group."
+    )
+    nodes_desired: int = Field(1, ge=0, le=100)
+    nodes_min: int = Field(1, ge=0, le=100)
+    nodes_max: int = Field(1, ge=1, le=100)
+    volume_size_gb: int = Field(100, ge=20, le=16384, description="Node root volume (image + model cache).")
+    ami_family: Literal["AmazonLinux2023", "AmazonLinux2", "Bottlerocket", "Ubuntu2204"] = Field(
+        "AmazonLinux2023", description="Node AMI family; eksctl picks its NVIDIA variant for GPU types."
+    )
+    spot: bool = Field(False, description="Spot capacity for the GPU node group.")
+    gpu_taint: bool = Field(False, description="Taint GPU nodes nvidia.com/gpu=true:NoSchedule.")
+    availability_zones: list[str] = Field(default_factory=list, description="Zones to use (default: eksctl picks).")
+    device_plugin_version: str = Field("v0.17.2", pattern=r"^v\d+\.\d+\.\d+$", description="NVIDIA device plugin version.")
+    node_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the GPU nodes.")
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_type_shape(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+", item):
+                raise ValueError(f"{item!r} is not an EC2 instance type (e.g. g4dn.xlarge)")
+        return value
+
+    @model_validator(mode="after")
+    def _node_counts(self) -> "ClusterConfig":
+        if not self.nodes_min <= self.nodes_desired <= self.nodes_max:
+            raise ValueError(
+                f"node counts must satisfy nodes_min <= nodes_desired <= nodes_max "
+                f"(got {self.nodes_min} <= {self.nodes_desired} <= {self.nodes_max})"
+            )
+        return self
+
+
+class ServerConfig(Section):
+    port: int = Field(8000, ge=1, le=65535)
+    gpu_memory_utilization: float = Field(0.95, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1, le=8)
+    max_num_seqs: int | None = Field(None, ge=1, description="vLLM max concurrent sequences (engine default when unset).")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs (less memory, slower).")
+    max_concurrent_requests: int = Field(32, ge=1, description="Requests in flight before queueing.")
+    max_queued_requests: int = Field(64, ge=0, description="Requests waiting before 429.")
+    drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
+
+
+class Resources(Section):
+    cpu: str = Field(pattern=QUANTITY)
+    memory: str = Field(pattern=QUANTITY)
+
+
+class AutoscalingConfig(Section):
+    enabled: bool = False
+    max_replicas: int = Field(2, ge=1, le=100)
+    queue_target: int = Field(4, ge=1, description="Target vllm:num_requests_waiting per replica.")
+
+
+class DeployConfig(Section):
+    namespace: str = Field("vllm", pattern=DNS_LABEL)
+    service_account: str = Field("vllm-sa", pattern=DNS_LABEL)
+    app_name: str | None = Field(None, pattern=DNS_LABEL, description="Deployment/Service name (default vllm-<name>).")
+    image: str | None = Field(None, description="Image to run (default: the digest of the last `llmctl build`).")
+    replicas: int = Field(1, ge=0, le=100)
+    gpus: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per pod.")
+    requests: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="12Gi"))
+    limits: Resources = Field(default_factory=lambda: Resources(cpu="3", memory="14Gi"))
+    model_volume_size: str = Field("30Gi", pattern=QUANTITY, description="sizeLimit of the /models emptyDir.")
+    node_cache: bool = Field(False, description="Keep the model in a hostPath cache that survives pod restarts.")
+    service_type: Literal["LoadBalancer", "ClusterIP", "NodePort"] = "LoadBalancer"
+    load_balancer_source_ranges: list[str] = Field(
+        default_factory=list, description="CIDRs allowed to reach the endpoint (empty: anywhere)."
+    )
+    startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+
+    @field_validator("load_balancer_source_ranges")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR (e.g. 203.0.113.0/24)") from None
+        return value
+
+
+class AlertmanagerConfig(Section):
+    slack_webhook_secret: str | None = Field(None, description="Kubernetes Secret (key `url`) with the Slack webhook.")
+    email_to: str | None = Field(None, description="Address for email alerts.")
+    pagerduty_routing_key_secret: str | None = Field(None, description="Secret (key `routing_key`) for PagerDuty.")
+
+
+class MonitoringConfig(Section):
+    namespace: str = Field("monitoring", pattern=DNS_LABEL)
+    scrape_interval: str = Field("30s", pattern=DURATION)
+    retention: str = Field("15d", pattern=DURATION)
+    slo_p95_latency_s: float = Field(10.0, gt=0, description="Alert when p95 request latency exceeds this.")
+    slo_p95_ttft_s: float = Field(1.0, gt=0, description="Alert when p95 time to first token exceeds this.")
+    queue_alert_threshold: int = Field(10, ge=1, description="Alert when requests waiting stay above this for 5m.")
+    expose: Literal["cluster-ip", "load-balancer"] = "cluster-ip"
+    load_balancer_source_ranges: list[str] = Field(default_factory=list)
+    persistent_volume_size: str | None = Field(None, pattern=QUANTITY)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+    dcgm: bool = Field(False, description="Deploy the DCGM exporter for GPU metrics.")
+
+
+class BenchConfig(Section):
+    endpoint: Literal["/generate", "/v1/completions", "/v1/chat/completions"] = "/v1/completions"
+    num_prompts: int = Field(50, ge=1)
+    concurrency: int = Field(4, ge=1)
+    request_rate: float | None = Field(None, gt=0, description="Poisson arrival rate (req/s); unset: as fast as concurrency allows.")
+    input_len: int = Field(128, ge=1)
+    output_len: int = Field(100, ge=1)
+    percentiles: list[float] = Field(default_factory=lambda: [50, 90, 95, 99])
+    slo_ttft_ms: float | None = Field(None, gt=0)
+    slo_tpot_ms: float | None = Field(None, gt=0)
+
+
+class LlmctlConfig(Section):
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "LlmctlConfig":
+        if self.deploy.autoscaling.enabled and self.deploy.autoscaling.max_replicas > self.cluster.nodes_max:
+            raise ValueError(
+                f"deploy.autoscaling.max_replicas ({self.deploy.autoscaling.max_replicas}) exceeds "
+                f"cluster.nodes_max ({self.cluster.nodes_max}); each replica needs its own GPU node"
+            )
+        return self
+
+
+def _did_you_mean(value: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,28 @@
+"""Domain errors: actions raise them, only the CLI layer turns them into exit codes."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class LlmctlError(Exception):
+    """A failure the user can act on: one line of message, an optional hint for the fix."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ConfigError(LlmctlError):
+    """Bad configuration or flag value: exit 2, nothing changed."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message, hint=hint, exit_code=EXIT_USAGE)

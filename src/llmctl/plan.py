@@ -1,0 +1,80 @@
+"""Plans as data: each step observes the world, says what it would do, and can do it.
+
+The same steps serve `--dry-run` (observe and describe) and a real run (observe, then apply
+only what differs), so a re-run after any failure resumes where the last one stopped
+(eksctl's task tree with plan mode; SkyPilot's stages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Action = Literal["create", "update", "delete", "run", "none"]
+Status = Literal["done", "changed", "skipped", "failed", "planned"]
+
+
+@dataclass
+class Step:
+    """One idempotent unit of work.
+
+    `observe()` makes only read calls and returns the action needed now ("none" when the world
+    already matches); `apply()` performs that action and may return a detail for the report.
+    """
+
+    title: str
+    kind: str
+    observe: Callable[[], Action]
+    apply: Callable[[], str | None]
+    monthly_cost: float | None = None
+    detail: str | None = None
+
+
+@dataclass
+class StepResult:
+    title: str
+    kind: str
+    action: Action
+    status: Status
+    detail: str | None = None
+    monthly_cost: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, step: Step) -> Step:
+        self.steps.append(step)
+        return step
+
+    def describe(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+        """Observe every step without changing anything (`--dry-run`)."""
+        results = []
+        for step in self.steps:
+            action = step.observe()
+            result = StepResult(step.title, step.kind, action, "planned" if action != "none" else "skipped", step.detail, step.monthly_cost)
+            results.append(result)
+            if report:
+                report(result)
+        return results
+
+    def execute(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+        """Apply each step whose observed state differs; stop at the first failure (it raises)."""
+        results = []
+        for step in self.steps:
+            action = step.observe()
+            if action == "none":
+                result = StepResult(step.title, step.kind, action, "skipped", step.detail, step.monthly_cost)
+            else:
+                detail = step.apply()
+                status: Status = "changed" if action in ("update",) else "done"
+                result = StepResult(step.title, step.kind, action, status, detail or step.detail, step.monthly_cost)
+            results.append(result)
+            if report:
+                report(result)
+        return results

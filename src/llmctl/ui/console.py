@@ -1,0 +1,141 @@
+"""One output object for the whole run (hatch's `Application` pattern).
+
+Results (and `--output json`) go to stdout; progress, spinners and logs go to stderr; spinners
+only when stderr is a terminal; `NO_COLOR` respected. Actions report through an `Output` and
+never print themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+STATUS_STYLE = {
+    "done": "green",
+    "created": "green",
+    "changed": "yellow",
+    "configured": "yellow",
+    "updated": "yellow",
+    "skipped": "dim",
+    "unchanged": "dim",
+    "ok": "green",
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "red",
+    "failed": "red",
+    "create": "green",
+    "update": "yellow",
+    "delete": "red",
+    "none": "dim",
+}
+
+
+class Output:
+    def __init__(self, *, json_output: bool = False, quiet: bool = False, color: bool | None = None, debug: bool = False):
+        no_color = bool(os.environ.get("NO_COLOR")) if color is None else not color
+        self.json = json_output
+        self.quiet = quiet
+        self.debug = debug
+        self.out = Console(file=sys.stdout, no_color=no_color, highlight=False, soft_wrap=json_output)
+        self.err = Console(file=sys.stderr, no_color=no_color, highlight=False, stderr=True)
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal and not self.quiet
+
+    # --- results (stdout) --------------------------------------------------------------------
+    def result(self, data: Any, render: Callable[[Any], None] | None = None) -> None:
+        """Emit a command's result: JSON for scripts, or the human rendering."""
+        if self.json:
+            self.out.file.write(json.dumps(data, indent=2, default=str) + "\n")
+            self.out.file.flush()
+        elif render is not None:
+            render(data)
+        else:
+            self.out.print(data)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Human-only stdout text; silent under --output json so stdout stays parseable."""
+        if not self.json:
+            self.out.print(*objects, **kwargs)
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, status_column: str | None = None) -> None:
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in columns:
+            table.add_column(column)
+        status_index = list(columns).index(status_column) if status_column else None
+        for row in rows:
+            cells = [("" if cell is None else str(cell)) for cell in row]
+            if status_index is not None:
+                style = STATUS_STYLE.get(cells[status_index].lower())
+                if style:
+                    cells[status_index] = f"[{style}]{cells[status_index]}[/]"
+            table.add_row(*cells)
+        self.print(table)
+
+    # --- progress and messages (stderr) ------------------------------------------------------
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message)
+
+    def step(self, status: str, message: str) -> None:
+        """A line per finished step: `  created  S3 bucket foo`."""
+        if not self.quiet:
+            style = STATUS_STYLE.get(status, "")
+            self.err.print(f"  [{style}]{status:>9}[/]  {message}" if style else f"  {status:>9}  {message}")
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        """One line: what went wrong, then how to fix it."""
+        from rich.markup import escape
+
+        text = f"[red]error:[/] {escape(message)}" + (f"; [dim]fix:[/] {escape(hint)}" if hint else "")
+        self.err.print(text, soft_wrap=True, highlight=False)
+
+    def log_line(self, line: str) -> None:
+        """Subprocess or remote log lines, verbatim (no markup interpretation)."""
+        if not self.quiet:
+            self.err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    @contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner while something slow runs; a plain line when not interactive."""
+        if self.interactive:
+            with self.err.status(message):
+                yield
+        else:
+            self.info(message)
+            yield
+
+    @contextmanager
+    def progress(self, description: str, total: float | None, unit: str = "bytes") -> Iterator[Callable[[float], None]]:
+        """Yield `advance(n)`; draws a bar on a terminal and nothing otherwise."""
+        if not self.interactive:
+            yield lambda n: None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+        if unit == "bytes":
+            columns += [DownloadColumn(), TransferSpeedColumn()]
+        columns.append(TimeRemainingColumn())
+        with Progress(*columns, console=self.err, transient=False) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)

@@ -1,0 +1,55 @@
+"""The config model: defaults, validation, derived names and tags."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmctl.config import LlmctlConfig, Names, load_config
+from llmctl.config.names import LABEL_INSTANCE, LABEL_MANAGED_BY, TAG_DEPLOYMENT, TAG_MANAGED_BY
+from llmctl.errors import ConfigError
+
+
+def test_node_counts_must_be_ordered(tmp_path):
+    path = tmp_path / "llmctl.yaml"
+    path.write_text("cluster:\n  nodes_min: 2\n  nodes_desired: 1\n  nodes_max: 3\n")
+    with pytest.raises(ConfigError, match="nodes_min <= nodes_desired <= nodes_max"):
+        load_config(path, env={})
+
+
+def test_autoscaling_cannot_outgrow_the_node_group(tmp_path):
+    path = tmp_path / "llmctl.yaml"
+    path.write_text("deploy:\n  autoscaling:\n    enabled: true\n    max_replicas: 3\n")
+    with pytest.raises(ConfigError, match="cluster.nodes_max"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    "yaml_text, needle",
+    [
+        ("project:\n  name: Bad_Name\n", "project.name"),
+        ("deploy:\n  load_balancer_source_ranges: [not-a-cidr]\n", "not a CIDR"),
+        ("cluster:\n  instance_types: [gpu-large]\n", "not an EC2 instance type"),
+        ("model:\n  dtype: float8\n", "model.dtype"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("model: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path, yaml_text, needle):
+    path = tmp_path / "llmctl.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")) as info:
+        load_config(path, env={})
+    assert info.value.exit_code == 2
+
+
+def test_names_and_tags_are_derived_from_the_deployment_name():
+    cfg = LlmctlConfig.model_validate({"project": {"name": "chat"}, "aws": {"region": "eu-west-1"}})
+    names = Names.from_config(cfg)
+    assert names.cluster == "chat"
+    assert names.app == "vllm-chat"
+    assert names.irsa_role == "chat-vllm-s3-access"
+    assert names.build_bucket("123456789012") == "chat-build-123456789012-eu-west-1"
+    assert names.ecr_repository == "llmctl/chat"
+    assert names.aws_tags == {TAG_DEPLOYMENT: "chat", TAG_MANAGED_BY: "llmctl"}
+    assert names.aws_tag_list() == [{"Key": TAG_DEPLOYMENT, "Value": "chat"}, {"Key": TAG_MANAGED_BY, "Value": "llmctl"}]
+    assert names.k8s_labels == {LABEL_MANAGED_BY: "llmctl", LABEL_INSTANCE: "chat"}
