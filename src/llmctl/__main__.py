@@ -1,4 +1,4 @@
-from llmctl.cli.main import run
+from llmctl.cli.entry import main
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -29,3 +29,21 @@ def test_every_subcommand_help_works(llmctl):
     for name in ("init", "config", "doctor"):
         assert name in top
         llmctl(name, "--help", check=True)
+
+
+def test_help_is_replayed_from_cache_identically(llmctl, tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = llmctl("--help", env=env, check=True).stdout
+    cached = list((tmp_path / "cache" / "llmctl").glob("help-*.txt"))
+    assert len(cached) == 1 and cached[0].read_text() == first
+    assert llmctl("--help", env=env, check=True).stdout == first
+    # Another width is another cache entry, never a stale replay.
+    narrow = llmctl("--help", env={**env, "COLUMNS": "60"}, check=True).stdout
+    assert narrow != first
+    assert len(list((tmp_path / "cache" / "llmctl").glob("help-*.txt"))) == 2
+
+
+def test_failed_help_is_not_cached(llmctl, tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert llmctl("no-such-command", "--help", env=env).returncode == 2
+    assert not list((tmp_path / "cache").rglob("help-*.txt"))
