@@ -1,0 +1,94 @@
+"""`llmctl build`, `llmctl build status [ID]`, `llmctl build logs [ID] [--follow]`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from llmctl.cli.context import App, OutputOption, get_app
+
+build_app = typer.Typer(
+    help="Build the server image in AWS CodeBuild and push it to ECR.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+PollOption = Annotated[float, typer.Option("--poll-interval", min=0.0, help="Seconds between status polls.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(build_app, name="build")
+
+
+def _manager(app: App):
+    from llmctl.actions.build import BuildManager
+
+    return BuildManager(app.aws, app.names, app.config, app.state, app.output, config_dir=app.config_file.resolve().parent)
+
+
+@build_app.callback()
+def build(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if ECR has an image for this context.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the build id and return.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be created; change nothing.")] = False,
+    wait_timeout: Annotated[
+        Optional[float], typer.Option("--wait-timeout", min=1.0, help="Stop waiting after this many seconds (the build keeps running).")
+    ] = None,
+    poll_interval: PollOption = 5.0,
+    output: OutputOption = None,
+) -> None:
+    """Ensure the build bucket, ECR repository, role and project; build; record the image digest."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from llmctl.actions.build import BuildOptions
+
+    app = get_app(ctx, output)
+    options = BuildOptions(force=force, wait=not no_wait, dry_run=dry_run, poll_s=poll_interval, wait_timeout_s=wait_timeout)
+    result = _manager(app).run(options)
+
+    def render(data: dict) -> None:
+        if data["status"] == "PLANNED":
+            app.output.print("dry run: nothing changed")
+        elif data["status"] == "IN_PROGRESS":
+            app.output.print(data["build_id"])
+        else:
+            app.output.print(data["image"])
+
+    app.output.result(result.to_dict(), render)
+
+
+@build_app.command("status")
+def status(
+    ctx: typer.Context,
+    build_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Build id (default: the latest build).")] = None,
+    output: OutputOption = None,
+) -> None:
+    """Show a build's status and phases."""
+    app = get_app(ctx, output)
+    data = _manager(app).status(build_id)
+
+    def render(data: dict) -> None:
+        app.output.print(f"{data['build_id']}: {data['status']} (phase {data['phase']})")
+        app.output.table(None, ["phase", "status", "seconds"], [(p["phase"], p["status"], p["seconds"]) for p in data["phases"]], status_column="status")
+        if data["image"]:
+            app.output.print(f"image: {data['image']}")
+
+    app.output.result(data, render)
+    if data["status"] not in ("SUCCEEDED", "IN_PROGRESS"):
+        raise typer.Exit(1)
+
+
+@build_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    build_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Build id (default: the latest build).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the build ends.")] = False,
+    poll_interval: PollOption = 5.0,
+) -> None:
+    """Print a build's CloudWatch log (stderr); with --follow, until the build ends."""
+    app = get_app(ctx)
+    status = _manager(app).logs(build_id, follow, poll_interval)
+    if status not in ("SUCCEEDED", "IN_PROGRESS"):
+        raise typer.Exit(1)
