@@ -16,7 +16,7 @@ EXPECTED_PANELS = {
     "Request latency",
     "Time to first token",
     "Inter-token latency",
-    "Requests: active, running, waiting",
+    "Requests: active, queued, running, waiting",
     "KV cache usage",
     "Model loaded",
     "Ready pods",

@@ -56,7 +56,7 @@ def panel_rows(cfg: LlmctlConfig) -> list[tuple[str, list[PanelSpec]]]:
                     "percentunit",
                     (
                         Query(
-                            f'(sum(rate(vllm_requests_total{{{s}, status="error"}}[{RATE}])) or vector(0))'
+                            f'(sum(rate(vllm_requests_total{{{t.error_sel}}}[{RATE}])) or vector(0))'
                             f" / sum(rate(vllm_requests_total{{{s}}}[{RATE}]))",
                             "errors",
                         ),
@@ -84,10 +84,11 @@ def panel_rows(cfg: LlmctlConfig) -> list[tuple[str, list[PanelSpec]]]:
             "Engine",
             [
                 PanelSpec(
-                    "Requests: active, running, waiting",
+                    "Requests: active, queued, running, waiting",
                     "short",
                     (
                         Query(f"sum(vllm_active_requests{{{s}}})", "active (server)"),
+                        Query(f"sum(vllm_queued_requests{{{s}}})", "queued (server)"),
                         Query(f"sum(vllm:num_requests_running{{{s}}})", "running (engine)"),
                         Query(f"sum(vllm:num_requests_waiting{{{s}}})", "waiting (engine)"),
                     ),

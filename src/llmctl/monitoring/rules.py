@@ -56,7 +56,7 @@ def alert_rules(cfg: LlmctlConfig) -> list[AlertRule]:
         ),
         AlertRule(
             "LlmctlHighErrorRatio",
-            f'(sum(rate(vllm_requests_total{{{s}, status="error"}}[5m])) or vector(0))'
+            f'(sum(rate(vllm_requests_total{{{t.error_sel}}}[5m])) or vector(0))'
             f" / sum(rate(vllm_requests_total{{{s}}}[5m]))",
             "> 0.05",
             "5m",

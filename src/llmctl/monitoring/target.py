@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from llmctl.config import LlmctlConfig, Names
 
 
+# vllm_requests_total statuses that count as failures of the endpoint (not client mistakes such as
+# invalid/unauthorized, nor 429 backpressure, which the queue alert covers).
+ERROR_STATUSES = "error|unavailable"
+
+
 @dataclass(frozen=True)
 class Target:
     deployment: str
@@ -35,6 +40,10 @@ class Target:
     def sel(self) -> str:
         """Label matchers for the endpoint's own series (without braces)."""
         return f'job="{self.job}"'
+
+    @property
+    def error_sel(self) -> str:
+        return f'{self.sel}, status=~"{ERROR_STATUSES}"'
 
     @property
     def gpu_sel(self) -> str:
