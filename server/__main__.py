@@ -1,0 +1,79 @@
+"""`python -m server`: validate settings, start uvicorn on PORT, drain on SIGTERM, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvicorn
+
+from server.logs import setup_logging
+from server.settings import SettingsError, load_settings
+
+log = logging.getLogger("server")
+
+
+class DrainingServer(uvicorn.Server):
+    """First SIGTERM/SIGINT drains (in-flight requests finish, up to DRAIN_TIMEOUT_S) then exits;
+    a second one exits at once."""
+
+    def __init__(self, config: uvicorn.Config, drain_timeout_s: float):
+        super().__init__(config)
+        self.drain_timeout_s = drain_timeout_s
+        self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets=None):
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self.draining or self.loop is None or not self.started:
+            self.should_exit = True
+            if self.draining:
+                self.force_exit = True
+            return
+        self.draining = True
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain_then_exit()))
+
+    async def _drain_then_exit(self) -> None:
+        from server.app import drain
+
+        await drain(self.config.app, self.drain_timeout_s)
+        self.should_exit = True
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level)
+        from server.engine import build_engine_config
+
+        vllm_config = build_engine_config(settings)
+    except SettingsError as exc:
+        print(f"server: {exc}", file=sys.stderr)
+        return 2
+    from server.app import create_app
+
+    server: DrainingServer | None = None
+
+    def on_fatal() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, vllm_config, on_fatal=on_fatal)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                            loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    server = DrainingServer(config, settings.drain_timeout_s)
+    server.run()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if app.state.engine.status == "failed":
+        print(f"server: model load failed: {app.state.engine.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
