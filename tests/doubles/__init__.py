@@ -1,0 +1,1 @@
+"""Test doubles: servers and executables that stand in for the cloud and the cluster."""
