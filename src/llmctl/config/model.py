@@ -139,6 +139,12 @@ class AutoscalingConfig(Section):
     enabled: bool = False
     max_replicas: int = Field(2, ge=1, le=100)
     queue_target: int = Field(4, ge=1, description="Target vllm:num_requests_waiting per replica.")
+    engine: Literal["keda", "hpa"] = Field(
+        "keda", description="KEDA ScaledObject (Prometheus trigger) or an HPA (needs prometheus-adapter)."
+    )
+    prometheus_url: str | None = Field(
+        None, description="Prometheus KEDA queries (default: the llmctl monitoring stack's Prometheus)."
+    )
 
 
 class DeployConfig(Section):
@@ -152,6 +158,7 @@ class DeployConfig(Section):
     limits: Resources = Field(default_factory=lambda: Resources(cpu="3", memory="14Gi"))
     model_volume_size: str = Field("30Gi", pattern=QUANTITY, description="sizeLimit of the /models emptyDir.")
     node_cache: bool = Field(False, description="Keep the model in a hostPath cache that survives pod restarts.")
+    shm_size: str = Field("2Gi", pattern=QUANTITY, description="sizeLimit of the in-memory /dev/shm (counts against memory).")
     service_type: Literal["LoadBalancer", "ClusterIP", "NodePort"] = "LoadBalancer"
     load_balancer_source_ranges: list[str] = Field(
         default_factory=list, description="CIDRs allowed to reach the endpoint (empty: anywhere)."
