@@ -1,0 +1,397 @@
+"""`llmctl bench`: resolve the endpoint, run the load, compute vLLM's metrics, cross-check, cost.
+
+Target resolution, first match wins: `--url` (+ `--api-key`); the local endpoint `llmctl local up`
+recorded in the state store (key "local"); the deployed endpoint (the Service's load-balancer
+hostname and the API key Secret, through the Kubernetes adapter). The run itself returns data;
+the CLI renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmctl.errors import ConfigError, LlmctlError
+
+
+@dataclass
+class ResolvedTarget:
+    base_url: str
+    api_key: str | None
+    source: str  # flag | local | cluster
+    model: str | None = None
+    tokenizer_path: str | None = None
+    instance_type: str | None = None
+    replicas: int = 1
+
+
+def resolve_target(
+    url: str | None,
+    api_key: str | None,
+    *,
+    local: dict | None,
+    config_loader: Callable[[], Any],
+    names_loader: Callable[[], Any],
+    kube_factory: Callable[[], Any],
+) -> ResolvedTarget:
+    if url:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--url {url!r} is not an http(s) URL", hint="e.g. --url http://127.0.0.1:8000")
+        return ResolvedTarget(url.rstrip("/"), api_key, "flag")
+    if local and local.get("url"):
+        tokenizer = None
+        if local.get("model_path"):
+            tokenizer = local["model_path"]
+        elif local.get("state_dir"):
+            try:
+                candidate = Path(local["state_dir"]) / "models" / config_loader().model.prefix
+                tokenizer = str(candidate) if candidate.is_dir() else None
+            except LlmctlError:
+                tokenizer = None
+        return ResolvedTarget(local["url"].rstrip("/"), api_key or local.get("api_key"), "local", model=local.get("model"), tokenizer_path=tokenizer)
+    return _cluster_target(api_key, config_loader(), names_loader(), kube_factory)
+
+
+def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTarget:
+    hint = "pass --url (and --api-key), run `llmctl local up`, or `llmctl deploy` first"
+    try:
+        kube = kube_factory()
+        service = kube.get("v1", "Service", names.app, names.namespace)
+    except LlmctlError as exc:
+        raise LlmctlError(f"no endpoint to benchmark: {exc.message}", hint=hint) from None
+    except Exception as exc:  # no kubeconfig, unreachable cluster: the user needs the same hint
+        raise LlmctlError(f"no endpoint to benchmark: cannot reach the cluster ({type(exc).__name__}: {exc})", hint=hint) from None
+    if not service:
+        raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    host = next((i.get("hostname") or i.get("ip") for i in ingress if i.get("hostname") or i.get("ip")), None)
+    if not host:
+        raise LlmctlError(
+            f"Service {names.namespace}/{names.app} has no load-balancer address yet",
+            hint="wait for the load balancer (`llmctl status`), or pass --url",
+        )
+    ports = (service.get("spec") or {}).get("ports") or []
+    port = ports[0].get("port", cfg.server.port) if ports else cfg.server.port
+    if api_key is None:
+        from llmctl.actions.deploy import existing_api_key
+
+        api_key = existing_api_key(kube, names)
+    return ResolvedTarget(
+        f"http://{host}:{port}",
+        api_key,
+        "cluster",
+        model=cfg.model.served_name,
+        instance_type=cfg.cluster.instance_types[0],
+        replicas=cfg.deploy.replicas or 1,
+    )
+
+
+@dataclass
+class BenchOptions:
+    endpoint: str = "/v1/completions"
+    num_prompts: int = 50
+    concurrency: int | None = 4
+    request_rate: float = math.inf
+    burstiness: float = 1.0
+    duration_s: float | None = None
+    warmup: int = 1
+    seed: int = 0
+    input_len: int = 128
+    output_len: int = 100
+    range_ratio: float = 0.0
+    ignore_eos: bool = True
+    dataset: Path | None = None
+    prompt: str | None = None
+    tokenizer: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    percentiles: list[float] = field(default_factory=lambda: [50.0, 90.0, 95.0, 99.0])
+    slo: dict[str, float] = field(default_factory=dict)
+    timeout_s: float = 300.0
+    crosscheck: bool = True
+    output_json: Path | None = None
+    save_detailed: bool = False
+    sweep: str | None = None  # rate | concurrency
+    sweep_start: float | None = None
+    sweep_factor: float = 2.0
+    sweep_steps: int = 6
+    bisect_steps: int = 3
+    slo_attainment: float = 0.9
+    html: bool = False
+    instance_type: str | None = None
+    hourly_price: float | None = None
+    replicas: int | None = None
+
+
+@dataclass
+class Hooks:
+    """Progress callbacks the CLI turns into a bar; all optional."""
+
+    on_info: Callable[[str], None] = lambda msg: None
+    on_run_start: Callable[[int | None, str], None] = lambda total, label: None
+    on_result: Callable[[Any], None] = lambda result: None
+    on_run_end: Callable[[], None] = lambda: None
+    on_point: Callable[[Any], None] = lambda point: None
+
+
+def validate(opts: BenchOptions) -> None:
+    from llmctl.bench.client import ENDPOINTS
+
+    if opts.endpoint not in ENDPOINTS:
+        raise ConfigError(f"--endpoint {opts.endpoint!r} is not one of {', '.join(ENDPOINTS)}")
+    if opts.dataset and opts.prompt:
+        raise ConfigError("--dataset and --prompt are alternatives; give one")
+    if opts.burstiness <= 0:
+        raise ConfigError("--burstiness must be positive")
+    if opts.sweep not in (None, "rate", "concurrency"):
+        raise ConfigError(f"--sweep {opts.sweep!r} is not 'rate' or 'concurrency'")
+    if opts.sweep == "rate" and not opts.sweep_start and math.isinf(opts.request_rate):
+        raise ConfigError("--sweep rate needs a starting rate", hint="add --sweep-start 1 (req/s)")
+    if opts.sweep_factor <= 1:
+        raise ConfigError("--sweep-factor must be greater than 1")
+    if not 0 < opts.slo_attainment <= 1:
+        raise ConfigError("--slo-attainment must be in (0, 1]")
+
+
+def build_dataset(opts: BenchOptions, tokenizer_path: str | None):
+    from llmctl.bench import data
+
+    tokenizer = data.load_tokenizer(opts.tokenizer or tokenizer_path)
+    if opts.tokenizer and tokenizer is None:
+        raise ConfigError(f"--tokenizer {opts.tokenizer}: no tokenizer.json there", hint="point it at a Hugging Face model folder")
+    if opts.prompt:
+        return data.fixed_dataset(opts.num_prompts, opts.prompt, opts.output_len, tokenizer), tokenizer
+    if opts.dataset:
+        return data.sharegpt_dataset(opts.dataset, opts.num_prompts, tokenizer=tokenizer, seed=opts.seed), tokenizer
+    ds = data.random_dataset(
+        opts.num_prompts, opts.input_len, opts.output_len, range_ratio=opts.range_ratio, tokenizer=tokenizer, seed=opts.seed
+    )
+    return ds, tokenizer
+
+
+async def _served_model(base_url: str, api_key: str | None) -> str | None:
+    """The first model `/v1/models` lists (what vLLM's benchmark does), or None."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base_url}/v1/models", headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status != 200:
+                    return None
+                body = await resp.json()
+                return (body.get("data") or [{}])[0].get("id")
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, AttributeError, IndexError):
+        return None
+
+
+class _Scraper:
+    """Scrapes `/metrics` before and after one run (no-op when disabled or unavailable)."""
+
+    def __init__(self, base_url: str, enabled: bool):
+        self.base_url, self.enabled, self.before = base_url, enabled, None
+
+    async def start(self) -> None:
+        if self.enabled:
+            self.before = await self._get()
+
+    async def _get(self) -> str | None:
+        import aiohttp
+
+        from llmctl.bench.crosscheck import scrape
+
+        async with aiohttp.ClientSession() as session:
+            return await scrape(session, self.base_url)
+
+    async def finish(self, metrics: dict, endpoint: str) -> dict:
+        from llmctl.bench.crosscheck import compare
+
+        if not self.enabled:
+            return {"status": "disabled"}
+        after = await self._get() if self.before is not None else None
+        if self.before is None or after is None:
+            return {"status": "unavailable", "reason": f"{self.base_url}/metrics could not be read"}
+        return {"status": "ok", **compare(self.before, after, metrics, endpoint).to_dict()}
+
+
+async def _one_run(opts, target, requests, spec, hooks: Hooks, stop: asyncio.Event, label: str, count_tokens) -> tuple[dict, Any]:
+    from llmctl.bench.load import run_load
+    from llmctl.bench.metrics import REFERENCE_PERCENTILES, compute_metrics
+
+    scraper = _Scraper(target.base_url, opts.crosscheck)
+    hooks.on_run_start(None if spec.duration_s else len(requests), label)
+    try:
+        run = await run_load(requests, target, spec, on_result=hooks.on_result, stop=stop, on_start=scraper.start)
+    finally:
+        hooks.on_run_end()
+    percentiles = sorted(set(opts.percentiles) | set(REFERENCE_PERCENTILES))
+    metrics = compute_metrics(
+        run.results, run.duration, percentiles=percentiles, slo=opts.slo, count_tokens=count_tokens,
+        concurrency_limited=spec.concurrency is not None,
+    )
+    metrics["crosscheck"] = await scraper.finish(metrics, opts.endpoint)
+    metrics["warmup_failed"] = sum(1 for r in run.warmup if not r.success)
+    metrics["interrupted"] = run.interrupted
+    return metrics, run
+
+
+def run_bench(opts: BenchOptions, resolved: ResolvedTarget, hooks: Hooks | None = None) -> dict:
+    """Run the benchmark (or the sweep); Ctrl-C stops it and the partial result is returned."""
+    validate(opts)
+    hooks = hooks or Hooks()
+    dataset, tokenizer = build_dataset(opts, resolved.tokenizer_path)
+    if dataset.note:
+        hooks.on_info(dataset.note)
+    return asyncio.run(_run(opts, resolved, dataset, tokenizer, hooks))
+
+
+async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer, hooks: Hooks) -> dict:
+    from llmctl.bench import cost as costs
+    from llmctl.bench.client import Target
+    from llmctl.bench.load import LoadSpec
+    from llmctl.bench.metrics import reference_checks, result_document
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        handled = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        handled = False
+    try:
+        model = opts.model or resolved.model
+        if model is None and opts.endpoint != "/generate":
+            model = await _served_model(resolved.base_url, resolved.api_key)
+        target = Target(
+            resolved.base_url, opts.endpoint, resolved.api_key, model, opts.ignore_eos, opts.temperature, opts.timeout_s
+        )
+        count_tokens = tokenizer.count if tokenizer is not None else None
+        base_spec = LoadSpec(opts.request_rate, opts.burstiness, opts.concurrency, opts.duration_s, opts.warmup, opts.seed)
+        params = {
+            "backend": "llmctl",
+            "model_id": model,
+            "tokenizer_id": opts.tokenizer or resolved.tokenizer_path,
+            "num_prompts": opts.num_prompts,
+            "request_rate": opts.request_rate,
+            "burstiness": opts.burstiness,
+            "max_concurrency": opts.concurrency,
+            "url": resolved.base_url,
+            "target_source": resolved.source,
+            "endpoint": opts.endpoint,
+            "dataset": dataset.kind,
+            "exact_prompt_lengths": dataset.exact_lengths,
+            "input_len": opts.input_len,
+            "output_len": opts.output_len,
+            "range_ratio": opts.range_ratio,
+            "ignore_eos": opts.ignore_eos,
+            "duration_limit_s": opts.duration_s,
+            "warmup": opts.warmup,
+            "seed": opts.seed,
+            "percentiles": opts.percentiles,
+            "slo": opts.slo,
+        }
+        sweep_doc = None
+        if opts.sweep:
+            sweep_doc, metrics, results = await _sweep(opts, target, dataset.requests, base_spec, hooks, stop, count_tokens)
+        else:
+            metrics, run = await _one_run(opts, target, dataset.requests, base_spec, hooks, stop, "benchmark", count_tokens)
+            results = run.results
+        doc = result_document(metrics, results, params, detailed=opts.save_detailed)
+        extras = doc["llmctl"]
+        extras["dataset_note"] = dataset.note
+        extras["reference_checks"] = reference_checks(metrics)
+        extras["crosscheck"] = doc.pop("crosscheck")
+        extras["warmup_failed"] = doc.pop("warmup_failed")
+        extras["interrupted"] = doc.pop("interrupted") or stop.is_set()
+        extras["errors_by_type"] = doc.pop("errors_by_type")
+        extras["error_samples"] = _error_samples(results)
+        estimate = costs.estimate(
+            metrics["output_throughput"],
+            replicas=opts.replicas or resolved.replicas,
+            instance_type=opts.instance_type or resolved.instance_type,
+            hourly_usd=opts.hourly_price,
+        )
+        extras["cost"] = estimate.to_dict() if estimate else None
+        if sweep_doc is not None:
+            extras["sweep"] = sweep_doc.to_dict()
+        extras["files"] = _write_outputs(doc, sweep_doc, opts)
+        return doc
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def _error_samples(results) -> dict[str, str]:
+    samples: dict[str, str] = {}
+    for r in results:
+        if not r.success and r.error not in samples:
+            samples[r.error] = r.detail
+    return samples
+
+
+async def _sweep(opts, target, requests, base_spec, hooks: Hooks, stop, count_tokens):
+    from dataclasses import replace
+
+    from llmctl.bench.sweep import run_sweep
+
+    kind = opts.sweep
+    start = opts.sweep_start or (opts.request_rate if kind == "rate" else float(opts.concurrency or 1))
+    runs: dict[float, tuple[dict, list]] = {}
+    first = True
+
+    async def measure(level: float) -> dict:
+        nonlocal first
+        if kind == "rate":
+            spec = replace(base_spec, request_rate=level, warmup=base_spec.warmup if first else 0)
+        else:
+            spec = replace(base_spec, concurrency=int(level), request_rate=math.inf, warmup=base_spec.warmup if first else 0)
+        first = False
+        metrics, run = await _one_run(opts, target, requests, spec, hooks, stop, f"{kind} {level:g}", count_tokens)
+        runs[level] = (metrics, run.results)
+        return metrics
+
+    result = await run_sweep(
+        measure,
+        kind=kind,
+        start=start,
+        factor=opts.sweep_factor,
+        max_steps=opts.sweep_steps,
+        bisect_steps=opts.bisect_steps,
+        slo=opts.slo,
+        min_attainment=opts.slo_attainment,
+        on_point=hooks.on_point,
+        should_stop=stop.is_set,
+    )
+    if not runs:
+        raise LlmctlError("the sweep was interrupted before its first level finished")
+    # The summary shows the best level's run, or the last one measured when none met the objective.
+    metrics, results = runs.get(result.best) or runs[result.points[-1].level if result.points else next(reversed(runs))]
+    return result, metrics, results
+
+
+def _write_outputs(doc: dict, sweep_doc, opts: BenchOptions) -> list[str]:
+    import json
+    from datetime import datetime
+
+    path = opts.output_json
+    if path is None and sweep_doc is not None:
+        path = Path(f"llmctl-bench-sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    if path is None:
+        return []
+    from llmctl.bench.sweep import write_html, write_plots
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = [path]
+    if sweep_doc is not None:
+        pngs = write_plots(sweep_doc, path)
+        written += pngs
+        if opts.html:
+            written.append(write_html(sweep_doc, pngs, path.with_suffix(".html")))
+    doc["llmctl"]["files"] = [str(p) for p in written]
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return [str(p) for p in written]

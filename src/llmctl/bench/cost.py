@@ -1,0 +1,69 @@
+"""Dollars per million output tokens from a run's measured throughput and the node's price.
+
+The hourly price comes from `llmctl.pricing` (the dated price table `cluster` and `cost` use);
+a `--hourly-price` given by the user wins. Throughput is what the whole endpoint delivered, so
+with N replicas the cost per token is N nodes' price over that throughput, and each replica's
+share of the throughput is reported beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class CostEstimate:
+    instance_type: str | None
+    hourly_usd: float  # one node
+    replicas: int
+    output_throughput: float  # tokens/s, whole endpoint
+    usd_per_million_output_tokens: float | None
+    output_throughput_per_replica: float
+    source: str  # "price table" | "--hourly-price"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def hourly_price(instance_type: str) -> float | None:
+    """On-demand $/hour of one instance from llmctl's price table; None when unknown."""
+    try:
+        from llmctl import pricing
+    except ImportError:
+        return None
+    try:
+        entry = pricing.instance(instance_type)
+    except (KeyError, LookupError, ValueError):
+        return None
+    if entry is None:
+        return None
+    if isinstance(entry, (int, float)):
+        return float(entry)
+    for name in ("hourly_usd", "on_demand_hourly", "hourly", "price_per_hour"):
+        value = entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+        if value is not None:
+            return float(value)
+    return None
+
+
+def estimate(
+    output_throughput: float,
+    *,
+    replicas: int = 1,
+    instance_type: str | None = None,
+    hourly_usd: float | None = None,
+) -> CostEstimate | None:
+    """The cost figure, or None when no price is known for the instance."""
+    source = "--hourly-price"
+    if hourly_usd is None:
+        if instance_type is None:
+            return None
+        hourly_usd = hourly_price(instance_type)
+        source = "price table"
+        if hourly_usd is None:
+            return None
+    replicas = max(1, replicas)
+    per_million = None
+    if output_throughput > 0:
+        per_million = hourly_usd * replicas / (output_throughput * 3600.0) * 1_000_000
+    return CostEstimate(instance_type, hourly_usd, replicas, output_throughput, per_million, output_throughput / replicas, source)
