@@ -168,12 +168,13 @@ class BuildManager:
     # --- the command --------------------------------------------------------------------------
     def run(self, options: BuildOptions) -> BuildResult:
         context = self.context_dir()
-        secret_arn = self.dockerhub_secret_arn()
-        buildspec = self.buildspec_text(context, secret_arn)
-        if not secret_arn:
-            self.out.warn("build.dockerhub_secret is not set: CodeBuild pulls the base image anonymously (Docker Hub rate limits apply)")
         with tempfile.TemporaryDirectory(prefix="llmctl-build-") as tmp:
+            # Every input is checked before anything is created.
             archive = zip_context(context, Path(tmp) / "context.zip")
+            secret_arn = self.dockerhub_secret_arn()
+            buildspec = self.buildspec_text(context, secret_arn)
+            if not secret_arn:
+                self.out.warn("build.dockerhub_secret is not set: CodeBuild pulls the base image anonymously (Docker Hub rate limits apply)")
             self.out.info(f"build context {context}: {len(archive.files)} files, sha256 {archive.sha256[:16]}")
             account = self.aws.account_id
             plan = self.infrastructure(account, secret_arn)
