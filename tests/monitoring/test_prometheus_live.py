@@ -21,7 +21,7 @@ from llmctl.monitoring.dashboards import all_queries
 from llmctl.monitoring.rules import alert_rules, rule_file
 from llmctl.monitoring.target import Target
 from tests.monitoring.conftest import require_tool, rules_test_config
-from tests.monitoring.promql import concrete
+from tests.monitoring.promql import SYNTHETIC, concrete, metric_names
 
 pytestmark = pytest.mark.engine
 
@@ -39,10 +39,9 @@ def get_json(url: str, timeout: float = 5) -> dict:
         return json.load(response)
 
 
-def post(url: str, body: dict) -> int:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+def post(server, path: str, body: dict) -> int:
+    headers = {"Content-Type": "application/json", **server.headers}
+    request = urllib.request.Request(f"{server.url}{path}", data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             response.read()
@@ -133,9 +132,9 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
     poll(lambda: query(prometheus, f'up{{{target.sel}}} == 1'), "the first scrape of the server")
 
     for i in range(3):
-        assert post(f"{live_server.url}/generate", {"prompt": f"hello {i}", "max_tokens": 8, "seed": i}) == 200
-    assert post(f"{live_server.url}/generate", {"prompt": "hi", "max_tokens": 4, "stream": True}) == 200
-    assert post(f"{live_server.url}/generate", {"prompt": "bad", "max_tokens": 0}) == 400
+        assert post(live_server, "/generate", {"prompt": f"hello {i}", "max_tokens": 8, "seed": i}) == 200
+    assert post(live_server, "/generate", {"prompt": "hi", "max_tokens": 4, "stream": True}) == 200
+    assert post(live_server, "/generate", {"prompt": "bad", "max_tokens": 0}) == 400
 
     queries = {concrete(q) for q in all_queries(cfg)} | {r.signal for r in alert_rules(cfg)}
     missing = set(queries)
@@ -164,3 +163,15 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     # Healthy server, light traffic: no alert fires.
     assert [r["name"] for r in rules if r["state"] == "firing"] == []
+
+
+def test_queries_name_only_metrics_the_server_exposes(live_server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{live_server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    cfg = live_config()
+    used = set().union(*(metric_names(q) for q in all_queries(cfg) + [r.expr for r in alert_rules(cfg)]))
+    assert used - SYNTHETIC <= exposed, sorted(used - SYNTHETIC - exposed)
+    assert {"vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm_model_loaded"} <= used
