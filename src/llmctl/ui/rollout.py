@@ -1,0 +1,159 @@
+"""The rollout phase display: Scheduling -> Pulling image -> Downloading model -> Loading engine -> Ready.
+
+Fed with the plain `RolloutEvent`s of `llmctl.actions.rollout` from any source (Kubernetes
+watches for `deploy`, local processes for `local up`). On a terminal it is a live panel with a
+ticking clock on the current phase and a download bar; otherwise one line per change, progress
+at most every few seconds, so logs and CI output stay short. Goes to stderr.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from llmctl.actions.rollout import (
+    PHASES,
+    READY,
+    DownloadProgress,
+    Notice,
+    PhaseStarted,
+    RolloutEvent,
+    Timeline,
+)
+from llmctl.ui.console import Output
+
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    if s < 60:
+        return f"{s:.1f}s"
+    minutes, seconds = divmod(int(round(s)), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def progress_text(p: DownloadProgress) -> str:
+    files = f", {p.files_done}/{p.files_total} files" if p.files_total else ""
+    eta = f", ETA {human_seconds(p.eta_s)}" if p.eta_s is not None and p.bytes_done < p.bytes_total else ""
+    return (f"{human_bytes(p.bytes_done)} / {human_bytes(p.bytes_total)} ({p.fraction:.0%}) "
+            f"at {p.rate_bps / 1e6:.1f} MB/s{eta}{files}")
+
+
+class RolloutDisplay:
+    """`with RolloutDisplay(output) as show: show(event)`; `.timeline` holds what was seen."""
+
+    def __init__(self, output: Output, title: str = "rollout", clock: Callable[[], float] = time.monotonic):
+        self.output = output
+        self.title = title
+        self.clock = clock
+        self.timeline = Timeline()
+        self.notices: list[Notice] = []
+        self.live = None
+        self.lock = threading.Lock()
+        self.origin: float | None = None  # clock() at event time 0, for the ticking elapsed time
+        self.last_plain_progress = -PLAIN_PROGRESS_EVERY_S
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> "RolloutDisplay":
+        if self.output.interactive and not self.output.json:
+            from rich.live import Live
+
+            self.live = Live(get_renderable=self._renderable, console=self.output.err, refresh_per_second=4,
+                             transient=False)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def __call__(self, event: RolloutEvent) -> None:
+        with self.lock:
+            if self.origin is None:
+                self.origin = self.clock() - getattr(event, "at", 0.0)
+            self.timeline.apply(event)
+            if isinstance(event, Notice):
+                self.notices = (self.notices + [event])[-3:]
+            if self.live is None:
+                self._plain(event)
+
+    def _plain(self, event: RolloutEvent) -> None:
+        out = self.output
+        if isinstance(event, PhaseStarted):
+            detail = f" ({event.detail})" if event.detail else ""
+            if event.phase == READY:
+                out.info(f"  [{human_seconds(event.at):>7}] Ready{detail}")
+            else:
+                out.info(f"  [{human_seconds(event.at):>7}] {event.phase}...{detail}")
+        elif isinstance(event, DownloadProgress):
+            done = event.bytes_total and event.bytes_done >= event.bytes_total
+            if done or event.at - self.last_plain_progress >= PLAIN_PROGRESS_EVERY_S:
+                self.last_plain_progress = event.at
+                out.info(f"  [{human_seconds(event.at):>7}]   {progress_text(event)}")
+        elif isinstance(event, Notice):
+            if event.level == "warn":
+                out.warn(event.message)
+            else:
+                out.info(f"  [{human_seconds(event.at):>7}]   {event.message}")
+
+    # -- live rendering -----------------------------------------------------------------------------
+
+    def _renderable(self):
+        from rich.table import Table
+        from rich.text import Text
+
+        with self.lock:
+            now = (self.clock() - self.origin) if self.origin is not None else 0.0
+            durations = dict(self.timeline.durations(now))
+            table = Table.grid(padding=(0, 2))
+            table.add_column(width=2)
+            table.add_column()
+            table.add_column(justify="right")
+            table.add_column()
+            current = self.timeline.current
+            for phase in PHASES:
+                if phase not in self.timeline.starts:
+                    if phase == READY or current != READY:
+                        table.add_row(Text("·", style="dim"), Text(phase, style="dim"), "", "")
+                    continue
+                finished = phase != current or phase == READY
+                mark = Text("✓", style="green") if finished else Text("…", style="yellow")
+                detail = ""
+                if phase == "Downloading model" and self.timeline.download:
+                    detail = progress_text(self.timeline.download)
+                elapsed = "" if phase == READY else human_seconds(durations.get(phase))
+                if phase == READY:
+                    elapsed = human_seconds(self.timeline.starts[READY])
+                table.add_row(mark, Text(phase, style="bold" if not finished else ""), elapsed, detail)
+            for notice in self.notices:
+                table.add_row("", Text(notice.message, style="yellow" if notice.level == "warn" else "dim"), "", "")
+            return table
+
+
+def render_timeline(output: Output, timeline: Timeline) -> None:
+    """The cold-start timeline: each phase's duration with a bar, and the total."""
+    durations = timeline.durations()
+    total = timeline.total_s or sum(s for _, s in durations) or 1.0
+    width = 30
+    rows = []
+    for phase, seconds in durations:
+        bar = "█" * max(1, round(width * seconds / total)) if seconds > 0 else ""
+        rows.append((phase, human_seconds(seconds), bar))
+    rows.append(("total (to Ready)", human_seconds(timeline.total_s), ""))
+    output.table("cold-start timeline", ["phase", "time", ""], rows)
+
