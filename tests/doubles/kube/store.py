@@ -321,18 +321,25 @@ class Store:
             spec.setdefault("progressDeadlineSeconds", 600)
             spec.setdefault("revisionHistoryLimit", 10)
         elif rt.kind == "Service":
-            spec = obj.setdefault("spec", {})
-            spec.setdefault("type", "ClusterIP")
-            if not spec.get("clusterIP"):
-                n = len(self.objects) % 250 + 1
-                spec["clusterIP"] = f"10.100.{n // 250}.{n}"
-                spec["clusterIPs"] = [spec["clusterIP"]]
-            for i, port in enumerate(spec.get("ports") or []):
-                port.setdefault("protocol", "TCP")
-                port.setdefault("targetPort", port.get("port"))
-                if spec["type"] in ("LoadBalancer", "NodePort"):
-                    port.setdefault("nodePort", 30000 + (len(self.objects) * 7 + i) % 2767)
+            self._default_service(obj, None)
             obj["status"] = {"loadBalancer": {}}
+
+    def _default_service(self, obj: dict, old: dict | None) -> None:
+        """Defaulting the API server runs on every write (so a re-apply of the same manifest is a no-op)."""
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        if not spec.get("clusterIP"):
+            n = len(self.objects) % 250 + 1
+            spec["clusterIP"] = f"10.100.{n // 250}.{n}"
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in (old or {}).get("spec", {}).get("ports")
+                     or []}
+        for i, port in enumerate(spec.get("ports") or []):
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+            if spec["type"] in ("LoadBalancer", "NodePort") and "nodePort" not in port:
+                previous = old_ports.get((port.get("port"), port["protocol"]), {}).get("nodePort")
+                port["nodePort"] = previous or 30000 + (len(self.objects) * 7 + i) % 2767
 
     def update(self, rt: ResourceType, namespace: str | None, name: str, new: dict, manager: str = "unknown",
                dry_run: bool = False, subresource: str | None = None, operation: str = "Update",
@@ -371,6 +378,8 @@ class Store:
                 obj.pop("status", None)
         self._validate(rt, obj, old)
         normalize_quantities(obj)
+        if rt.kind == "Service":
+            self._default_service(obj, old)
         entry = self._manager_entry(rt, manager, operation, subresource)
         if _content(obj) == _content(old) and self._has_manager(old, entry):
             return old

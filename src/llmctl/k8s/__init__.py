@@ -1,0 +1,1 @@
+"""Thin Kubernetes adapter over the official client: dict objects in and out, errors as LlmctlError."""
