@@ -2,13 +2,12 @@
 
 botocore itself honours `AWS_PROFILE`, `AWS_REGION` and `AWS_ENDPOINT_URL` /
 `AWS_ENDPOINT_URL_<SERVICE>`, so every command runs unchanged against a local AWS double.
-Retries use botocore's standard mode (adaptive with `LLMCTL_AWS_RETRY_MODE=adaptive`).
+Retries use botocore's standard mode, or adaptive with `aws.retry_mode: adaptive`.
 Credentials are never read, written or printed here: the default chain resolves them.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from typing import Any
 
@@ -18,15 +17,16 @@ from llmctl.errors import LlmctlError
 class AwsClients:
     """Lazily created, cached clients for one region/profile."""
 
-    def __init__(self, region: str, profile: str | None = None, session: Any = None):
+    def __init__(self, region: str, profile: str | None = None, session: Any = None, retry_mode: str = "standard"):
         self.region = region
         self.profile = profile
+        self.retry_mode = retry_mode
         self._session = session
         self._clients: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, cfg) -> "AwsClients":
-        return cls(cfg.aws.region, cfg.aws.profile)
+        return cls(cfg.aws.region, cfg.aws.profile, retry_mode=cfg.aws.retry_mode)
 
     @cached_property
     def session(self):
@@ -49,7 +49,7 @@ class AwsClients:
             from botocore.config import Config
 
             config = Config(
-                retries={"mode": os.environ.get("LLMCTL_AWS_RETRY_MODE", "standard"), "max_attempts": 8},
+                retries={"mode": self.retry_mode, "max_attempts": 8},
                 user_agent_extra="llmctl",
                 connect_timeout=10,
                 read_timeout=60,
