@@ -36,6 +36,9 @@ class ProjectConfig(Section):
 class AwsConfig(Section):
     region: str = Field("us-east-1", description="AWS region for every resource.")
     profile: str | None = Field(None, description="AWS shared-config profile (else the default chain).")
+    retry_mode: Literal["standard", "adaptive"] = Field(
+        "standard", description="botocore retry mode; adaptive also rate-limits the client."
+    )
 
     @field_validator("region")
     @classmethod
