@@ -111,7 +111,7 @@ class KubeDouble:
         self.region = region
         self.lb_delay = lb_delay
         self.namespace_delete_delay = namespace_delete_delay
-        self.lb_create_hook: Callable[[dict], str | None] | None = None
+        self.lb_create_hook: Callable[[dict], str | dict | None] | None = None
         self.lb_delete_hook: Callable[[dict], None] | None = None
         self.lb_pending: set = set()
         self.lb_deleting: set = set()
@@ -365,7 +365,8 @@ class KubeDouble:
                 self.store.remove(rt, node)
 
     def set_allocatable(self, name: str, resources: dict, after: float = 0.0) -> None:
-        """Change a node's allocatable and capacity (e.g. the device plugin registering a GPU) after a delay."""
+        """Change a node's allocatable and capacity after `after` seconds (e.g. the device plugin registering a
+        GPU: {"nvidia.com/gpu": "1"}); a value of None removes that resource."""
         def change() -> None:
             rt = self.rt("v1", "Node")
             node = self.store.get(rt, None, name)
@@ -392,10 +393,12 @@ class KubeDouble:
     def install_keda(self) -> None:
         self.install_crds(KEDA_CRDS)
 
-    def on_load_balancer(self, create: Callable[[dict], str | None] | None = None,
+    def on_load_balancer(self, create: Callable[[dict], str | dict | None] | None = None,
                          delete: Callable[[dict], None] | None = None) -> None:
         """Hooks the cloud controller calls (outside the double's lock) when it provisions or removes a Service's
-        load balancer; `create` may return the hostname to publish."""
+        load balancer. `create(service)` may return the hostname to publish, or a whole ingress entry such as
+        {"ip": "127.0.0.1"}; None publishes an ELB-style hostname. `delete(service)` runs before the Service's
+        load-balancer finalizer is released (so the Service disappears only after it returns)."""
         self.lb_create_hook, self.lb_delete_hook = create, delete
 
     # -- direct access for tests ----------------------------------------------------------------

@@ -462,19 +462,21 @@ class Controllers:
         if svc is None or svc["metadata"].get("deletionTimestamp"):
             self.c.lb_pending.discard((ns, name))
             return
-        hostname = None
+        ingress = None
         if self.c.lb_create_hook is not None:
-            hostname = self.c.lb_create_hook(svc)
-        if not hostname:
+            ingress = self.c.lb_create_hook(svc)
+        if not ingress:
             lb_name = "a" + svc["metadata"]["uid"].replace("-", "")[:31]
-            hostname = f"{lb_name}-{abs(hash(lb_name)) % 10**10}.elb.{self.c.region}.amazonaws.com"
+            ingress = f"{lb_name}-{int(hashlib.md5(lb_name.encode()).hexdigest()[:8], 16)}.elb.{self.c.region}.amazonaws.com"
+        if isinstance(ingress, str):
+            ingress = {"hostname": ingress}
         with self.c.lock:
             self.c.lb_pending.discard((ns, name))
             current = self.c.store.get(rt, ns, name)
             if current is None or current["metadata"]["uid"] != svc["metadata"]["uid"]:
                 return
             status = copy.deepcopy(current.get("status") or {})
-            status["loadBalancer"] = {"ingress": [{"hostname": hostname}]}
+            status["loadBalancer"] = {"ingress": [dict(ingress)]}
             self.c.store.put_status(rt, current, status)
             self.c.record_event(current, "Normal", "EnsuredLoadBalancer", "Ensured load balancer",
                                 component="service-controller")
