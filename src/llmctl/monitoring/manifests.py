@@ -139,6 +139,15 @@ def config_files(cfg: LlmctlConfig) -> dict[str, str]:
     }
 
 
+def stack_labels(cfg: LlmctlConfig) -> dict[str, str]:
+    """Labels on every monitoring object of a deployment: what `monitoring down` deletes by."""
+    return {**Names.from_config(cfg).k8s_labels, "app.kubernetes.io/part-of": PART_OF}
+
+
+def stack_selector(cfg: LlmctlConfig) -> str:
+    return ",".join(f"{k}={v}" for k, v in stack_labels(cfg).items())
+
+
 def _hash(*texts: str) -> str:
     digest = hashlib.sha256()
     for text in texts:
@@ -211,13 +220,13 @@ def operator_manifests(cfg: LlmctlConfig, selector_labels: dict[str, str] | None
     from llmctl.render import render_documents
 
     t = Target.from_config(cfg)
-    labels = Names.from_config(cfg).k8s_labels
+    labels = stack_labels(cfg)
     return render_documents(
         "monitoring/operator.yaml.j2",
         job=t.job,
         namespace=cfg.monitoring.namespace,
         app_namespace=t.namespace,
-        app_labels=labels,
+        app_labels=Names.from_config(cfg).k8s_labels,
         port=t.port,
         scrape_interval=cfg.monitoring.scrape_interval,
         monitor_labels={**(selector_labels or {}), **labels},

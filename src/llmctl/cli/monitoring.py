@@ -1,0 +1,142 @@
+"""`llmctl monitoring up|down|render` and `llmctl dashboard`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmctl.cli.context import App, OutputOption, get_app
+
+monitoring_app = typer.Typer(help="Prometheus, Alertmanager and Grafana for the endpoint.", no_args_is_help=True)
+
+ModeOption = Annotated[
+    str,
+    typer.Option("--mode", help="auto (operator when its CRDs exist), operator, or self-contained."),
+]
+KubeconfigOption = Annotated[Optional[str], typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")]
+ContextOption = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitoring_app, name="monitoring")
+    app.command("dashboard", help="Port-forward Grafana (or Prometheus) and print or open its URL.")(dashboard)
+
+
+def _mode(value: str, allow_auto: bool = True) -> str | None:
+    choices = ("auto", "operator", "self-contained") if allow_auto else ("operator", "self-contained")
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint="--mode")
+    return None if value == "auto" else value
+
+
+def _manager(app: App, kubeconfig: str | None, context: str | None):
+    from llmctl.actions.monitoring import MonitoringManager
+
+    return MonitoringManager(app.kube(kubeconfig, context), app.config, app.names)
+
+
+def _report(app: App):
+    return lambda r: app.output.step(r.action, f"{r.kind} {r.namespace + '/' if r.namespace else ''}{r.name}")
+
+
+@monitoring_app.command("up")
+def up(
+    ctx: typer.Context,
+    mode: ModeOption = "auto",
+    dry_run: DryRunOption = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Deploy the monitoring stack (or, with the Prometheus Operator, a ServiceMonitor, rules and dashboards)."""
+    app = get_app(ctx, output)
+    chosen = _mode(mode)
+    manager = _manager(app, kubeconfig, context)
+    used, results = manager.up(chosen, dry_run=dry_run, report=_report(app))
+
+    def render(data: dict) -> None:
+        app.output.print(f"monitoring ({data['mode']}) {'planned' if dry_run else 'up'} in namespace "
+                         f"{app.config.monitoring.namespace}; open it with `llmctl dashboard`")
+
+    app.output.result({"mode": used, "dry_run": dry_run, "objects": [r.to_dict() for r in results]}, render)
+
+
+@monitoring_app.command("down")
+def down(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Delete every monitoring object `up` created for this deployment (found by label)."""
+    app = get_app(ctx, output)
+    results = _manager(app, kubeconfig, context).down(dry_run=dry_run, report=_report(app))
+
+    def render(data: dict) -> None:
+        app.output.print(f"{len(data['objects'])} monitoring objects {'would be deleted' if dry_run else 'deleted'}")
+
+    app.output.result({"dry_run": dry_run, "objects": [r.to_dict() for r in results]}, render)
+
+
+@monitoring_app.command("render")
+def render_cmd(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option("--mode", help="operator or self-contained.")] = "self-contained",
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Write one file per object here instead of stdout.")] = None,
+) -> None:
+    """Print the monitoring manifests (no cluster needed; the Grafana password Secret is left out)."""
+    from llmctl.actions.deploy import write_documents
+    from llmctl.actions.monitoring import render
+    from llmctl.render import dump_documents
+
+    app = get_app(ctx)
+    docs = render(app.config, _mode(mode, allow_auto=False))
+    if directory is not None:
+        for path in write_documents(docs, directory):
+            app.output.step("written", path)
+        return
+    app.output.print(dump_documents(docs), end="", markup=False, highlight=False, soft_wrap=True)
+
+
+def dashboard(
+    ctx: typer.Context,
+    prometheus: Annotated[bool, typer.Option("--prometheus", help="Prometheus instead of Grafana.")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Local port (0: any free one).")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the URL only.")] = False,
+    show_password: Annotated[bool, typer.Option("--show-password", help="Print Grafana's admin password.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+) -> None:
+    """Port-forward Grafana (or Prometheus) to 127.0.0.1 until Ctrl-C; nothing is exposed publicly."""
+    import webbrowser
+
+    from llmctl.actions.monitoring import PortForward, find_kubectl
+
+    app = get_app(ctx)
+    manager = _manager(app, kubeconfig, context)
+    service, remote = manager.ui_service(prometheus)
+    forward = PortForward(find_kubectl(), manager.stack.namespace, service, remote, port, kubeconfig, context)
+    local = forward.start()
+    try:
+        url = f"http://127.0.0.1:{local}"
+        app.output.result({"url": url, "service": service}, lambda d: app.output.print(d["url"]))
+        if not prometheus:
+            password = manager.grafana_password()
+            if password and show_password:
+                app.output.info(f"login: admin / {password}")
+            elif password:
+                app.output.info(f"login: admin; password: `llmctl dashboard --show-password` or "
+                                f"kubectl -n {manager.stack.namespace} get secret {manager.stack.grafana_secret} "
+                                "-o jsonpath='{.data.admin-password}' | base64 -d")
+        if not no_browser and app.output.interactive:
+            webbrowser.open(url)
+        app.output.info("forwarding; Ctrl-C to stop")
+        code = forward.wait()
+        if code:
+            raise typer.Exit(1)
+    finally:
+        forward.stop()
