@@ -38,7 +38,7 @@ class CodeBuildSimulator:
     log_lines: dict[str, list[str]] = field(default_factory=dict)
     builds: dict[str, SimulatedBuild] = field(default_factory=dict)
 
-    def install(self, monkeypatch) -> "CodeBuildSimulator":
+    def install(self, monkeypatch) -> CodeBuildSimulator:
         from moto.codebuild.models import CodeBuildBackend
         from moto.codebuild.responses import CodeBuildResponse
 

@@ -76,7 +76,7 @@ def test_watch_sees_scripted_pod_become_ready(kube, dyn, core, ns):
     assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
     assert pod["spec"]["nodeName"] == DEFAULT_NODE
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert [c["state"] for c in pod["status"]["initContainerStatuses"]][0]["terminated"]["reason"] == "Completed"
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     log = core.read_namespaced_pod_log(pod["metadata"]["name"], NS, container="model-download")
     assert log.splitlines() == lines
     reasons = [e["reason"] for e in sorted(kube.events(NS, pod["metadata"]["name"]),

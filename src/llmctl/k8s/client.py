@@ -101,7 +101,7 @@ class Kube:
         self._resources: dict[tuple[str, str], _Resource] = {}
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> "Kube":
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Kube:
         from kubernetes import config
         from kubernetes.config.config_exception import ConfigException
 

@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -136,7 +137,7 @@ class KubeDouble:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> "KubeDouble":
+    def start(self) -> KubeDouble:
         self._http = KubeHTTPServer(self)
         worker = threading.Thread(target=self._work, name="kube-double-worker", daemon=True)
         serve = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
@@ -162,8 +163,9 @@ class KubeDouble:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> "KubeDouble":
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -219,7 +221,7 @@ class KubeDouble:
                         fn()
                 else:
                     fn()
-            except Exception:  # keep serving; the fixture reports these after the test
+            except Exception:  # noqa: BLE001 - keep serving; the fixture reports these after the test
                 self.errors.append(traceback.format_exc())
 
     def record_request(self, record: RequestRecord) -> None:

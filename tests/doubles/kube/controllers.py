@@ -15,7 +15,6 @@ from collections import Counter
 from kubernetes.utils.quantity import parse_quantity
 
 from .resources import ResourceType
-from .selectors import match_label_selector_object
 from .store import ApiError, now_rfc3339
 
 LB_FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
@@ -102,9 +101,9 @@ class Controllers:
             later(0, lambda: self.owner_status_of(obj))
         elif kind == "Service" and type_ != "DELETED":
             self._service_changed(obj)
-        elif kind == "Namespace" and type_ == "MODIFIED" and meta.get("deletionTimestamp"):
-            if not (old or {}).get("metadata", {}).get("deletionTimestamp"):
-                later(self.c.namespace_delete_delay, lambda: self._finish_namespace(name))
+        elif kind == "Namespace" and type_ == "MODIFIED" and meta.get("deletionTimestamp") and \
+                not (old or {}).get("metadata", {}).get("deletionTimestamp"):
+            later(self.c.namespace_delete_delay, lambda: self._finish_namespace(name))
 
     # -- garbage collection, namespaces, CRDs -------------------------------------------------------
 

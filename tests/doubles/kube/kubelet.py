@@ -43,62 +43,62 @@ GPU_UNSCHEDULABLE = ("0/1 nodes are available: 1 Insufficient nvidia.com/gpu. pr
 class Step:
     """One timed change to a pod: `run(sim)` happens `delay` seconds after the previous step."""
 
-    run: Callable[["PodSim"], bool | None]  # returning False stops the scenario here
+    run: Callable[[PodSim], bool | None]  # returning False stops the scenario here
     delay: float = DEFAULT_DELAY
     label: str = ""
 
     @staticmethod
-    def schedule(node: str | None = None, delay: float = DEFAULT_DELAY) -> "Step":
+    def schedule(node: str | None = None, delay: float = DEFAULT_DELAY) -> Step:
         """Bind to `node`, or to the first node the pod fits (FailedScheduling and a retry on node changes
         when none fits)."""
         return Step(lambda sim: sim.schedule(node), delay, "schedule")
 
     @staticmethod
-    def unschedulable(message: str = GPU_UNSCHEDULABLE, delay: float = DEFAULT_DELAY) -> "Step":
+    def unschedulable(message: str = GPU_UNSCHEDULABLE, delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.unschedulable(message), delay, "unschedulable")
 
     @staticmethod
-    def pull(container: str = "init", seconds: float = 1.5, delay: float = DEFAULT_DELAY) -> list["Step"]:
+    def pull(container: str = "init", seconds: float = 1.5, delay: float = DEFAULT_DELAY) -> list[Step]:
         return [Step(lambda sim: sim.pulling(container), delay, "pulling"),
                 Step(lambda sim: sim.pulled(container, seconds), delay, "pulled")]
 
     @staticmethod
     def pull_error(container: str = "init", message: str | None = None, delay: float = DEFAULT_DELAY,
-                   backoffs: int = 1) -> list["Step"]:
+                   backoffs: int = 1) -> list[Step]:
         steps = [Step(lambda sim: sim.pulling(container), delay, "pulling"),
                  Step(lambda sim: sim.pull_failed(container, message), delay, "ErrImagePull")]
         steps += [Step(lambda sim: sim.pull_backoff(container), delay, "ImagePullBackOff")] * backoffs
         return steps
 
     @staticmethod
-    def start(container: str = "main", delay: float = DEFAULT_DELAY) -> "Step":
+    def start(container: str = "main", delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.start(container), delay, "start")
 
     @staticmethod
-    def log(container: str, lines: list[str], interval: float = LINE_INTERVAL) -> list["Step"]:
+    def log(container: str, lines: list[str], interval: float = LINE_INTERVAL) -> list[Step]:
         return [Step(lambda sim, line=line: sim.log(container, line), interval, "log") for line in lines]
 
     @staticmethod
     def exit(container: str = "init", exit_code: int = 0, reason: str | None = None,
-             delay: float = DEFAULT_DELAY) -> "Step":
+             delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.terminate(container, exit_code, reason), delay, "exit")
 
     @staticmethod
-    def backoff(container: str = "main", delay: float = DEFAULT_DELAY) -> "Step":
+    def backoff(container: str = "main", delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.crash_backoff(container), delay, "CrashLoopBackOff")
 
     @staticmethod
-    def started(container: str = "main", delay: float = DEFAULT_DELAY) -> "Step":
+    def started(container: str = "main", delay: float = DEFAULT_DELAY) -> Step:
         """The startup probe passed (containerStatuses[].started = true)."""
         return Step(lambda sim: sim.set_started(container), delay, "started")
 
     @staticmethod
-    def ready(container: str = "main", delay: float = DEFAULT_DELAY) -> "Step":
+    def ready(container: str = "main", delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.set_ready(container), delay, "ready")
 
     @staticmethod
     def unhealthy(container: str = "main", message: str = "Readiness probe failed: HTTP probe failed with "
-                  "statuscode: 503", delay: float = DEFAULT_DELAY) -> "Step":
+                  "statuscode: 503", delay: float = DEFAULT_DELAY) -> Step:
         return Step(lambda sim: sim.unhealthy(container, message), delay, "unhealthy")
 
 
@@ -119,23 +119,23 @@ class Scenario:
 
     @classmethod
     def success(cls, download_lines: list[str] = (), main_lines: list[str] = (),
-                delay: float = DEFAULT_DELAY) -> "Scenario":
+                delay: float = DEFAULT_DELAY) -> Scenario:
         return cls([Step.schedule(delay=delay), Step.pull("init", delay=delay), Step.start("init", delay),
                     Step.log("init", list(download_lines)), Step.exit("init", 0, delay=delay),
                     Step.pull("main", delay=delay), Step.start("main", delay), Step.log("main", list(main_lines)),
                     Step.started("main", delay), Step.ready("main", delay)], "success")
 
     @classmethod
-    def unschedulable(cls, message: str = GPU_UNSCHEDULABLE, delay: float = DEFAULT_DELAY) -> "Scenario":
+    def unschedulable(cls, message: str = GPU_UNSCHEDULABLE, delay: float = DEFAULT_DELAY) -> Scenario:
         return cls([Step.unschedulable(message, delay)], "unschedulable")
 
     @classmethod
-    def pending(cls) -> "Scenario":
+    def pending(cls) -> Scenario:
         return cls([], "pending")
 
     @classmethod
     def image_pull_error(cls, message: str | None = None, container: str = "init",
-                         delay: float = DEFAULT_DELAY) -> "Scenario":
+                         delay: float = DEFAULT_DELAY) -> Scenario:
         return cls([Step.schedule(delay=delay), Step.pull_error(container, message, delay)], "image_pull_error")
 
     @classmethod
@@ -147,7 +147,7 @@ class Scenario:
     @classmethod
     def crash_loop(cls, lines: list[str] = ("Traceback (most recent call last):", "RuntimeError: boom"),
                    exit_code: int = 1, reason: str = "Error", restarts: int = 2, download_lines: list[str] = (),
-                   delay: float = DEFAULT_DELAY) -> "Scenario":
+                   delay: float = DEFAULT_DELAY) -> Scenario:
         steps = cls._running_main(download_lines, delay)
         for i in range(restarts):
             if i:
@@ -158,14 +158,14 @@ class Scenario:
 
     @classmethod
     def oom_killed(cls, lines: list[str] = ("Loading model weights...",), restarts: int = 1,
-                   download_lines: list[str] = (), delay: float = DEFAULT_DELAY) -> "Scenario":
+                   download_lines: list[str] = (), delay: float = DEFAULT_DELAY) -> Scenario:
         scenario = cls.crash_loop(lines, 137, "OOMKilled", restarts, download_lines, delay)
         scenario.name = "oom_killed"
         return scenario
 
     @classmethod
     def init_failure(cls, download_lines: list[str] = ('{"event": "error", "error": "AccessDenied"}',),
-                     exit_code: int = 1, restarts: int = 1, delay: float = DEFAULT_DELAY) -> "Scenario":
+                     exit_code: int = 1, restarts: int = 1, delay: float = DEFAULT_DELAY) -> Scenario:
         steps = [Step.schedule(delay=delay), Step.pull("init", delay=delay)]
         for i in range(restarts):
             steps += [Step.start("init", delay), Step.log("init", list(download_lines)),
@@ -174,7 +174,7 @@ class Scenario:
 
     @classmethod
     def never_ready(cls, main_lines: list[str] = (), probe_failures: int = 3, download_lines: list[str] = (),
-                    delay: float = DEFAULT_DELAY) -> "Scenario":
+                    delay: float = DEFAULT_DELAY) -> Scenario:
         steps = cls._running_main(download_lines, delay) + [Step.log("main", list(main_lines)),
                                                             Step.started("main", delay)]
         steps += [Step.unhealthy("main", delay=delay) for _ in range(probe_failures)]

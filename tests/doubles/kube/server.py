@@ -78,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections end on their own; stop() closes them at once
     server: KubeHTTPServer
 
-    def log_message(self, format, *args):  # noqa: A002 - quiet: tests read the request log instead
+    def log_message(self, format, *args):
         pass
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -245,8 +245,8 @@ class Handler(BaseHTTPRequestHandler):
                         if label_ok(o["metadata"].get("labels") or {}) and field_ok(o)]
                 return self._send_json(200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                                              "metadata": {}, "items": gone})
-            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
-                                                    f"resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                    "resource")
         if method == "GET":
             obj = store.get(rt, namespace, name)
             if obj is None:
@@ -273,9 +273,9 @@ class Handler(BaseHTTPRequestHandler):
                 patched = merge_patch(current, body or {})
             else:
                 raise ApiError(415, "UnsupportedMediaType",
-                               f"the body of the request was in an unknown format - accepted media types include: "
-                               f"application/json-patch+json, application/merge-patch+json, "
-                               f"application/apply-patch+yaml")
+                               "the body of the request was in an unknown format - accepted media types include: "
+                               "application/json-patch+json, application/merge-patch+json, "
+                               "application/apply-patch+yaml")
             obj = store.update(rt, namespace, name, patched, manager or _default_manager(self), dry_run, sub)
             return self._send_json(200, obj)
         if method == "DELETE":

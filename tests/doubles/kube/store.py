@@ -21,7 +21,7 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(Exception):
@@ -217,7 +217,7 @@ class Store:
                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
                           "character")
         for key in ("labels", "annotations"):
-            for k, v in (meta.get(key) or {}).items():
+            for v in (meta.get(key) or {}).values():
                 if not isinstance(v, str):
                     raise ApiError(400, "BadRequest",
                                    f"json: cannot unmarshal {type(v).__name__} into Go struct field "
