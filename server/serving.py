@@ -186,7 +186,8 @@ class Serving:
         finally:
             watch.cancel()
             if not work.done():
-                work.cancel()
+                work.cancel()  # vLLM's generate() aborts the engine request on cancellation
+                await asyncio.wait({work})
         if work.cancelled():
             job.state["outcome"] = "aborted"
             raise ApiError(499, "client disconnected", type="client_closed")
