@@ -52,7 +52,7 @@ def test_up_self_contained_then_rerun_then_down(llmctl, kube):
     for api_version, kind, ns in [("apps/v1", "StatefulSet", "monitoring"), ("apps/v1", "Deployment", "monitoring"),
                                   ("v1", "Service", "monitoring"), ("v1", "ConfigMap", "monitoring"),
                                   ("v1", "Secret", "monitoring"), ("rbac.authorization.k8s.io/v1", "Role", "vllm")]:
-        assert kube.wait_for(lambda: not owned(kube, api_version, kind, ns), timeout=10), kind
+        assert kube.wait_for(lambda a=api_version, k=kind, n=ns: not owned(kube, a, k, n), timeout=10), kind
     # nothing of the endpoint itself is touched
     assert kube.get("v1", "Namespace", "vllm") is not None
 

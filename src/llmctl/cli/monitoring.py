@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,8 @@ ModeOption = Annotated[
     str,
     typer.Option("--mode", help="auto (operator when its CRDs exist), operator, or self-contained."),
 ]
-KubeconfigOption = Annotated[Optional[str], typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")]
-ContextOption = Annotated[Optional[str], typer.Option("--context", help="Kubeconfig context.")]
+KubeconfigOption = Annotated[str | None, typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")]
+ContextOption = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
 
 
@@ -86,7 +86,7 @@ def down(
 def render_cmd(
     ctx: typer.Context,
     mode: Annotated[str, typer.Option("--mode", help="operator or self-contained.")] = "self-contained",
-    directory: Annotated[Optional[Path], typer.Option("--dir", help="Write one file per object here instead of stdout.")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Write one file per object here instead of stdout.")] = None,
 ) -> None:
     """Print the monitoring manifests (no cluster needed; the Grafana password Secret is left out)."""
     from llmctl.actions.deploy import write_documents

@@ -38,7 +38,7 @@ class StackNames:
     dcgm: str
 
     @classmethod
-    def from_config(cls, cfg: LlmctlConfig) -> "StackNames":
+    def from_config(cls, cfg: LlmctlConfig) -> StackNames:
         base = Names.from_config(cfg).deployment
         return cls(
             namespace=cfg.monitoring.namespace,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from llmctl.config import LlmctlConfig, Names
 
-
 # vllm_requests_total statuses that count as failures of the endpoint (not client mistakes such as
 # invalid/unauthorized, nor 429 backpressure, which the queue alert covers).
 ERROR_STATUSES = "error|unavailable"
@@ -26,7 +25,7 @@ class Target:
     dcgm: bool
 
     @classmethod
-    def from_config(cls, cfg: LlmctlConfig) -> "Target":
+    def from_config(cls, cfg: LlmctlConfig) -> Target:
         names = Names.from_config(cfg)
         return cls(
             deployment=names.deployment,
