@@ -163,3 +163,16 @@ def test_dashboard_without_stack_points_to_up(llmctl, kube):
     done = llmctl("dashboard", "--no-browser")
     assert done.returncode == 1
     assert "no Grafana Service in namespace monitoring" in done.stderr
+
+
+def test_dashboard_reports_a_failed_port_forward(llmctl, kube, tmp_path):
+    setup(llmctl, kube)
+    llmctl("monitoring", "up", check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kubectl"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('error: no ready pods for svc/demo-grafana\\n')\nsys.exit(1)\n")
+    fake.chmod(0o755)
+    done = llmctl("dashboard", "--no-browser", env={"PATH": f"{bin_dir}:{llmctl.env['PATH']}"})
+    assert done.returncode == 1
+    assert "kubectl port-forward failed: error: no ready pods for svc/demo-grafana" in done.stderr
