@@ -53,12 +53,14 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._release.set)
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
 
     async def _start(self) -> None:
+        self._release = asyncio.Event()
         app = web.Application()
         for path in ("/generate", "/v1/completions", "/v1/chat/completions"):
             app.router.add_post(path, self._handle)
@@ -92,7 +94,8 @@ class FakeServer:
         self.max_active = max(self.max_active, self.active)
         try:
             if s.hang:
-                await asyncio.sleep(3600)
+                await self._release.wait()
+                raise web.HTTPServiceUnavailable()
             excess = max(0, self.active - s.knee) if s.knee is not None else 0
             await asyncio.sleep(s.ttft_s * (1 + s.knee_slope * excess))
             n = min(s.tokens, body.get("max_tokens") or body.get("max_completion_tokens") or s.tokens)

@@ -105,6 +105,9 @@ async def run_load(
             if on_result is not None and not task.cancelled() and task.exception() is None:
                 on_result(task.result())
 
+        closed_loop = spec.duration_s is not None and slots is not None and math.isinf(spec.request_rate)
+        if spec.duration_s is not None and slots is None and math.isinf(spec.request_rate):
+            raise ValueError("a --duration run needs a request rate or a concurrency limit")
         begin = time.perf_counter()
         for offset, req in zip(schedule, prompts):
             if spec.duration_s is not None and offset >= spec.duration_s:
@@ -116,12 +119,15 @@ async def run_load(
                 break
             if spec.duration_s is not None and time.perf_counter() - begin >= spec.duration_s:
                 break
-            # With no rate limit and a concurrency cap, wait for a slot here: an open-ended
-            # `--duration` run must not queue up unbounded tasks.
-            if spec.duration_s is not None and slots is not None and math.isinf(spec.request_rate):
-                while slots.locked() and not stop.is_set():
-                    await asyncio.sleep(0.0005)
-            task = asyncio.create_task(_limited(slots, request_func, session, target, req, time.perf_counter()))
+            if closed_loop:
+                # An open-ended `--duration` run with no rate limit: take the slot here, so
+                # the loop waits for a free one instead of queueing unbounded tasks.
+                left = spec.duration_s - (time.perf_counter() - begin)
+                if not await _acquire_within(slots, stop, left):
+                    break
+                task = asyncio.create_task(_holding(slots, request_func, session, target, req))
+            else:
+                task = asyncio.create_task(_limited(slots, request_func, session, target, req, time.perf_counter()))
             task.add_done_callback(done)
             tasks.append(task)
 
@@ -156,6 +162,28 @@ async def _limited(slots, request_func, session, target, req, arrival: float) ->
             result = await request_func(session, target, req)
     result.client_queue_time = max(0.0, result.start_time - arrival)
     return result
+
+
+async def _acquire_within(slots: asyncio.Semaphore, stop: asyncio.Event, seconds: float) -> bool:
+    """Take a concurrency slot unless `stop` is set or `seconds` pass first."""
+    acquire = asyncio.ensure_future(slots.acquire())
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({acquire, waiter}, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if acquire.done() and not acquire.cancelled():
+        if stop.is_set():
+            slots.release()
+            return False
+        return True
+    acquire.cancel()
+    return False
+
+
+async def _holding(slots, request_func, session, target, req) -> RequestResult:
+    try:
+        return await request_func(session, target, req)
+    finally:
+        slots.release()
 
 
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
