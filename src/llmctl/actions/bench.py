@@ -298,6 +298,10 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
         sweep_doc = None
         if opts.sweep:
             sweep_doc, metrics, results = await _sweep(opts, target, dataset.requests, base_spec, hooks, stop, count_tokens)
+            if sweep_doc.best is not None and opts.sweep == "rate":
+                params["request_rate"] = sweep_doc.best
+            elif sweep_doc.best is not None:
+                params.update(max_concurrency=int(sweep_doc.best), request_rate=math.inf)
         else:
             metrics, run = await _one_run(opts, target, dataset.requests, base_spec, hooks, stop, "benchmark", count_tokens)
             results = run.results
