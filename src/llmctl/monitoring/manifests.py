@@ -74,7 +74,7 @@ def _receivers(cfg: LlmctlConfig) -> tuple[list[dict], list[dict], dict | None]:
         )
     smtp = None
     if am.email_to:
-        smarthost = getattr(am, "smtp_smarthost", None)
+        smarthost = am.smtp_smarthost
         if not smarthost:
             raise ConfigError(
                 "monitoring.alertmanager.email_to needs an SMTP relay",
@@ -82,12 +82,12 @@ def _receivers(cfg: LlmctlConfig) -> tuple[list[dict], list[dict], dict | None]:
             )
         smtp = {
             "smarthost": smarthost,
-            "sender": getattr(am, "smtp_from", None) or f"llmctl@{smarthost.rsplit(':', 1)[0]}",
-            "username": getattr(am, "smtp_auth_username", None),
+            "sender": am.smtp_from or f"llmctl@{smarthost.rsplit(':', 1)[0]}",
+            "username": am.smtp_auth_username,
             "password_file": None,
         }
         if smtp["username"]:
-            secret = getattr(am, "smtp_auth_password_secret", None)
+            secret = am.smtp_auth_password_secret
             if not secret:
                 raise ConfigError(
                     "monitoring.alertmanager.smtp_auth_username needs smtp_auth_password_secret",
