@@ -82,7 +82,7 @@ def test_watch_sees_scripted_pod_become_ready(kube, dyn, core, ns):
     reasons = [e["reason"] for e in sorted(kube.events(NS, pod["metadata"]["name"]),
                                            key=lambda e: e["metadata"]["resourceVersion"])]
     assert reasons[:4] == ["Scheduled", "Pulling", "Pulled", "Created"]
-    dep = kube.wait_for(lambda: (d := kube.get("apps/v1", "Deployment", "vllm-llama", NS))["status"].get(
+    dep = kube.wait_for(lambda: (d := kube.get("apps/v1", "Deployment", "vllm-llama", NS)).get("status", {}).get(
         "readyReplicas") and d)
     assert dep["status"]["availableReplicas"] == 1 and dep["status"]["updatedReplicas"] == 1
     assert dep["status"]["observedGeneration"] == 1
@@ -111,14 +111,11 @@ def test_server_side_apply_creates_updates_and_a_repeat_changes_nothing(kube, dy
     bigger = apply(dyn, deployment(replicas=2))
     assert bigger.metadata.generation == 2 and bigger.spec.replicas == 2
     assert kube.wait_for(lambda: len(kube.list("v1", "Pod", NS, "app=vllm-llama")) == 2)
-    current = kube.get("apps/v1", "Deployment", "vllm-llama", NS)["metadata"]["resourceVersion"]
-    assert apply(dyn, deployment(replicas=2)).metadata.resourceVersion == current or \
-        kube.get("apps/v1", "Deployment", "vllm-llama", NS)["status"]  # status may move between the two calls
 
 
 def test_noop_apply_keeps_resource_version_of_a_settled_deployment(kube, dyn, ns):
     apply(dyn, deployment())
-    kube.wait_for(lambda: kube.get("apps/v1", "Deployment", "vllm-llama", NS)["status"].get("readyReplicas"))
+    kube.wait_for(lambda: kube.get("apps/v1", "Deployment", "vllm-llama", NS).get("status", {}).get("readyReplicas"))
     time.sleep(0.1)
     before = kube.get("apps/v1", "Deployment", "vllm-llama", NS)["metadata"]
     after = apply(dyn, deployment()).metadata
@@ -195,6 +192,7 @@ def test_logs_follow_streams_lines_as_the_container_writes_them(kube, dyn, core,
     assert [line for line, _ in received] == lines
     assert received[0][1] < len(lines)  # the first line arrived before the container wrote the last
     assert core.read_namespaced_pod_log(name, NS, container="model-download", tail_lines=2) == "line 3\nline 4\n"
+    _wait_pod(kube, lambda p: "running" in ((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}))
     assert core.read_namespaced_pod_log(name, NS) == ""  # the only main container is the default
 
 

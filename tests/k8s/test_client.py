@@ -82,7 +82,7 @@ def test_apply_all_orders_dependencies_and_a_second_run_is_unchanged(k, kube):
     assert [r.kind for r in results] == ["CustomResourceDefinition", "Namespace", "ServiceAccount", "Service",
                                          "Deployment", "ServiceMonitor"]
     assert {r.action for r in results} == {"created"}
-    kube.wait_for(lambda: kube.get("apps/v1", "Deployment", "vllm-llama", NS)["status"].get("readyReplicas"))
+    kube.wait_for(lambda: kube.get("apps/v1", "Deployment", "vllm-llama", NS).get("status", {}).get("readyReplicas"))
     assert {r.action for r in k.apply_all(objs)} == {"unchanged"}
 
 
