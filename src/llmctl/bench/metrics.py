@@ -134,6 +134,7 @@ def compute_metrics(
         "total_token_throughput": (total_input + total_output) / duration,
         "max_output_tokens_per_s": peak_tokens,
         "max_concurrent_requests": peak_concurrency,
+        "rtfx": 0.0,  # vLLM's audio figure (inverse real-time factor): no audio input here
         "errors_by_type": dict(errors.most_common()),
     }
     out.update(summarize(ttfts, "ttft", percentiles))
