@@ -1,0 +1,114 @@
+"""`python -m server.download_model`: S3_BUCKET/S3_PREFIX -> MODEL_PATH, verified, resumable.
+
+Credentials come from the default chain only (IRSA in the pod); AWS_ENDPOINT_URL is honoured by
+boto3. Progress is JSON lines on stdout (`start`, `progress` at least once a second, `verify_failed`,
+`done` or `error`); a failure also prints one line on stderr and exits 1 (2 for bad settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from server.s3_download import Downloader, DownloadError
+
+PROGRESS_INTERVAL_S = 0.5
+_emit_lock = threading.Lock()
+
+
+def emit(event: dict) -> None:
+    with _emit_lock:
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+
+def explain(exc: BaseException, bucket: str, prefix: str) -> str:
+    """One clear line for the failures an operator can fix."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    where = f"s3://{bucket}/{prefix.strip('/')}"
+    if isinstance(exc, DownloadError):
+        return str(exc)
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found (the pod's service account needs its IAM role; IRSA)"
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach S3: {exc}"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket",):
+            return f"bucket {bucket} does not exist (check S3_BUCKET)"
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId"):
+            return f"access denied to {where} ({exc.operation_name}): the role needs s3:GetObject and s3:ListBucket"
+        if code in ("NoSuchKey", "404"):
+            return f"an object under {where} listed in the manifest is missing ({exc.operation_name})"
+        return f"S3 {exc.operation_name} failed on {where}: {code} {exc.response.get('Error', {}).get('Message', '')}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename or 'model folder'})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise DownloadError(f"{name}={raw!r} must be a positive integer")
+    return int(raw)
+
+
+def main() -> int:
+    bucket = os.environ.get("S3_BUCKET", "").strip()
+    prefix = os.environ.get("S3_PREFIX", "").strip()
+    dest = os.environ.get("MODEL_PATH", "").strip()
+    try:
+        if not bucket or not dest:
+            raise DownloadError("S3_BUCKET and MODEL_PATH must be set")
+        part_size = _int_env("DOWNLOAD_PART_MB", 16) * 1024 * 1024
+        concurrency = _int_env("DOWNLOAD_CONCURRENCY", 16)
+    except DownloadError as exc:
+        print(f"download_model: {exc}", file=sys.stderr)
+        return 2
+
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", config=Config(max_pool_connections=concurrency + 4, retries={"mode": "adaptive"}))
+    downloader = Downloader(s3, bucket, prefix, Path(dest), part_size=part_size, concurrency=concurrency,
+                            on_event=emit)
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def report() -> None:
+        p = downloader.progress
+        while not stop.wait(PROGRESS_INTERVAL_S):
+            if p.files_total:
+                emit({"event": "progress", "bytes_done": p.bytes_done, "bytes_total": p.bytes_total,
+                      "files_done": p.files_done, "files_total": p.files_total,
+                      "rate_bps": int(p.bytes_fetched / max(time.monotonic() - started, 1e-6))})
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        summary = downloader.run()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        line = explain(exc, bucket, prefix)
+        emit({"event": "error", "message": line})
+        print(f"download_model: {line}", file=sys.stderr)
+        return 1
+    finally:
+        stop.set()
+        reporter.join()
+    seconds = time.monotonic() - started
+    emit({"event": "done", **summary, "seconds": round(seconds, 3),
+          "rate_bps": int(summary["bytes_fetched"] / max(seconds, 1e-6))})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

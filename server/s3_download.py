@@ -1,0 +1,255 @@
+"""Verified, resumable, parallel S3 -> local model download (used by `python -m server.download_model`).
+
+Every file is fetched as ranged GETs (boto3, pooled connections) in parallel parts written at
+their offsets into `<file>.llmctl-part`; a journal beside it records finished parts, so a killed
+download resumes where it stopped. A finished file is verified (sha256 from the manifest, else
+size plus the MD5 ETag of single-part uploads) and only then renamed into place; a file that
+fails verification is fetched again once. The completion marker is written last.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from server.settings import COMPLETE_MARKER, MANIFEST_NAME
+
+PART_SUFFIX = ".llmctl-part"
+JOURNAL_SUFFIX = ".llmctl-part.journal"
+HASH_CHUNK = 8 * 1024 * 1024
+
+
+class DownloadError(Exception):
+    """One line for the operator: what failed and what to check."""
+
+
+@dataclass
+class RemoteFile:
+    path: str
+    size: int
+    sha256: str | None = None
+    etag: str | None = None
+
+    def check_path(self) -> None:
+        p = PurePosixPath(self.path)
+        if p.is_absolute() or ".." in p.parts or not self.path or self.path.endswith("/"):
+            raise DownloadError(f"refusing unsafe path {self.path!r} in the model listing")
+
+
+@dataclass
+class Progress:
+    bytes_total: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    files_done: int = 0
+    bytes_fetched: int = 0  # this run, over the network
+    refetched: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, fetched: int = 0, done: int = 0, files: int = 0) -> None:
+        with self.lock:
+            self.bytes_fetched += fetched
+            self.bytes_done += done
+            self.files_done += files
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(local: Path, remote: RemoteFile) -> bool:
+    if not local.is_file() or local.stat().st_size != remote.size:
+        return False
+    if remote.sha256:
+        return file_digest(local) == remote.sha256
+    etag = (remote.etag or "").strip('"')
+    if etag and "-" not in etag:  # single-part upload: the ETag is the MD5
+        return file_digest(local, "md5") == etag
+    return True  # multipart ETag without a manifest: size is all S3 gives us
+
+
+class Downloader:
+    def __init__(self, s3, bucket: str, prefix: str, dest: Path, *, part_size: int, concurrency: int,
+                 on_event: Callable[[dict], None] = lambda e: None):
+        self.s3, self.bucket, self.dest = s3, bucket, dest
+        self.prefix = prefix.strip("/")
+        self.part_size, self.concurrency, self.on_event = part_size, concurrency, on_event
+        self.progress = Progress()
+        self._errors: list[BaseException] = []
+
+    def key(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def plan(self) -> tuple[list[RemoteFile], dict]:
+        """The files to have locally: the manifest's, else the prefix's listing."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(MANIFEST_NAME))["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+                raise
+            return self._listing(), {}
+        try:
+            manifest = json.loads(body)
+            files = [RemoteFile(f["path"], int(f["size"]), f.get("sha256")) for f in manifest["files"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DownloadError(f"{self.url}/{MANIFEST_NAME} is not a valid llmctl manifest ({exc})") from None
+        for f in files:
+            f.check_path()
+        return files, manifest
+
+    def _listing(self) -> list[RemoteFile]:
+        files = []
+        start = f"{self.prefix}/" if self.prefix else ""
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/"):
+                    files.append(RemoteFile(obj["Key"][len(start):], obj["Size"], etag=obj.get("ETag")))
+        if not files:
+            raise DownloadError(f"no objects under {self.url}/ (wrong S3_PREFIX?)")
+        for f in files:
+            f.check_path()
+        return files
+
+    def run(self) -> dict:
+        files, manifest = self.plan()
+        self.dest.mkdir(parents=True, exist_ok=True)
+        marker = self.dest / COMPLETE_MARKER
+        p = self.progress
+        p.bytes_total, p.files_total = sum(f.size for f in files), len(files)
+        todo = []
+        for f in files:
+            if verify(self.dest / f.path, f):
+                p.add(done=f.size, files=1)
+            else:
+                todo.append(f)
+        self.on_event({"event": "start", "source": self.url, "dest": str(self.dest), "files_total": p.files_total,
+                       "bytes_total": p.bytes_total, "files_present": p.files_done})
+        if todo:
+            marker.unlink(missing_ok=True)
+            self._check_space(todo)
+            local_manifest = manifest or {"version": 1, "files": [{"path": f.path, "size": f.size, "etag": f.etag}
+                                                                  for f in files]}
+            (self.dest / MANIFEST_NAME).write_text(json.dumps(local_manifest, indent=2) + "\n")
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3get") as pool:
+                self.pool = pool
+                for f in todo:
+                    self._start_file(f, retries=1)
+                self._wait()
+        marker.write_text(json.dumps({"source": self.url, "files": p.files_total, "bytes": p.bytes_total,
+                                      "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+        return {"files_total": p.files_total, "bytes_total": p.bytes_total, "files_downloaded": len(todo),
+                "bytes_fetched": p.bytes_fetched, "refetched": p.refetched}
+
+    def _check_space(self, todo: list[RemoteFile]) -> None:
+        need = sum(f.size for f in todo)
+        free = shutil.disk_usage(self.dest).free
+        if free < need:
+            raise DownloadError(f"disk full: {self.dest} has {free} bytes free, the model needs {need} more")
+
+    # --- parts -------------------------------------------------------------------------------
+    def _start_file(self, f: RemoteFile, retries: int) -> None:
+        local = self.dest / f.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        part, journal = local.with_name(local.name + PART_SUFFIX), local.with_name(local.name + JOURNAL_SUFFIX)
+        header = json.dumps({"size": f.size, "sha256": f.sha256, "etag": f.etag, "part_size": self.part_size})
+        done: set[int] = set()
+        if part.exists() and journal.exists():
+            lines = journal.read_text().splitlines()
+            if lines and lines[0] == header:
+                done = {int(x) for x in lines[1:] if x.strip().isdigit()}
+        if not done:
+            journal.write_text(header + "\n")
+        fd = os.open(part, os.O_RDWR | os.O_CREAT)
+        os.ftruncate(fd, f.size)
+        parts = [(i, i * self.part_size, min(f.size, (i + 1) * self.part_size) - 1)
+                 for i in range(max(1, -(-f.size // self.part_size)))]
+        resumed = sum(end - start + 1 for i, start, end in parts if i in done) if f.size else 0
+        self.progress.add(done=resumed)
+        state = {"left": len(parts) - len(done), "lock": threading.Lock(), "fd": fd,
+                 "journal": journal.open("a"), "retries": retries}
+        if state["left"] == 0:
+            self.pool.submit(self._guard, self._finish_file, f, state)
+        for i, start, end in parts:
+            if i not in done:
+                self.pool.submit(self._guard, self._fetch_part, f, state, i, start, end)
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # surfaced by _wait, first error wins
+            self._errors.append(exc)
+
+    def _fetch_part(self, f: RemoteFile, state: dict, index: int, start: int, end: int) -> None:
+        if self._errors:
+            return
+        if f.size:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(f.path), Range=f"bytes={start}-{end}")["Body"]
+            offset = start
+            while chunk := body.read(1024 * 1024):
+                self._write(state["fd"], chunk, offset, f)
+                offset += len(chunk)
+                self.progress.add(fetched=len(chunk), done=len(chunk))
+            if offset != end + 1:
+                raise DownloadError(f"short read on {self.key(f.path)} bytes {start}-{end}")
+        with state["lock"]:
+            state["journal"].write(f"{index}\n")
+            state["journal"].flush()
+            state["left"] -= 1
+            last = state["left"] == 0
+        if last:
+            self._finish_file(f, state)
+
+    def _write(self, fd: int, chunk: bytes, offset: int, f: RemoteFile) -> None:
+        try:
+            os.pwrite(fd, chunk, offset)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DownloadError(f"disk full writing {self.dest / f.path}") from None
+            raise
+
+    def _finish_file(self, f: RemoteFile, state: dict) -> None:
+        local = self.dest / f.path
+        part, journal = local.with_name(local.name + PART_SUFFIX), local.with_name(local.name + JOURNAL_SUFFIX)
+        os.fsync(state["fd"])
+        os.close(state["fd"])
+        state["journal"].close()
+        if verify(part, f):
+            os.replace(part, local)
+            journal.unlink(missing_ok=True)
+            self.progress.add(files=1)
+            return
+        part.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+        self.progress.add(done=-f.size)
+        if state["retries"] <= 0:
+            raise DownloadError(f"{self.key(f.path)} failed verification twice (checksum mismatch)")
+        self.progress.refetched.append(f.path)
+        self.on_event({"event": "verify_failed", "path": f.path, "action": "refetch"})
+        self._start_file(f, retries=state["retries"] - 1)
+
+    def _wait(self) -> None:
+        """Block until every file is in place (a re-fetch enqueues more parts), raising the first error."""
+        while self.progress.files_done < self.progress.files_total:
+            if self._errors:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                raise self._errors[0]
+            time.sleep(0.02)

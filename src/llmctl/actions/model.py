@@ -1,0 +1,158 @@
+"""`llmctl model upload DIR`: check a Hugging Face model folder, write the manifest, upload what
+changed (multipart, parallel), tag every object, and the manifest last.
+
+The manifest (`llmctl-manifest.json` at the prefix root) is what the pod's downloader
+(`python -m server.download_model`) verifies against:
+    {"version": 1, "created_by": "llmctl", "total_bytes": N,
+     "files": [{"path": "model.safetensors", "size": 123, "sha256": "..."}, ...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmctl.errors import LlmctlError
+
+MANIFEST_NAME = "llmctl-manifest.json"
+MANIFEST_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
+PART_SIZE = 64 * 1024 * 1024
+
+
+@dataclass
+class UploadResult:
+    bucket: str
+    prefix: str
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bytes_total: int = 0
+    bytes_uploaded: int = 0
+
+    @property
+    def manifest_uri(self) -> str:
+        return f"s3://{self.bucket}/{_key(self.prefix, MANIFEST_NAME)}"
+
+
+def _key(prefix: str, path: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{path}" if prefix else path
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The folder's files to upload (llmctl's own and hidden files left out), after checking it is
+    a Hugging Face model: config.json, weights, tokenizer."""
+    if not model_dir.is_dir():
+        raise LlmctlError(f"{model_dir} is not a folder", exit_code=2)
+    config = model_dir / "config.json"
+    try:
+        json.loads(config.read_text())
+    except FileNotFoundError:
+        raise LlmctlError(f"{model_dir} has no config.json", hint="point at a Hugging Face model folder", exit_code=2) from None
+    except ValueError as exc:
+        raise LlmctlError(f"{config} is not valid JSON ({exc})", exit_code=2) from None
+    files = sorted(
+        p for p in model_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+        and p.name != MANIFEST_NAME and ".llmctl-part" not in p.name
+    )
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        raise LlmctlError(f"{model_dir} has no weights (*.safetensors or *.bin)", exit_code=2)
+    if not any(p.name in TOKENIZER_FILES for p in files):
+        raise LlmctlError(f"{model_dir} has no tokenizer ({', '.join(TOKENIZER_FILES)})", exit_code=2)
+    return files
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_manifest(model_dir: Path, files: list[Path]) -> dict:
+    entries = [{"path": p.relative_to(model_dir).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
+               for p in files]
+    return {"version": MANIFEST_VERSION, "created_by": "llmctl", "total_bytes": sum(e["size"] for e in entries),
+            "files": entries}
+
+
+def _remote_state(s3, bucket: str, prefix: str) -> tuple[dict, dict]:
+    """({path: manifest entry} from the remote manifest, {path: size} of the objects there)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=_key(prefix, MANIFEST_NAME))["Body"].read())
+        entries = {e["path"]: e for e in manifest.get("files", [])}
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        entries = {}
+    except (ValueError, KeyError, TypeError):
+        entries = {}
+    start = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    sizes = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start):
+        for obj in page.get("Contents", []):
+            sizes[obj["Key"][len(start):]] = obj["Size"]
+    return entries, sizes
+
+
+def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, str],
+                 progress: Callable[[int, int], None] | None = None, *, concurrency: int = 8) -> UploadResult:
+    """Upload `model_dir` to s3://bucket/prefix; unchanged files (same size and sha256 as the remote
+    manifest says, and present) are skipped. `progress(bytes_done, bytes_total)` is called as bytes go."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+    from botocore.exceptions import BotoCoreError, ClientError
+    from s3transfer.subscribers import BaseSubscriber
+
+    model_dir = Path(model_dir)
+    manifest = build_manifest(model_dir, model_files(model_dir))
+    result = UploadResult(bucket, prefix.strip("/"))
+    try:
+        remote, sizes = _remote_state(s3, bucket, prefix)
+        todo = []
+        for entry in manifest["files"]:
+            old = remote.get(entry["path"])
+            same = old and old.get("sha256") == entry["sha256"] and old.get("size") == entry["size"]
+            if same and sizes.get(entry["path"]) == entry["size"]:
+                result.skipped.append(entry["path"])
+            else:
+                todo.append(entry)
+        result.bytes_total = sum(e["size"] for e in todo)
+        tagging = urllib.parse.urlencode(sorted(tags.items()))
+
+        lock = threading.Lock()
+
+        class Progress(BaseSubscriber):
+            def on_progress(self, future, bytes_transferred, **kwargs):
+                with lock:  # called from the transfer threads
+                    result.bytes_uploaded += bytes_transferred
+                    if progress:
+                        progress(result.bytes_uploaded, result.bytes_total)
+
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=concurrency)
+        with create_transfer_manager(s3, config) as manager:
+            futures = [
+                manager.upload(str(model_dir / e["path"]), bucket, _key(prefix, e["path"]),
+                               extra_args={"Tagging": tagging}, subscribers=[Progress()])
+                for e in todo
+            ]
+            for future, entry in zip(futures, todo, strict=True):
+                future.result()
+                result.uploaded.append(entry["path"])
+        # Last: a downloader that sees this manifest finds every file it lists.
+        s3.put_object(Bucket=bucket, Key=_key(prefix, MANIFEST_NAME), Body=json.dumps(manifest, indent=2).encode(),
+                      ContentType="application/json", Tagging=tagging)
+    except (ClientError, BotoCoreError) as exc:
+        from llmctl.aws.session import aws_error
+
+        raise aws_error(exc, f"uploading {model_dir} to s3://{bucket}/{result.prefix}") from None
+    return result
