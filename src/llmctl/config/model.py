@@ -103,6 +103,10 @@ class ClusterConfig(Section):
     availability_zones: list[str] = Field(default_factory=list, description="Zones to use (default: eksctl picks).")
     device_plugin_version: str = Field("v0.17.2", pattern=r"^v\d+\.\d+\.\d+$", description="NVIDIA device plugin version.")
     node_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the GPU nodes.")
+    nodegroup_name: str = Field("gpu-nodes", pattern=DNS_LABEL, description="Name of the managed GPU node group.")
+    gpu_wait_timeout_s: int = Field(
+        900, ge=10, le=7200, description="How long `cluster up` waits for a node to report allocatable nvidia.com/gpu."
+    )
 
     @field_validator("instance_types")
     @classmethod
