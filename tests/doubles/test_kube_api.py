@@ -417,3 +417,27 @@ def test_stop_ends_every_thread_even_with_an_open_watch(tmp_path):
     while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not {t for t in set(threading.enumerate()) - before if t.name.startswith(("kube-double", "Thread"))}
+
+
+def test_apply_without_force_reports_conflicts_with_another_manager(kube, dyn, ns):
+    res = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "env", "namespace": NS}, "data": {"A": "1"}}
+    res.server_side_apply(body=cm, field_manager="helm")
+    with pytest.raises(ApiException) as exc:
+        res.server_side_apply(body={**cm, "data": {"A": "2"}}, field_manager="llmctl")
+    assert exc.value.status == 409 and '- conflict with "helm": .data.A' in json.loads(exc.value.body)["message"]
+    forced = res.server_side_apply(body={**cm, "data": {"A": "2"}}, field_manager="llmctl", force_conflicts=True)
+    assert forced.data.A == "2"
+    res.server_side_apply(body={**cm, "data": {"A": "3"}}, field_manager="llmctl")  # llmctl owns .data.A now
+    assert {f["manager"] for f in kube.get("v1", "ConfigMap", "env", NS)["metadata"]["managedFields"]} == {
+        "helm", "llmctl"}
+
+
+def test_image_pull_error_without_init_containers_hits_the_main_container(kube, dyn, ns):
+    kube.script("plain", Scenario.image_pull_error())
+    obj = deployment("plain")
+    del obj["spec"]["template"]["spec"]["initContainers"]
+    apply(dyn, obj)
+    pod = _wait_pod(kube, lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get(
+        "waiting", {}).get("reason") == "ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"

@@ -5,15 +5,15 @@ matches (see `KubeDouble.script`). Each step waits `delay` seconds after the pre
 changes the pod's status, emits the events a kubelet/scheduler emits, or appends container logs.
 
 Containers are named by role so one scenario fits any manifest: "init" is the pod's first init
-container (steps that target it are skipped when the pod has none), "main" its first container;
-an explicit container name works too.
+container (steps that target it are skipped when the pod has none), "main" its first container,
+"first" whichever the kubelet starts first (init if any); an explicit container name works too.
 
 Ready-made scenarios (all keyword arguments optional):
 
     Scenario.success(download_lines=[...], main_lines=[...])   # Scheduled -> Pulling/Pulled ->
         # init container running with its log lines -> init done -> main Running (loading) -> Ready
     Scenario.unschedulable(message="0/1 nodes are available: 1 Insufficient nvidia.com/gpu. ...")
-    Scenario.image_pull_error(message=..., container="init")      # ErrImagePull -> ImagePullBackOff
+    Scenario.image_pull_error(message=..., container="first")     # ErrImagePull -> ImagePullBackOff
     Scenario.crash_loop(lines=[...], exit_code=1, restarts=2)      # CrashLoopBackOff, --previous logs
     Scenario.oom_killed(lines=[...], restarts=1)                   # lastState.terminated OOMKilled/137
     Scenario.init_failure(download_lines=[...], exit_code=1)       # Init:Error -> Init:CrashLoopBackOff
@@ -134,7 +134,7 @@ class Scenario:
         return cls([], "pending")
 
     @classmethod
-    def image_pull_error(cls, message: str | None = None, container: str = "init",
+    def image_pull_error(cls, message: str | None = None, container: str = "first",
                          delay: float = DEFAULT_DELAY) -> Scenario:
         return cls([Step.schedule(delay=delay), Step.pull_error(container, message, delay)], "image_pull_error")
 
@@ -235,6 +235,8 @@ class PodSim:
             return self.init[0] if self.init else None
         if ref == "main":
             return self.main[0] if self.main else None
+        if ref == "first":  # the first container the kubelet starts
+            return (self.init + self.main)[0] if self.init + self.main else None
         return next((c for c in self.init + self.main if c.name == ref), None)
 
     def field_path(self, c: ContainerState) -> str:

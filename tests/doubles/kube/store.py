@@ -118,6 +118,24 @@ def normalize_quantities(obj: object, parent_key: str = "") -> None:
             normalize_quantities(item, parent_key if parent_key in ("containers", "initContainers") else "")
 
 
+def _leaves(obj: object, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """Paths to the non-dict values of an object (lists count as one value, as atomic lists do)."""
+    if isinstance(obj, dict):
+        out = []
+        for key, value in obj.items():
+            out += _leaves(value, (*prefix, key))
+        return out
+    return [(prefix, obj)]
+
+
+def _drop_path(obj: dict, parts: tuple[str, ...]) -> None:
+    for part in parts[:-1]:
+        obj = obj.get(part)
+        if not isinstance(obj, dict):
+            return
+    obj.pop(parts[-1], None)
+
+
 @dataclass
 class HistoryEntry:
     rv: int
@@ -420,6 +438,17 @@ class Store:
         applied = copy.deepcopy(body)
         if rt.has_status and subresource is None:
             applied.pop("status", None)
+        conflicts = self._conflicts(rt, namespace, name, manager, applied)
+        if conflicts and not force:
+            listed = "\n".join(f'- conflict with "{m}": .{".".join(p)}' for m, p in conflicts)
+            raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflict"
+                                            f"{'s' if len(conflicts) > 1 else ''}: {listed}",
+                           {"name": name, "group": rt.group, "kind": rt.plural,
+                            "causes": [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}"',
+                                        "field": "." + ".".join(p)} for m, p in conflicts]})
+        if conflicts and not dry_run:  # forcing takes the fields over: the other managers no longer own them
+            for other, path in conflicts:
+                _drop_path(self.applied[(self.key(rt, namespace, name), other)], path)
         result = copy.deepcopy(old)
         previous = self.applied.get((self.key(rt, namespace, name), manager))
         if previous:
@@ -428,6 +457,20 @@ class Store:
         result = _apply_merge(result, applied)
         return self.update(rt, namespace, name, result, manager, dry_run, subresource, operation="Apply",
                            applied=applied), False
+
+    def _conflicts(self, rt: ResourceType, namespace: str | None, name: str, manager: str,
+                   applied: dict) -> list[tuple[str, tuple[str, ...]]]:
+        """(manager, field) pairs where this apply sets a different value than another apply manager set."""
+        key = self.key(rt, namespace, name)
+        mine = dict(_leaves(applied))
+        conflicts = []
+        for (obj_key, other), config in self.applied.items():
+            if obj_key != key or other == manager:
+                continue
+            for path, value in _leaves(config):
+                if path in mine and mine[path] != value and path[0] not in ("apiVersion", "kind"):
+                    conflicts.append((other, path))
+        return conflicts
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, propagation: str | None = None,
                dry_run: bool = False) -> dict:
