@@ -8,7 +8,7 @@ import pytest
 
 from llmctl.errors import LlmctlError
 from llmctl.k8s.client import ApplyResult, Kube, KubeApiError
-from tests.fixtures.kube import PROMETHEUS_OPERATOR_CRDS, Scenario
+from tests.fixtures.kube import PROMETHEUS_OPERATOR_CRDS, Scenario, Step
 
 NS = "vllm"
 
@@ -208,3 +208,31 @@ def test_unreachable_cluster_is_an_llmctl_error(tmp_path):
     with pytest.raises(LlmctlError) as exc:
         k.server_version()
     assert "cannot reach the Kubernetes API" in exc.value.message
+
+
+def test_close_streams_ends_a_blocked_watch_and_log_follow(k, kube):
+    import threading
+
+    kube.script("vllm-llama", Scenario([Step.schedule(), Step.pull("init"), Step.start("init"),
+                                        Step.log("init", ["downloading"])]))
+    k.apply_all([namespace(), deployment()])
+    pod = kube.wait_for(lambda: next(iter(kube.list("v1", "Pod", NS)), None))
+    name = pod["metadata"]["name"]
+    kube.wait_for(lambda: kube.pod_logs(NS, name, "model-download"))  # the init container runs, never ends
+    seen: dict[str, list] = {"watch": [], "logs": []}
+
+    def watch() -> None:
+        seen["watch"] = [t for t, _ in k.watch("v1", "ConfigMap", "default", timeout_s=60)]
+
+    def logs() -> None:
+        seen["logs"] = list(k.pod_logs(name, NS, container="model-download", follow=True))
+
+    threads = [threading.Thread(target=watch), threading.Thread(target=logs)]
+    for t in threads:
+        t.start()
+    kube.wait_for(lambda: len(k._streams) == 2)
+    k.close_streams()
+    for t in threads:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in threads)
+    assert seen == {"watch": [], "logs": ["downloading"]}

@@ -8,6 +8,7 @@ those validate bodies with pydantic and reject valid manifests (`nvidia.com/gpu:
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ class Kube:
     def __init__(self, api_client):
         self._api = api_client
         self._resources: dict[tuple[str, str], _Resource] = {}
+        self._streams: set = set()  # open watch/log responses, so close_streams() can end them
+        self._cancelled: set = set()
+        self._streams_lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Kube:
@@ -339,6 +343,40 @@ class Kube:
 
     # -- streams --------------------------------------------------------------------------------
 
+    def close_streams(self) -> None:
+        """End every watch and log stream this client has open, from any thread: their iterators stop
+        quietly (a consumer thread blocked on the next event wakes up)."""
+        with self._streams_lock:
+            streams = list(self._streams)
+            self._cancelled.update(id(r) for r in streams)
+        for resp in streams:
+            resp.shutdown()
+
+    def _open_stream(self, path: str, query: list, read_timeout: float | None, accept: str = "application/json"):
+        resp = self._call("GET", path, query=query, accept=accept, read_timeout=read_timeout)
+        with self._streams_lock:
+            self._streams.add(resp)
+        return resp
+
+    def _close_stream(self, resp) -> bool:
+        """Release a stream; True when close_streams() cancelled it."""
+        with self._streams_lock:
+            self._streams.discard(resp)
+            cancelled = id(resp) in self._cancelled
+            self._cancelled.discard(id(resp))
+        resp.close()  # close before release: a half-read stream must not go back to the pool
+        resp.release_conn()
+        return cancelled
+
+    def _lines(self, resp) -> Iterator[str]:
+        """Lines of a stream; a stream cut by close_streams() (or the server going away) just ends."""
+        import urllib3
+
+        try:
+            yield from _iter_lines(resp)
+        except (urllib3.exceptions.HTTPError, OSError):
+            return
+
     def watch(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None,
               field_selector: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
               resource_version: str | None = None) -> Iterator[tuple[str, dict]]:
@@ -349,13 +387,13 @@ class Kube:
         deadline = time.monotonic() + timeout_s
         rv = resource_version
         while (remaining := deadline - time.monotonic()) > 0:
-            resp = self._call("GET", path, query=[
+            resp = self._open_stream(path, [
                 ("watch", "true"), ("labelSelector", label_selector), ("fieldSelector", field_selector),
                 ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
                 ("timeoutSeconds", max(int(remaining + 0.999), 1))], read_timeout=remaining + 10)
-            expired = False
+            expired = cancelled = False
             try:
-                for line in _iter_lines(resp):
+                for line in self._lines(resp):
                     if not line.strip():
                         continue
                     event = json.loads(line)
@@ -372,9 +410,10 @@ class Kube:
                     yield type_, obj
                     if time.monotonic() >= deadline:
                         return
-            finally:  # close before release: a half-read stream must not go back to the pool
-                resp.close()
-                resp.release_conn()
+            finally:
+                cancelled = self._close_stream(resp)
+            if cancelled:
+                return
             if expired:
                 rv = None
 
@@ -382,12 +421,11 @@ class Kube:
                  previous: bool = False, tail_lines: int | None = None) -> Iterator[str]:
         """Log lines of one container; with `follow`, until the container stops (or the caller stops reading)."""
         res = self._resource("v1", "Pod")
-        resp = self._call("GET", res.path(namespace, name) + "/log", accept="*/*", query=[
+        resp = self._open_stream(res.path(namespace, name) + "/log", [
             ("container", container), ("follow", "true" if follow else None),
             ("previous", "true" if previous else None), ("tailLines", tail_lines)],
-            read_timeout=None if follow else 60.0)
+            read_timeout=None if follow else 60.0, accept="*/*")
         try:
-            yield from _iter_lines(resp)
+            yield from self._lines(resp)
         finally:
-            resp.close()
-            resp.release_conn()
+            self._close_stream(resp)
