@@ -1,0 +1,71 @@
+"""Service Quotas: is there enough EC2 GPU quota (counted in vCPUs) for the node group?"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from llmctl.aws.session import aws_error, error_code
+
+# (on-demand, spot) quota codes by instance family letter.
+QUOTAS = {
+    "g": (("L-DB2E81BA", "Running On-Demand G and VT instances"), ("L-3819A6DF", "All G and VT Spot Instance Requests")),
+    "p": (("L-417A185B", "Running On-Demand P instances"), ("L-7212CCBC", "All P Spot Instance Requests")),
+}
+_UNKNOWN = ("NoSuchResourceException", "ServiceException", "IllegalArgumentException", "UnknownOperationException")
+
+
+@dataclass
+class QuotaCheck:
+    code: str
+    name: str
+    needed_vcpus: int
+    limit_vcpus: float | None  # None: could not be read
+    status: str  # "pass" | "fail" | "warn"
+    detail: str
+    request: str  # the command that raises the quota
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def quota_for(instance_type: str, spot: bool) -> tuple[str, str]:
+    """(quota code, quota name) that limits `instance_type`; G/VT for anything not a P type."""
+    family = "p" if instance_type.startswith("p") else "g"
+    return QUOTAS[family][1 if spot else 0]
+
+
+def request_command(code: str, desired: int, region: str) -> str:
+    return (f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
+            f"--desired-value {desired} --region {region}")
+
+
+def read_quota(client, code: str) -> float | None:
+    """The applied quota value (else the AWS default); None when Service Quotas cannot say."""
+    for attempt, call in enumerate((client.get_service_quota, client.get_aws_default_service_quota)):
+        try:
+            return float(call(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            found = error_code(exc)
+            if found in _UNKNOWN:
+                continue  # not applied in this account (or region): try the default
+            if found is None or found in ("AccessDenied", "AccessDeniedException") or attempt:
+                return None  # unreachable, not allowed, or no default to read: the caller warns
+            raise aws_error(exc, f"reading EC2 quota {code}") from None
+    return None
+
+
+def check_gpu_quota(client, instance_type: str, vcpus_per_node: int, max_nodes: int, spot: bool, region: str) -> QuotaCheck:
+    code, name = quota_for(instance_type, spot)
+    needed = vcpus_per_node * max_nodes
+    request = request_command(code, needed, region)
+    limit = read_quota(client, code)
+    basis = f"{max_nodes} x {instance_type} at {vcpus_per_node} vCPUs"
+    if limit is None:
+        return QuotaCheck(code, name, needed, None, "warn",
+                          f"could not verify quota {code} ({name}); {needed} vCPUs needed ({basis})", request)
+    if limit < needed:
+        return QuotaCheck(code, name, needed, limit, "fail",
+                          f"{name} ({code}) is {limit:g} vCPUs in {region}; {needed} needed ({basis})", request)
+    return QuotaCheck(code, name, needed, limit, "pass",
+                      f"{limit:g} vCPUs of {name} ({code}); {needed} needed ({basis}); running instances count too",
+                      request)
