@@ -292,3 +292,81 @@ def apply_documents(kube, documents: list[dict], names: Names, report: Callable[
             report(result)
     return results
 
+
+
+# --- the whole command ---------------------------------------------------------------------------
+
+
+@dataclass
+class DeployOutcome:
+    objects: list[ObjectResult]
+    image: str
+    api_key: str
+    api_key_created: bool
+    timeline: object | None = None  # rollout.Timeline
+    ready_replicas: int = 0
+    endpoint: str | None = None
+    smoke: object | None = None  # rollout.SmokeResult
+
+    def to_dict(self, show_api_key: bool = False) -> dict:
+        data = {
+            "objects": [o.to_dict() for o in self.objects],
+            "changed": any(o.action != "unchanged" for o in self.objects),
+            "image": self.image,
+            "api_key_created": self.api_key_created,
+            "ready_replicas": self.ready_replicas,
+            "timeline": self.timeline.to_dict() if self.timeline is not None else None,
+            "endpoint": self.endpoint,
+            "smoke": self.smoke.to_dict() if self.smoke is not None else None,
+        }
+        if show_api_key:
+            data["api_key"] = self.api_key
+        return data
+
+
+def endpoint_url(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}"
+
+
+def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, timeout_s: float,
+           report: Callable[[ObjectResult], None] = lambda r: None,
+           emit: Callable = lambda e: None,
+           on_applied: Callable[[], None] = lambda: None,
+           smoke: bool = True) -> DeployOutcome:
+    """Apply, follow the rollout to Ready, wait for the endpoint's address, send one request."""
+    import time
+
+    from llmctl.actions.rollout import RolloutTarget, RolloutWatcher, smoke_request, wait_for_address
+
+    started = time.monotonic()
+    api_key = existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
+    created = api_key is None
+    api_key = api_key or new_api_key()
+    documents = render(cfg, names, image=image, role_arn=role_arn, api_key=api_key)
+    outcome = DeployOutcome(apply_documents(kube, documents, names, report), image, api_key, created)
+    on_applied()
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    if cfg.deploy.replicas == 0:
+        return outcome
+    target = RolloutTarget(
+        namespace=names.namespace,
+        selector=",".join(f"{k}={v}" for k, v in pod_selector(names).items()),
+        config_hash=deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH],
+        replicas=cfg.deploy.replicas,
+        image=image,
+        timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
+        requested_timeout_s=timeout_s,
+        download_hint={"bucket": cfg.model.bucket, "prefix": cfg.model.prefix, "role_arn": role_arn,
+                       "service_account": names.service_account},
+    )
+    result = RolloutWatcher(kube, target, emit).run()
+    outcome.timeline, outcome.ready_replicas = result.timeline, result.ready_replicas
+    if cfg.deploy.service_type != "LoadBalancer":
+        return outcome
+    remaining = max(1.0, timeout_s - (time.monotonic() - started))
+    outcome.endpoint = endpoint_url(wait_for_address(kube, names.namespace, names.app, remaining), cfg.server.port)
+    if smoke:
+        remaining = max(10.0, timeout_s - (time.monotonic() - started))
+        outcome.smoke = smoke_request(outcome.endpoint, api_key, cfg.model.served_name, remaining)
+    return outcome

@@ -279,11 +279,18 @@ def diagnose_download(lines: list[str], exit_code: int | None, cfg_hint: dict) -
                    "`llmctl logs --container model-download` shows the full log")
 
 
-def diagnose_pod(pod: dict, image: str) -> Failure | None:
-    """A failure visible in the pod's status, or None while it may still come up."""
+def unschedulable_message(pod: dict) -> str | None:
     scheduled = _condition(pod, "PodScheduled")
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-        return diagnose_scheduling(scheduled.get("message", ""), None)
+        return scheduled.get("message", "")
+    return None
+
+
+def diagnose_pod(pod: dict, image: str) -> Failure | None:
+    """A failure visible in the pod's status, or None while it may still come up."""
+    message = unschedulable_message(pod)
+    if message is not None:
+        return diagnose_scheduling(message, None)
     inits = _statuses(pod, "initContainerStatuses")
     mains = _statuses(pod, "containerStatuses")
     for status in list(inits.values()) + list(mains.values()):
@@ -327,6 +334,7 @@ class RolloutTarget:
     image: str
     timeout_s: float
     download_hint: dict = field(default_factory=dict)  # bucket, prefix, role_arn, service_account
+    requested_timeout_s: float | None = None  # what the user asked for (timeout_s is what is left of it)
 
 
 @dataclass
@@ -381,7 +389,7 @@ class RolloutWatcher:
     def _watch(self, api_version: str, kind: str, label_selector: str | None) -> None:
         timeout = max(1, int(self.t.timeout_s) + 5)
         for event_type, obj in self.kube.watch(api_version, kind, namespace=self.t.namespace,
-                                               label_selector=label_selector, timeout_seconds=timeout):
+                                               label_selector=label_selector, timeout_s=timeout):
             if self.stop.is_set():
                 return
             self.queue.put((kind, event_type, obj))
@@ -439,6 +447,9 @@ class RolloutWatcher:
         return self._on_pod(pod)
 
     def _on_pod(self, pod: dict) -> RolloutResult | None:
+        unschedulable = unschedulable_message(pod)
+        if unschedulable is not None:
+            raise self._scheduling(unschedulable)
         failure = diagnose_pod(pod, self.t.image)
         if failure:
             raise self._error(pod, failure)
@@ -479,7 +490,7 @@ class RolloutWatcher:
         self.notified.add(uid)
         reason, message = event.get("reason", ""), event.get("message", "")
         if reason == "FailedScheduling":
-            raise LlmctlError(*self._scheduling(message))
+            raise self._scheduling(message)
         if reason == "Pulled":
             self.emit(Notice(message, self.now()))
         elif reason == "Unhealthy":
@@ -489,13 +500,13 @@ class RolloutWatcher:
             self.emit(Notice(f"{reason}: {message}", self.now(), "warn"))
         return None
 
-    def _scheduling(self, message: str) -> tuple[str, str]:
+    def _scheduling(self, message: str) -> LlmctlError:
         gpu_nodes = None
         if "Insufficient nvidia.com/gpu" in message:
             nodes = self.kube.list("v1", "Node")
             gpu_nodes = sum(1 for n in nodes if _gpus(n) > 0)
         failure = diagnose_scheduling(message, gpu_nodes)
-        return failure.message, failure.hint
+        return LlmctlError(failure.message, hint=failure.hint)
 
     def _logs(self, pod: str, container: str, previous: bool) -> list[str]:
         try:
@@ -528,7 +539,7 @@ class RolloutWatcher:
         phase = self.timeline.current or SCHEDULING
         pods = list(self.pods.values())
         ready = sum(1 for p in pods if is_ready(p))
-        message = (f"the endpoint was not ready after {self.t.timeout_s:g}s: {ready}/{self.t.replicas} pods ready, "
+        message = (f"the endpoint was not ready after {self.t.requested_timeout_s or self.t.timeout_s:g}s: {ready}/{self.t.replicas} pods ready, "
                    f"stuck at '{phase}'")
         if phase == LOADING and pods:
             lead = self._lead()
@@ -587,7 +598,7 @@ def wait_for_address(kube, namespace: str, name: str, timeout_s: float) -> str:
     while time.monotonic() < deadline:
         remaining = max(1, int(deadline - time.monotonic()))
         for _, obj in kube.watch("v1", "Service", namespace=namespace, field_selector=f"metadata.name={name}",
-                                 timeout_seconds=remaining):
+                                 timeout_s=remaining):
             address = service_address(obj)
             if address:
                 return address

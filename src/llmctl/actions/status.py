@@ -1,0 +1,123 @@
+"""`llmctl status` and `llmctl logs`: what the endpoint looks like now (read-only)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from llmctl.actions.deploy import configmap_name, endpoint_url, pod_selector
+from llmctl.actions.rollout import MAIN_CONTAINER, is_ready, pod_phase, service_address
+from llmctl.config import LlmctlConfig, Names
+from llmctl.errors import LlmctlError
+
+RECENT_EVENTS = 10
+# /metrics series summarised by `status` (llmctl server names, then vLLM's own)
+METRIC_SUMMARY = {
+    "vllm_model_loaded": "model_loaded",
+    "vllm_active_requests": "active_requests",
+    "vllm_tokens_generated_total": "tokens_generated",
+    "vllm_prompt_tokens_total": "prompt_tokens",
+    "vllm:num_requests_running": "engine_running",
+    "vllm:num_requests_waiting": "engine_waiting",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+}
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict:
+    """A summary of Prometheus text: requests by status, and the series in METRIC_SUMMARY (summed)."""
+    summary: dict = {"requests": {}}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match or line.startswith("#"):
+            continue
+        name, labels, value = match.group(1), dict(_LABEL.findall(match.group(2) or "")), match.group(3)
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if name == "vllm_requests_total":
+            status = labels.get("status", "unknown")
+            summary["requests"][status] = summary["requests"].get(status, 0) + number
+        elif name in METRIC_SUMMARY:
+            key = METRIC_SUMMARY[name]
+            summary[key] = summary.get(key, 0) + number
+    return summary
+
+
+def fetch_metrics(base_url: str, timeout_s: float = 5.0) -> dict:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout_s) as response:
+            return parse_metrics(response.read().decode(errors="replace"))
+    except (OSError, ValueError) as exc:
+        return {"error": f"{base_url}/metrics unreachable: {getattr(exc, 'reason', exc)}"}
+
+
+def _pod_summary(pod: dict) -> dict:
+    status = pod.get("status") or {}
+    containers = {c["name"]: c for c in status.get("containerStatuses") or []}
+    main = containers.get(MAIN_CONTAINER, {})
+    return {
+        "name": pod["metadata"]["name"],
+        "phase": pod_phase(pod),
+        "pod_phase": status.get("phase", "Pending"),
+        "ready": is_ready(pod),
+        "restarts": sum(c.get("restartCount", 0) for c in containers.values()),
+        "node": (pod.get("spec") or {}).get("nodeName"),
+        "image_id": main.get("imageID") or None,
+    }
+
+
+def collect_status(kube, cfg: LlmctlConfig, names: Names,
+                   metrics: Callable[[str], dict] = fetch_metrics) -> dict:
+    deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
+    if deployment is None:
+        return {"deployed": False, "deployment": f"{names.namespace}/{names.app}"}
+    selector = ",".join(f"{k}={v}" for k, v in pod_selector(names).items())
+    pods = [p for p in kube.list("v1", "Pod", namespace=names.namespace, label_selector=selector)
+            if not p["metadata"].get("deletionTimestamp")]
+    pod_names = {p["metadata"]["name"] for p in pods}
+    events = [e for e in kube.events(names.namespace) if e.get("type") == "Warning"
+              and ((e.get("involvedObject") or {}).get("name") in pod_names | {names.app})]
+    env = ((kube.get("v1", "ConfigMap", configmap_name(names), names.namespace) or {}).get("data") or {})
+    service = kube.get("v1", "Service", names.app, names.namespace)
+    address = service_address(service) if service else None
+    endpoint = endpoint_url(address, cfg.server.port) if address else None
+    spec, state = deployment.get("spec") or {}, deployment.get("status") or {}
+    container = next((c for c in spec["template"]["spec"]["containers"] if c["name"] == MAIN_CONTAINER), {})
+    data = {
+        "deployed": True,
+        "deployment": f"{names.namespace}/{names.app}",
+        "image": container.get("image"),
+        "model": {"source": f"s3://{env.get('S3_BUCKET')}/{env.get('S3_PREFIX')}" if env else None,
+                  "served_name": env.get("SERVED_MODEL_NAME"), "max_model_len": env.get("MAX_MODEL_LEN")},
+        "replicas": spec.get("replicas", 0),
+        "ready_replicas": state.get("readyReplicas", 0),
+        "pods": [_pod_summary(p) for p in sorted(pods, key=lambda p: p["metadata"]["name"])],
+        "endpoint": endpoint,
+        "events": [{"reason": e.get("reason"), "object": (e.get("involvedObject") or {}).get("name"),
+                    "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
+        "metrics": metrics(endpoint) if endpoint else None,
+    }
+    return data
+
+
+def pick_pod(kube, names: Names) -> str:
+    """The newest pod of the endpoint (the one a rollout is about)."""
+    selector = ",".join(f"{k}={v}" for k, v in pod_selector(names).items())
+    pods = [p for p in kube.list("v1", "Pod", namespace=names.namespace, label_selector=selector)
+            if not p["metadata"].get("deletionTimestamp")]
+    if not pods:
+        raise LlmctlError(f"no pods of {names.namespace}/{names.app}",
+                          hint="run `llmctl deploy` (or `llmctl status` to see why none runs)")
+    return max(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))["metadata"]["name"]
+
+
+def logs(kube, names: Names, *, container: str, follow: bool, previous: bool,
+         tail_lines: int | None = None) -> Iterator[str]:
+    pod = pick_pod(kube, names)
+    return kube.pod_logs(pod, names.namespace, container=container, follow=follow, previous=previous,
+                         tail_lines=tail_lines)
