@@ -1,0 +1,55 @@
+"""`llmctl cost`: the estimate for the config, or (`--running`) the rate of what exists now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from llmctl.cli.context import OutputOption, get_app
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cost", help="Hourly and monthly cost estimate for the config, or --running for what exists now.")(cost)
+
+
+def cost(
+    ctx: typer.Context,
+    running: Annotated[bool, typer.Option("--running", help="Price what this deployment actually has in AWS now.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Ask the AWS Pricing API for the node price (falls back to the table).")] = False,
+    image_gb: Annotated[Optional[float], typer.Option("--image-gb", min=0, help="ECR image size to price (GB).")] = None,
+    model_gb: Annotated[Optional[float], typer.Option("--model-gb", min=0, help="Model size in S3 to price (GB).")] = None,
+    output: OutputOption = None,
+) -> None:
+    from llmctl.actions import cost as actions
+
+    app = get_app(ctx, output)
+    if running:
+        from llmctl.cli.teardown import make_teardown
+
+        discovery = make_teardown(app)
+        discovery.kube_factory = None  # Kubernetes objects cost nothing themselves; their AWS side is found by tags
+        with app.output.status(f"discovering what deployment {app.names.deployment!r} has running..."):
+            inventory = discovery.discover(include_build=True)
+        estimate = actions.running_cost(inventory.resources, app.names.region)
+        estimate.notes += inventory.warnings
+        title = f"Running now: deployment {app.names.deployment} in {app.names.region}"
+    else:
+        from llmctl import pricing
+
+        client = pricing.pricing_client(app.config.aws.profile) if live else None
+        estimate = actions.estimate_config(app.config, image_gb=image_gb, model_gb=model_gb, live_client=client)
+        title = f"Estimate: deployment {app.names.deployment} in {app.names.region}"
+    data = {"mode": "running" if running else "estimate", **estimate.to_dict()}
+
+    def render(d: dict) -> None:
+        rows = [(line["item"], f"${line['hourly']:.4f}", f"${line['monthly']:,.2f}", line["note"]) for line in d["lines"]]
+        rows.append(("total", f"${d['hourly_total']:.4f}", f"${d['monthly_total']:,.2f}", ""))
+        app.output.table(title, ["item", "hourly", "monthly", "note"], rows)
+        app.output.print(f"Source: {d['source']}. An estimate: the AWS bill is the truth.")
+        for note in d["notes"]:
+            app.output.print(f"note: {note}")
+        if d["mode"] == "running" and not d["lines"]:
+            app.output.print("Nothing billable of this deployment is running.")
+
+    app.output.result(data, render)
