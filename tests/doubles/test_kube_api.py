@@ -441,3 +441,16 @@ def test_image_pull_error_without_init_containers_hits_the_main_container(kube, 
     pod = _wait_pod(kube, lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get(
         "waiting", {}).get("reason") == "ImagePullBackOff")
     assert pod["status"]["phase"] == "Pending"
+
+
+def test_watch_from_a_compacted_resource_version_is_expired(kube, core, ns):
+    kube.store.history_limit = 3
+    first = core.create_namespaced_config_map(NS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                   "metadata": {"name": "cm-0"}})
+    for i in range(1, 6):
+        core.create_namespaced_config_map(NS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": f"cm-{i}"}})
+    with pytest.raises(ApiException) as exc:
+        list(watch.Watch().stream(core.list_namespaced_config_map, NS, timeout_seconds=1,
+                                  resource_version=first.metadata.resource_version))
+    assert exc.value.status == 410 and "too old resource version" in exc.value.reason

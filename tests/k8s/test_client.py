@@ -236,3 +236,15 @@ def test_close_streams_ends_a_blocked_watch_and_log_follow(k, kube):
         t.join(timeout=5)
     assert not any(t.is_alive() for t in threads)
     assert seen == {"watch": [], "logs": ["downloading"]}
+
+
+def test_watch_restarts_from_now_when_its_resource_version_expired(k, kube):
+    k.apply(namespace())
+    first = k.apply(config_map("cm-0", {}))
+    old_rv = kube.get("v1", "ConfigMap", "cm-0", NS)["metadata"]["resourceVersion"]
+    kube.store.history_limit = 2
+    for i in range(1, 4):
+        k.apply(config_map(f"cm-{i}", {}))
+    events = list(k.watch("v1", "ConfigMap", NS, timeout_s=1, resource_version=old_rv))
+    assert first.action == "created"
+    assert sorted(o["metadata"]["name"] for t, o in events if t == "ADDED") == ["cm-0", "cm-1", "cm-2", "cm-3"]

@@ -151,6 +151,7 @@ class Store:
         self.cond = threading.Condition(lock)
         self.objects: dict[tuple[str, str, str, str], dict] = {}
         self.history: list[HistoryEntry] = []
+        self.history_limit = HISTORY_LIMIT  # watches from before the oldest kept entry get 410 Expired
         self.rv = 1
         self.applied: dict[tuple, dict] = {}  # (object key, manager) -> last applied configuration
         self.orphaned_uids: set[str] = set()
@@ -198,8 +199,8 @@ class Store:
         if type_ != "DELETED":
             self.objects[k] = obj
         self.history.append(HistoryEntry(self.rv, type_, rt, copy.deepcopy(obj), copy.deepcopy(old)))
-        if len(self.history) > HISTORY_LIMIT:
-            del self.history[: len(self.history) - HISTORY_LIMIT]
+        if len(self.history) > self.history_limit:
+            del self.history[: len(self.history) - self.history_limit]
         for listener in list(self.listeners):
             listener(type_, rt, obj, old)
         self.cond.notify_all()
