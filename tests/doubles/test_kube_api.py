@@ -225,8 +225,8 @@ def test_failed_scheduling_scenario(kube, dyn, ns):
 
 
 def test_scheduler_reports_a_missing_gpu_and_binds_when_a_node_gains_one(kube, dyn, ns):
-    kube.set_allocatable(DEFAULT_NODE, {"nvidia.com/gpu": "0"})
-    kube.wait_for(lambda: kube.get("v1", "Node", DEFAULT_NODE)["status"]["allocatable"]["nvidia.com/gpu"] == "0")
+    kube.set_allocatable(DEFAULT_NODE, {"nvidia.com/gpu": None})  # no device plugin yet: no GPU resource
+    assert "nvidia.com/gpu" not in kube.get("v1", "Node", DEFAULT_NODE)["status"]["allocatable"]
     apply(dyn, deployment())
     pod = _wait_pod(kube, lambda p: p["status"].get("conditions"))
     message = _events(kube, pod)[0][2]

@@ -380,7 +380,11 @@ class KubeDouble:
                 status[key] = {k: v for k, v in status[key].items() if v not in ("None",)}
             self.store.put_status(rt, node, status)
 
-        self.later(after, change)
+        if after > 0:
+            self.later(after, change)
+        else:
+            with self.lock:
+                change()
 
     def install_crds(self, crds: list[dict]) -> None:
         with self.lock:

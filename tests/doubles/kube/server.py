@@ -8,6 +8,7 @@ import select
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -189,6 +190,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(400, ApiError(400, "BadRequest", str(err)).status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception:  # noqa: BLE001 - a bug in the double: answer 500 and let the fixture fail the test
+            self.cluster.errors.append(traceback.format_exc())
+            if not self._status:
+                self._send_json(500, ApiError(500, "InternalError", "the Kubernetes double failed").status())
         finally:
             self._record(self._status)
 
@@ -196,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str, query: dict, body, content_type) -> None:
         c = self.cluster
-        parts = [p for p in path.split("/") if p]
+        parts = [p for p in path.split("/") if p] or [""]
         with c.lock:
             registry = c.registry
             if path == "/version":
