@@ -183,7 +183,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
         ("service", {"service_type": d.service_type, "service_annotations": _service_annotations(cfg, names),
                      "source_ranges": d.load_balancer_source_ranges}),
         ("deployment", {
-            "replicas": d.replicas,
+            # under an autoscaler the replica count is its to set: applying ours would reset it
+            "replicas": None if d.autoscaling.enabled else d.replicas,
             "strategy": strategy(cfg),
             "pod_labels": {**labels(names), **pod_selector(names)},
             "pod_annotations": {ANNOTATION_CONFIG_HASH: config_hash},
@@ -270,6 +271,12 @@ def existing_api_key(kube, names: Names) -> str | None:
 
 def apply_documents(kube, documents: list[dict], names: Names, report: Callable[[ObjectResult], None] = lambda r: None) -> list[ObjectResult]:
     """Server-side apply in dependency order, then prune what this deployment no longer renders."""
+    if any(d["kind"] == "ScaledObject" for d in documents) and not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
+        raise LlmctlError(
+            "deploy.autoscaling uses KEDA, but the cluster has no ScaledObject kind (KEDA is not installed)",
+            hint="install KEDA (`helm install keda kedacore/keda -n keda --create-namespace`) or set "
+                 "deploy.autoscaling.engine: hpa",
+        )
     order = {kind: i for i, kind in enumerate(KIND_ORDER)}
     ordered = sorted(documents, key=lambda d: order.get((d["apiVersion"], d["kind"]), len(order)))
     results = []
@@ -347,13 +354,14 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     outcome = DeployOutcome(apply_documents(kube, documents, names, report), image, api_key, created)
     on_applied()
     deployment = next(d for d in documents if d["kind"] == "Deployment")
-    if cfg.deploy.replicas == 0:
+    want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
+    if want == 0:
         return outcome
     target = RolloutTarget(
         namespace=names.namespace,
         selector=",".join(f"{k}={v}" for k, v in pod_selector(names).items()),
         config_hash=deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH],
-        replicas=cfg.deploy.replicas,
+        replicas=want,
         image=image,
         timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
         requested_timeout_s=timeout_s,

@@ -1,0 +1,65 @@
+"""Applying and pruning in-process against the Kubernetes double (no CLI start-up per case)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmctl.actions.deploy import apply_documents, deploy, render
+from llmctl.config import LlmctlConfig, Names
+from llmctl.errors import LlmctlError
+from llmctl.k8s.client import Kube
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
+ROLE = "arn:aws:iam::123456789012:role/llama-vllm-s3-access"
+
+
+def config(**deploy) -> LlmctlConfig:
+    return LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "cluster": {"nodes_max": 3},
+                                       "deploy": deploy})
+
+
+def documents(cfg: LlmctlConfig) -> list[dict]:
+    return render(cfg, Names.from_config(cfg), image=IMAGE, role_arn=ROLE, api_key="key")
+
+
+@pytest.fixture
+def client(kube) -> Kube:
+    return Kube.from_kubeconfig(str(kube.kubeconfig_path))
+
+
+def test_keda_missing_is_explained(client) -> None:
+    cfg = config(autoscaling={"enabled": True})
+    with pytest.raises(LlmctlError, match="KEDA is not installed") as info:
+        apply_documents(client, documents(cfg), Names.from_config(cfg))
+    assert "engine: hpa" in info.value.hint
+
+
+def test_scaled_object_applied_then_pruned_leaving_others_alone(kube, client) -> None:
+    kube.install_keda()
+    cfg = config(autoscaling={"enabled": True})
+    names = Names.from_config(cfg)
+    first = apply_documents(client, documents(cfg), names)
+    assert ("ScaledObject", "created") in {(r.kind, r.action) for r in first}
+    rendered = next(d for d in documents(cfg) if d["kind"] == "Deployment")
+    assert "replicas" not in rendered["spec"]  # KEDA's to set; applying ours would reset it
+    # neighbours in the namespace: another deployment's ConfigMap, and a monitoring object of this one
+    for name, labels in (("other-env", {"app.kubernetes.io/managed-by": "llmctl", "app.kubernetes.io/instance": "other",
+                                        "app.kubernetes.io/part-of": "llmctl-endpoint"}),
+                         ("llama-dashboards", {"app.kubernetes.io/managed-by": "llmctl",
+                                               "app.kubernetes.io/instance": "llama",
+                                               "app.kubernetes.io/part-of": "llmctl-monitoring"})):
+        kube.create({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": name, "namespace": "vllm", "labels": labels}, "data": {}})
+    off = config(autoscaling={"enabled": False})
+    second = apply_documents(client, documents(off), names)
+    assert [(r.kind, r.action) for r in second if r.action != "unchanged"] == [("ScaledObject", "pruned")]
+    assert kube.get("keda.sh/v1alpha1", "ScaledObject", "vllm-llama", "vllm") is None
+    assert kube.get("v1", "ConfigMap", "other-env", "vllm") and kube.get("v1", "ConfigMap", "llama-dashboards", "vllm")
+
+
+def test_streamed_weights_skip_the_download_phase(kube, client) -> None:
+    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models", "load_format": "runai_streamer"},
+                                       "deploy": {"service_type": "ClusterIP"}})
+    outcome = deploy(cfg, Names.from_config(cfg), client, image=IMAGE, role_arn=ROLE, timeout_s=30)
+    assert [p for p, _ in outcome.timeline.durations()] == ["Scheduling", "Pulling image", "Loading engine"]
+    assert outcome.endpoint is None and outcome.api_key_created
