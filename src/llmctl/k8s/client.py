@@ -127,6 +127,7 @@ class Kube:
               read_timeout: float | None = 60.0):
         """Send one request; return the raw (unread) urllib3 response of a 2xx answer."""
         import urllib3
+        from kubernetes.client.exceptions import ApiException
 
         request = self._api.param_serialize(
             method, path, query_params=[(k, v) for k, v in (query or []) if v is not None],
@@ -138,11 +139,9 @@ class Kube:
         except urllib3.exceptions.HTTPError as exc:
             raise LlmctlError(f"cannot reach the Kubernetes API at {self.host}: {exc}",
                               hint="check that the cluster exists and the kubeconfig context points at it") from None
-        except Exception as exc:  # ApiException raised by the REST layer (TLS errors and the like)
-            if type(exc).__name__ == "ApiException":
-                raise LlmctlError(f"cannot reach the Kubernetes API at {self.host}: {exc}",
-                                  hint="check the kubeconfig's cluster endpoint and certificate") from None
-            raise
+        except ApiException as exc:  # the REST layer's answer to TLS failures
+            raise LlmctlError(f"cannot reach the Kubernetes API at {self.host}: {exc.reason}",
+                              hint="check the kubeconfig's cluster endpoint and certificate") from None
         if not 200 <= resp.status <= 299:
             raise self._error(resp.status, resp.read(), method, path)
         return resp.response
