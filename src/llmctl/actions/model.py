@@ -156,3 +156,19 @@ def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, 
 
         raise aws_error(exc, f"uploading {model_dir} to s3://{bucket}/{result.prefix}") from None
     return result
+
+
+def upload_model_from_config(cfg, names, aws, model_dir: Path, *, bucket: str | None, prefix: str | None,
+                             progress: Callable[[int], None] | None = None) -> UploadResult:
+    """`llmctl model upload`: the configured bucket/prefix unless overridden; `progress(delta)`."""
+    bucket = bucket or cfg.model.bucket
+    if not bucket:
+        raise LlmctlError("model.bucket is not set", hint="set model.bucket in llmctl.yaml or pass --bucket", exit_code=2)
+    sent = [0]
+
+    def on_bytes(done: int, total: int) -> None:
+        if progress:
+            progress(done - sent[0])
+        sent[0] = done
+
+    return upload_model(aws.s3, Path(model_dir), bucket, prefix if prefix is not None else cfg.model.prefix, names.aws_tags, on_bytes)
