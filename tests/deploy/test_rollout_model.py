@@ -150,3 +150,29 @@ def test_plain_display_and_timeline(monkeypatch) -> None:
     render_timeline(output, show.timeline)
     table = out.getvalue()
     assert "cold-start timeline" in table and "Loading engine" in table and "12.0s" in table
+
+
+def test_live_display_on_a_terminal() -> None:
+    from rich.console import Console
+
+    output = Output()
+    buffer = io.StringIO()
+    output.err = Console(file=buffer, force_terminal=True, no_color=True, width=120)
+    assert output.interactive
+    with RolloutDisplay(output) as show:
+        assert show.live is not None
+        show(PhaseStarted(SCHEDULING, 0.0))
+        show(PhaseStarted(PULLING, 0.5))
+        show(PhaseStarted(DOWNLOADING, 1.0))
+        show(DownloadProgress(2_000_000_000, 4_000_000_000, 1, 4, 200_000_000, 2.0))
+        show(Notice("Readiness probe failed: HTTP probe failed with statuscode: 503", 2.5, "warn"))
+        show.live.refresh()
+        middle = buffer.getvalue()
+        show(PhaseStarted(LOADING, 3.0))
+        show(PhaseStarted(READY, 4.0))
+    final = buffer.getvalue()
+    assert "2.0 GB / 4.0 GB (50%) at 200.0 MB/s, ETA 10.0s, 1/4 files" in middle
+    assert "Readiness probe failed" in middle
+    for phase in ("Scheduling", "Pulling image", "Downloading model", "Loading engine", "Ready"):
+        assert phase in final
+    assert "4.0s" in final  # Ready at 4 s

@@ -140,9 +140,11 @@ class RolloutDisplay:
                 if phase == READY:
                     elapsed = human_seconds(self.timeline.starts[READY])
                 table.add_row(mark, Text(phase, style="bold" if not finished else ""), elapsed, detail)
-            for notice in self.notices:
-                table.add_row("", Text(notice.message, style="yellow" if notice.level == "warn" else "dim"), "", "")
-            return table
+            from rich.console import Group
+
+            notes = [Text(f"    {n.message}", style="yellow" if n.level == "warn" else "dim", overflow="ellipsis",
+                          no_wrap=True) for n in self.notices]
+            return Group(table, *notes)
 
 
 def render_timeline(output: Output, timeline: Timeline) -> None:
