@@ -86,10 +86,14 @@ def test_apply_all_orders_dependencies_and_a_second_run_is_unchanged(k, kube):
     assert {r.action for r in k.apply_all(objs)} == {"unchanged"}
 
 
-def test_apply_all_dry_run_into_a_new_namespace(k, kube):
-    results = k.apply_all([deployment(), namespace()], dry_run=True)
-    assert [(r.kind, r.action) for r in results] == [("Namespace", "created"), ("Deployment", "created")]
-    assert kube.get("v1", "Namespace", NS) is None
+def test_apply_all_dry_run_into_a_new_namespace_and_a_new_kind(k, kube):
+    smon = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": {"name": "vllm", "namespace": "default"}, "spec": {}}
+    results = k.apply_all([smon, deployment(), namespace(), PROMETHEUS_OPERATOR_CRDS[0]], dry_run=True)
+    assert [(r.kind, r.action) for r in results] == [("CustomResourceDefinition", "created"),
+                                                     ("Namespace", "created"), ("Deployment", "created"),
+                                                     ("ServiceMonitor", "created")]
+    assert kube.get("v1", "Namespace", NS) is None and not k.has_kind("monitoring.coreos.com/v1", "ServiceMonitor")
 
 
 def test_invalid_object_becomes_an_llmctl_error(k):

@@ -277,15 +277,17 @@ class Kube:
         ordered = sorted(objs, key=lambda o: _APPLY_ORDER.get(o.get("kind", ""), _OTHERS))
         results: list[ApplyResult] = []
         new_namespaces: set[str] = set()
+        new_kinds: set[tuple[str, str]] = set()
         crd_kinds: list[tuple[str, str]] = []
         for obj in ordered:
             meta = obj.get("metadata") or {}
             if crd_kinds and _APPLY_ORDER.get(obj.get("kind", ""), _OTHERS) > 0:
                 self._wait_for_kinds(crd_kinds, crd_timeout_s, dry_run)
                 crd_kinds = []
-            if dry_run and meta.get("namespace") in new_namespaces:
-                # the server cannot dry-run into a namespace that does not exist yet: it will be created
-                results.append(ApplyResult(obj["kind"], meta["namespace"], meta["name"], "created"))
+            if dry_run and (meta.get("namespace") in new_namespaces or
+                            (obj.get("apiVersion"), obj.get("kind")) in new_kinds):
+                # the server cannot dry-run into a namespace, or a kind, that does not exist yet
+                results.append(ApplyResult(obj["kind"], meta.get("namespace"), meta["name"], "created"))
                 continue
             result = self.apply(obj, field_manager=field_manager, dry_run=dry_run)
             results.append(result)
@@ -293,8 +295,11 @@ class Kube:
                 new_namespaces.add(result.name)
             if obj.get("kind") == "CustomResourceDefinition":
                 spec = obj.get("spec") or {}
-                crd_kinds += [(f"{spec.get('group')}/{v['name']}", (spec.get("names") or {}).get("kind"))
-                              for v in spec.get("versions") or [] if v.get("served", True)]
+                kinds = [(f"{spec.get('group')}/{v['name']}", (spec.get("names") or {}).get("kind"))
+                         for v in spec.get("versions") or [] if v.get("served", True)]
+                crd_kinds += kinds
+                if dry_run and result.action == "created":
+                    new_kinds.update(kinds)
         return results
 
     def _wait_for_kinds(self, kinds: list[tuple[str, str]], timeout_s: float, dry_run: bool) -> None:
