@@ -454,3 +454,18 @@ def test_watch_from_a_compacted_resource_version_is_expired(kube, core, ns):
         list(watch.Watch().stream(core.list_namespaced_config_map, NS, timeout_seconds=1,
                                   resource_version=first.metadata.resource_version))
     assert exc.value.status == 410 and "too old resource version" in exc.value.reason
+
+
+def test_a_deleted_pod_terminates_before_it_goes_away(kube, dyn, core, ns):
+    kube.pod_termination_delay = 0.3
+    apply(dyn, deployment())
+    pod = _wait_pod(kube, lambda p: p["spec"].get("nodeName"))
+    name = pod["metadata"]["name"]
+    core.delete_namespaced_pod(name, NS)
+    terminating = kube.get("v1", "Pod", name, NS)
+    assert terminating["metadata"]["deletionTimestamp"] and terminating["metadata"]["deletionGracePeriodSeconds"] == 30
+    replacement = _wait_pod(kube, lambda p: p["metadata"]["name"] != name)  # the ReplicaSet replaces it at once
+    assert replacement["metadata"]["ownerReferences"] == pod["metadata"]["ownerReferences"]
+    kube.wait_for(lambda: kube.get("v1", "Pod", name, NS) is None)
+    core.delete_namespaced_pod(replacement["metadata"]["name"], NS, grace_period_seconds=0)
+    assert kube.get("v1", "Pod", replacement["metadata"]["name"], NS) is None

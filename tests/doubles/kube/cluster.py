@@ -99,7 +99,7 @@ class KubeDouble:
 
     def __init__(self, kubeconfig_path: str | Path | None = None, *, context: str = "llmctl-test",
                  server_version: str = "1.31", gpu_node: bool = True, region: str = "us-east-1",
-                 lb_delay: float = 0.05, namespace_delete_delay: float = 0.02):
+                 lb_delay: float = 0.05, namespace_delete_delay: float = 0.02, pod_termination_delay: float = 0.02):
         self.lock = threading.RLock()
         self.registry = Registry()
         self.store = Store(self.registry, self.lock)
@@ -112,6 +112,7 @@ class KubeDouble:
         self.region = region
         self.lb_delay = lb_delay
         self.namespace_delete_delay = namespace_delete_delay
+        self.pod_termination_delay = pod_termination_delay  # a deleted pod stays Terminating this long
         self.lb_create_hook: Callable[[dict], str | dict | None] | None = None
         self.lb_delete_hook: Callable[[dict], None] | None = None
         self.lb_pending: set = set()
@@ -300,7 +301,8 @@ class KubeDouble:
             self.later(sim.scenario.steps[sim.next_step].delay, lambda: self._run_step(sim))
 
     def _run_step(self, sim: PodSim) -> None:
-        if sim.pod() is None:
+        pod = sim.pod()
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
             self.sims.pop(sim.uid, None)
             return
         if sim.scenario.steps[sim.next_step].run(sim) is False:

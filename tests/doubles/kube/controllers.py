@@ -95,6 +95,9 @@ class Controllers:
         elif kind == "Pod":
             if type_ == "ADDED":
                 self.c.start_pod(obj)
+            if type_ == "MODIFIED" and meta.get("deletionTimestamp") and \
+                    not (old or {}).get("metadata", {}).get("deletionTimestamp"):
+                later(self.c.pod_termination_delay, lambda: self._finish_pod(ns, name, meta["uid"]))
             if type_ == "DELETED":
                 self.c.logs.drop_pod(ns, name)
                 later(0, self.c.retry_unscheduled)
@@ -122,6 +125,13 @@ class Controllers:
                 else:
                     store.delete(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         store.orphaned_uids.discard(uid)
+
+    def _finish_pod(self, ns: str, name: str, uid: str) -> None:
+        """The kubelet has stopped the containers of a terminating pod: the pod object goes away."""
+        rt = self.c.rt("v1", "Pod")
+        pod = self.c.store.get(rt, ns, name)
+        if pod is not None and pod["metadata"]["uid"] == uid and not pod["metadata"].get("finalizers"):
+            self.c.store.remove(rt, pod)
 
     def _finish_namespace(self, name: str) -> None:
         store = self.c.store

@@ -304,7 +304,9 @@ class Handler(BaseHTTPRequestHandler):
             propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
             if _truthy(query.get("orphanDependents")) or options.get("orphanDependents"):
                 propagation = "Orphan"
-            obj = store.delete(rt, namespace, name, propagation, dry_run)
+            grace = query.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+            obj = store.delete(rt, namespace, name, propagation, dry_run,
+                               grace_period=int(grace) if grace is not None else None)
             return self._send_json(200, obj)
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 

@@ -474,7 +474,9 @@ class Store:
         return conflicts
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, propagation: str | None = None,
-               dry_run: bool = False) -> dict:
+               dry_run: bool = False, grace_period: int | None = None) -> dict:
+        """Delete, or mark for deletion: objects with finalizers, namespaces, and pods bound to a node (which
+        terminate gracefully: the kubelet removes them after `KubeDouble.pod_termination_delay`)."""
         obj = self.get(rt, namespace, name)
         if obj is None:
             raise not_found(rt, name)
@@ -482,12 +484,18 @@ class Store:
             return obj
         if propagation == "Orphan":
             self.orphaned_uids.add(obj["metadata"]["uid"])
-        if obj["metadata"].get("deletionTimestamp"):
+        meta = obj["metadata"]
+        graceful = rt.kind == "Pod" and bool((obj.get("spec") or {}).get("nodeName")) and grace_period != 0
+        if meta.get("deletionTimestamp"):
+            if rt.kind == "Pod" and grace_period == 0 and not meta.get("finalizers"):
+                return self._commit("DELETED", rt, obj, obj)  # force: don't wait for the kubelet
             return obj
-        if obj["metadata"].get("finalizers") or rt.kind == "Namespace":
+        if meta.get("finalizers") or rt.kind == "Namespace" or graceful:
             marked = copy.deepcopy(obj)
             marked["metadata"]["deletionTimestamp"] = now_rfc3339()
-            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            marked["metadata"]["deletionGracePeriodSeconds"] = (
+                grace_period if grace_period is not None else obj["spec"].get("terminationGracePeriodSeconds", 30)
+            ) if graceful else 0
             if rt.kind == "Namespace":
                 marked["status"] = {"phase": "Terminating"}
             return self._commit("MODIFIED", rt, marked, obj)
