@@ -117,6 +117,15 @@ class Teardown:
     clock: Callable[[], float] = time.monotonic
     _kube: object = field(default=None, init=False, repr=False)
     _kube_error: str | None = field(default=None, init=False, repr=False)
+    _cache: dict | None = field(default=None, init=False, repr=False)  # read-only answers, during one discover()
+
+    def _read(self, key, fetch: Callable[[], object]):
+        """Within one `discover()` the same look-up is made once; steps always look afresh."""
+        if self._cache is None:
+            return fetch()
+        if key not in self._cache:
+            self._cache[key] = fetch()
+        return self._cache[key]
 
     # --- clients -----------------------------------------------------------------------------
     def kube(self, cluster: dict):
@@ -142,6 +151,13 @@ class Teardown:
     # --- discovery ---------------------------------------------------------------------------
     def discover(self, *, include_build: bool = True) -> Inventory:
         """Everything this deployment owns, each assigned to its teardown step."""
+        self._cache = {}
+        try:
+            return self._discover(include_build)
+        finally:
+            self._cache = None
+
+    def _discover(self, include_build: bool) -> Inventory:
         from llmctl.actions import cost
 
         inv = Inventory()
@@ -172,12 +188,15 @@ class Teardown:
             {"Key": TAG_DEPLOYMENT, "Values": [self.names.deployment]},
             {"Key": TAG_MANAGED_BY, "Values": ["llmctl"]},
         ]
-        found: dict[str, dict[str, str]] = {}
-        client = self.aws.client("resourcegroupstaggingapi")
-        for page in client.get_paginator("get_resources").paginate(TagFilters=filters):
-            for item in page.get("ResourceTagMappingList", []):
-                found[item["ResourceARN"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
-        return found
+        def fetch() -> dict[str, dict[str, str]]:
+            found: dict[str, dict[str, str]] = {}
+            client = self.aws.client("resourcegroupstaggingapi")
+            for page in client.get_paginator("get_resources").paginate(TagFilters=filters):
+                for item in page.get("ResourceTagMappingList", []):
+                    found[item["ResourceARN"]] = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+            return found
+
+        return self._read(("tagged", repr(filters)), fetch)
 
     def cluster_tagged(self) -> dict[str, dict[str, str]]:
         """What the cluster's controllers and eksctl tagged for the cluster name."""
@@ -193,6 +212,9 @@ class Teardown:
 
     def cluster_info(self) -> dict:
         """Does the EKS cluster exist, and is it ours (its tags, or its eksctl stacks' tags)?"""
+        return self._read("cluster", self._cluster_info)
+
+    def _cluster_info(self) -> dict:
         from llmctl.aws.session import aws_error, error_code
 
         try:
@@ -212,6 +234,9 @@ class Teardown:
 
     def stacks(self) -> list[dict]:
         """eksctl's stacks of this cluster: name prefix AND eksctl's cluster tag (never the name alone)."""
+        return self._read("stacks", self._stacks)
+
+    def _stacks(self) -> list[dict]:
         cfn = self.aws.client("cloudformation")
         stacks = []
         for page in cfn.get_paginator("describe_stacks").paginate():
@@ -230,18 +255,34 @@ class Teardown:
         cluster = cluster if cluster is not None else self.cluster_info()
         if not cluster.get("ours"):
             return []
+        services = self._lb_services(cluster)
         found = [
             Resource("k8s_service", f"{s['metadata']['namespace']}/{s['metadata']['name']}", f"service/{s['metadata']['namespace']}/{s['metadata']['name']}", 1, note="type LoadBalancer")
-            for s in self._lb_services(cluster)
+            for s in services
         ]
+        ours = {r.name for r in found}
+        live = self._live_lb_services(cluster)
         for arn, tags in self.cluster_tagged().items():
             kind = _type_of(arn)
-            if kind in ("aws_lb", "aws_elb", "aws_lb_target_group") or (
-                kind == "aws_security_group" and any(k in tags for k in K8S_SERVICE_TAGS)
-            ):
-                service = next((tags[k] for k in K8S_SERVICE_TAGS if k in tags), "")
-                found.append(Resource(kind, _name_of(arn), arn, 1, note=f"for Service {service}" if service else "made by the cluster's controller", extra={"tags": tags}))
+            service = next((tags[k] for k in K8S_SERVICE_TAGS if k in tags), "")
+            if not (kind in ("aws_lb", "aws_elb", "aws_lb_target_group") or (kind == "aws_security_group" and service)):
+                continue
+            # Another Service's load balancer in our cluster is not ours while that Service lives;
+            # once it is gone (or the cluster is), what is left is an orphan of our cluster.
+            if live is not None and service in live and service not in ours:
+                continue
+            found.append(Resource(kind, _name_of(arn), arn, 1, note=f"for Service {service}" if service else "made by the cluster's controller", extra={"tags": tags}))
         return found
+
+    def _live_lb_services(self, cluster: dict) -> set[str] | None:
+        """Every LoadBalancer Service in the cluster (`ns/name`), or None without a reachable cluster."""
+        kube = self.kube(cluster)
+        if kube is None:
+            return None
+        return {
+            f"{s['metadata']['namespace']}/{s['metadata']['name']}"
+            for s in kube.list("v1", "Service") if (s.get("spec") or {}).get("type") == "LoadBalancer"
+        }
 
     def _lb_services(self, cluster: dict) -> list[dict]:
         kube = self.kube(cluster)
@@ -411,7 +452,9 @@ class Teardown:
         for svc in services:
             meta = svc["metadata"]
             self.log(f"deleting Service {meta['namespace']}/{meta['name']} (its load balancer goes with it)")
-            kube.delete("v1", "Service", meta["name"], meta["namespace"])
+            # The Service disappears when the cloud controller has removed its load balancer
+            # (the service.kubernetes.io/load-balancer-cleanup finalizer): wait for that by watching.
+            kube.delete("v1", "Service", meta["name"], meta["namespace"], wait=True, timeout_s=self.lb_wait_s)
         aws_side = lambda: [r for r in self.lb_resources() if r.type != "k8s_service"]  # noqa: E731
         if services:
             remaining = self._wait_until_empty(aws_side, self.lb_wait_s, "load balancers to be deleted by the cluster's controller")
@@ -465,12 +508,15 @@ class Teardown:
                 self.sleep(self.poll_s)
 
     def _wait_until_empty(self, probe: Callable[[], list], timeout: float, what: str) -> list:
+        """Poll `probe` (read-only AWS calls) until it finds nothing; back off up to `poll_s`."""
         deadline = self.clock() + timeout
         remaining = probe()
         if remaining:
             self.log(f"waiting for {what} ({len(remaining)} left)")
+        attempt = 0
         while remaining and self.clock() < deadline:
-            self.sleep(self.poll_s)
+            self.sleep(min(self.poll_s, 0.25 * 2**attempt))
+            attempt += 1
             remaining = probe()
         return remaining
 
@@ -486,16 +532,7 @@ class Teardown:
             kube.delete(res.extra["api_version"], res.extra["kind"], res.name.rsplit("/", 1)[-1], res.extra["namespace"])
         for res in namespaces:
             self.log(f"deleting namespace {res.name} and everything in it")
-            kube.delete("v1", "Namespace", res.name, None)
-        if namespaces:
-            left = self._wait_until_empty(
-                lambda: [r for r in self.k8s_resources() if r.type == "k8s_namespace"], self.namespace_wait_s, "namespaces to terminate"
-            )
-            if left:
-                raise LlmctlError(
-                    f"namespace(s) still terminating: {', '.join(r.name for r in left)}",
-                    hint="`kubectl get namespace <name> -o yaml` shows what blocks it (often a finalizer); then re-run",
-                )
+            kube.delete("v1", "Namespace", res.name, None, wait=True, timeout_s=self.namespace_wait_s)
         volumes = [r for r in self.k8s_resources() if r.type == "aws_ebs_volume"]
         for vol in volumes:  # PVC volumes the CSI driver did not get to: tagged as owned by our cluster
             self.log(f"deleting EBS volume {vol.name} ({vol.note})")
@@ -645,11 +682,10 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
     service, resource = parts[2], parts[5] if len(parts) > 5 else ""
     if service == "s3":
         return service, "", resource
-    for sep in ("/", ":"):
-        if sep in resource:
-            rtype, rid = resource.split(sep, 1)
-            return service, rtype, rid
-    return service, resource, resource
+    cut = min((i for i in (resource.find("/"), resource.find(":")) if i >= 0), default=-1)
+    if cut < 0:
+        return service, resource, resource
+    return service, resource[:cut], resource[cut + 1 :]
 
 
 def _type_of(arn: str) -> str:
@@ -667,6 +703,8 @@ def _name_of(arn: str) -> str:
         return rid.split("/")[0]
     if service == "logs" and rid.endswith(":*"):
         return rid[:-2]
+    if service == "secretsmanager":
+        return rid.rsplit("-", 1)[0]  # the ARN adds "-" and 6 random characters to the name
     return rid
 
 
