@@ -108,7 +108,8 @@ def main() -> int:
     results: dict[str, list[dict]] = {"vllm": [], "llmctl": []}
     try:
         for i in range(args.rounds):
-            for tool, fn in (("vllm", run_vllm), ("llmctl", run_llmctl)):
+            pair = [("vllm", run_vllm), ("llmctl", run_llmctl)]
+            for tool, fn in pair if i % 2 == 0 else pair[::-1]:  # alternate who goes first
                 t0 = time.monotonic()
                 doc = fn(url, model_dir, work / f"{tool}-{i}.json", args)
                 results[tool].append(doc)

@@ -58,7 +58,9 @@ class BenchProgress:
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, float) and value.is_integer() and not unit:
+        text = f"{int(value):,}"  # counts read from Prometheus come back as floats
+    elif isinstance(value, float):
         text = f"{value:,.2f}"
     else:
         text = f"{value:,}" if isinstance(value, int) else str(value)
