@@ -369,7 +369,8 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
                        "service_account": names.service_account},
     )
     result = RolloutWatcher(kube, target, emit).run()
-    outcome.timeline, outcome.ready_replicas = result.timeline, result.ready_replicas
+    outcome.ready_replicas = result.ready_replicas
+    outcome.timeline = None if result.already_ready else result.timeline
     if cfg.deploy.service_type != "LoadBalancer":
         return outcome
     remaining = max(1.0, timeout_s - (time.monotonic() - started))

@@ -342,6 +342,7 @@ class RolloutResult:
     pod: str | None
     timeline: Timeline
     ready_replicas: int
+    already_ready: bool = False  # the pods were Ready when first seen: nothing rolled out
 
 
 class RolloutWatcher:
@@ -363,6 +364,7 @@ class RolloutWatcher:
         self.tailing: set[str] = set()
         self.notified: set[str] = set()
         self.last_unhealthy: str | None = None
+        self.saw_unready = False
         self.threads: list[threading.Thread] = []
 
     def now(self) -> float:
@@ -454,6 +456,7 @@ class RolloutWatcher:
         if failure:
             raise self._error(pod, failure)
         ready = [p for p in self.pods.values() if is_ready(p)]
+        self.saw_unready = self.saw_unready or not is_ready(pod)
         lead = self._lead()
         phase = READY if len(ready) >= self.t.replicas else pod_phase(lead)
         if phase == READY and self.t.replicas > 1 and len(ready) < self.t.replicas:
@@ -464,7 +467,7 @@ class RolloutWatcher:
             self._spawn(lambda name=lead["metadata"]["name"]: self._tail(name))
         if len(ready) >= self.t.replicas:
             self.emit(RolloutFinished(self.now(), True))
-            return RolloutResult(lead["metadata"]["name"], self.timeline, len(ready))
+            return RolloutResult(lead["metadata"]["name"], self.timeline, len(ready), not self.saw_unready)
         return None
 
     def _lead(self) -> dict:
@@ -490,7 +493,9 @@ class RolloutWatcher:
         self.notified.add(uid)
         reason, message = event.get("reason", ""), event.get("message", "")
         if reason == "FailedScheduling":
-            raise self._scheduling(message)
+            if not (self.pods[involved["name"]].get("spec") or {}).get("nodeName"):  # not an old event
+                raise self._scheduling(message)
+            return None
         if reason == "Pulled":
             self.emit(Notice(message, self.now()))
         elif reason == "Unhealthy":

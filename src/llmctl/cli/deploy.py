@@ -90,6 +90,8 @@ def deploy(
     def render(data: dict) -> None:
         if outcome.timeline is not None:
             render_timeline(out, outcome.timeline)
+        elif data["ready_replicas"]:
+            out.print(f"{data['ready_replicas']} pod(s) already ready: nothing to roll out")
         if not data["changed"]:
             out.print("no changes: every object is up to date")
         if data["endpoint"]:

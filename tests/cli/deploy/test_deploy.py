@@ -59,6 +59,7 @@ def test_reapply_reports_no_changes_and_keeps_the_key(project, kube) -> None:
     assert again.returncode == 0, again.stderr
     data = json.loads(again.stdout)
     assert data["changed"] is False
+    assert data["timeline"] is None and data["ready_replicas"] == 1  # the same pods, already ready
     assert {o["action"] for o in data["objects"]} == {"unchanged"}
     assert "api_key" not in data
     assert kube.get("v1", "Secret", "vllm-llama-api-key", "vllm")["data"]["api-key"] == key

@@ -55,6 +55,8 @@ def test_logs_of_both_containers(project, kube) -> None:
     assert main.stdout.splitlines() == MAIN_LINES
     init = project("logs", "--container", "model-download")
     assert init.stdout.splitlines() == PROGRESS
+    followed = project("logs", "--follow", "--container", "model-download", timeout=30)  # ends with the container
+    assert followed.returncode == 0 and followed.stdout.splitlines() == PROGRESS
 
 
 def test_logs_previous_instance(project, kube) -> None:
