@@ -35,5 +35,12 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest
 
+# The whole lifecycle locally: embedded S3, model upload + download, the vLLM CPU engine, a short
+# benchmark, and a clean stop (also when the benchmark fails).
+DEMO := $(VENV)/bin/llmctl --config demo/llmctl.yaml
+demo: install
+	$(DEMO) local up
+	@status=0; $(DEMO) bench || status=$$?; $(DEMO) local down; exit $$status
+
 clean:
 	rm -rf $(VENV) .pytest_cache .llmctl
