@@ -13,11 +13,10 @@ def register(app: typer.Typer) -> None:
 
 def doctor(ctx: typer.Context, output: OutputOption = None) -> None:
     from llmctl.actions.doctor import run_checks
-    from llmctl.aws.session import AwsClients
 
     app = get_app(ctx, output)
     with app.output.status("checking..."):
-        checks = run_checks(lambda: app.config, AwsClients.from_config)
+        checks = run_checks(lambda: app.config, lambda cfg: app.aws)
     data = {"ok": all(c.status != "fail" for c in checks), "checks": [c.to_dict() for c in checks]}
 
     def render(data: dict) -> None:

@@ -1,0 +1,62 @@
+"""Dependencies point one way: cli -> actions -> adapters/render -> config; server/ stands alone."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "llmctl"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
+
+
+# context.py is the composition root: it builds (lazily) the clients that actions are handed.
+@pytest.mark.parametrize("path", [p for p in _modules(SRC / "cli") if p.name != "context.py"], ids=lambda p: p.name)
+def test_cli_makes_no_cloud_or_cluster_calls(path):
+    bad = {name for name in _imports(path) if name.split(".")[0] in ("boto3", "botocore", "kubernetes")}
+    bad |= {name for name in _imports(path) if name.startswith(("llmctl.aws", "llmctl.k8s"))}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: call an action instead"
+
+
+@pytest.mark.parametrize("path", _modules(ROOT / "server"), ids=lambda p: p.name)
+def test_server_never_imports_llmctl(path):
+    assert not {n for n in _imports(path) if n.split(".")[0] == "llmctl"}, path
+
+
+@pytest.mark.parametrize("folder", ["actions", "aws", "k8s", "config", "bench", "monitoring"])
+def test_lower_layers_never_import_the_cli(folder):
+    for path in _modules(SRC / folder):
+        assert not {n for n in _imports(path) if n.startswith("llmctl.cli")}, path
+
+
+@pytest.mark.parametrize("folder", ["aws", "k8s", "config"])
+def test_adapters_and_config_never_import_actions(folder):
+    for path in _modules(SRC / folder):
+        assert not {n for n in _imports(path) if n.startswith(("llmctl.actions", "llmctl.ui"))}, path
+
+
+def test_only_ui_prints():
+    offenders = []
+    for path in _modules(SRC):
+        if path.is_relative_to(SRC / "ui"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    # `--version` prints before any Output exists; it is the one exception.
+    assert all(o.startswith("src/llmctl/cli/main.py:") for o in offenders) and len(offenders) <= 1, offenders
