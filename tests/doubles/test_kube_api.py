@@ -469,3 +469,47 @@ def test_a_deleted_pod_terminates_before_it_goes_away(kube, dyn, core, ns):
     kube.wait_for(lambda: kube.get("v1", "Pod", name, NS) is None)
     core.delete_namespaced_pod(replacement["metadata"]["name"], NS, grace_period_seconds=0)
     assert kube.get("v1", "Pod", replacement["metadata"]["name"], NS) is None
+
+
+def _ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
+def _pods(kube) -> list[dict]:
+    return kube.list("v1", "Pod", NS, "app=vllm-llama")
+
+
+def test_recreate_starts_new_pods_only_after_the_old_ones_are_gone(kube, dyn, ns):
+    kube.pod_termination_delay = 0.3
+    first = deployment()
+    first["spec"]["strategy"] = {"type": "Recreate"}
+    apply(dyn, first)
+    old = kube.wait_for(lambda: next((p for p in _pods(kube) if _ready(p)), None))
+    second = deployment(image="img@sha256:new")
+    second["spec"]["strategy"] = {"type": "Recreate"}
+    apply(dyn, second)
+    kube.wait_for(lambda: kube.get("v1", "Pod", old["metadata"]["name"], NS)["metadata"].get("deletionTimestamp"))
+    assert [p["metadata"]["name"] for p in _pods(kube)] == [old["metadata"]["name"]]  # nothing new yet
+    kube.wait_for(lambda: not _ready(kube.get("v1", "Pod", old["metadata"]["name"], NS)))  # terminating
+    new = kube.wait_for(lambda: next((p for p in _pods(kube) if _ready(p)), None))
+    assert new["spec"]["containers"][0]["image"] == "img@sha256:new"
+    assert kube.get("v1", "Pod", old["metadata"]["name"], NS) is None
+
+
+def test_rolling_update_on_one_gpu_waits_for_a_second_gpu(kube, dyn, ns):
+    apply(dyn, deployment())
+    old = kube.wait_for(lambda: next((p for p in _pods(kube) if _ready(p)), None))
+    apply(dyn, deployment(image="img@sha256:new"))
+    new = _wait_pod(kube, lambda p: p["metadata"]["name"] != old["metadata"]["name"] and any(
+        e["reason"] == "FailedScheduling" for e in kube.events(NS, p["metadata"]["name"])))
+    assert "Insufficient nvidia.com/gpu" in kube.events(NS, new["metadata"]["name"])[0]["message"]
+    status = kube.get("apps/v1", "Deployment", "vllm-llama", NS)["status"]
+    assert status["readyReplicas"] == 1 and status["observedGeneration"] == 2
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Progressing"] == "ReplicaSetUpdated"
+    assert _ready(kube.get("v1", "Pod", old["metadata"]["name"], NS))  # the old pod keeps serving
+    kube.add_node("ip-192-168-99-1.ec2.internal")
+    kube.wait_for(lambda: [p["metadata"]["name"] for p in _pods(kube) if _ready(p)] == [new["metadata"]["name"]])
+    kube.wait_for(lambda: kube.get("v1", "Pod", old["metadata"]["name"], NS) is None)
+    done = kube.wait_for(lambda: (d := kube.get("apps/v1", "Deployment", "vllm-llama", NS)["status"]).get(
+        "updatedReplicas") == 1 and d.get("replicas") == 1 and d)
+    assert {c["type"]: c["reason"] for c in done["conditions"]}["Progressing"] == "NewReplicaSetAvailable"

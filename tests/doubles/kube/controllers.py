@@ -97,6 +97,7 @@ class Controllers:
                 self.c.start_pod(obj)
             if type_ == "MODIFIED" and meta.get("deletionTimestamp") and \
                     not (old or {}).get("metadata", {}).get("deletionTimestamp"):
+                later(0, lambda: self._stop_pod(ns, name, meta["uid"]))
                 later(self.c.pod_termination_delay, lambda: self._finish_pod(ns, name, meta["uid"]))
             if type_ == "DELETED":
                 self.c.logs.drop_pod(ns, name)
@@ -125,6 +126,20 @@ class Controllers:
                 else:
                     store.delete(rt, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         store.orphaned_uids.discard(uid)
+
+    def _stop_pod(self, ns: str, name: str, uid: str) -> None:
+        """A terminating pod stops being ready (endpoints drop it) while its containers shut down."""
+        rt = self.c.rt("v1", "Pod")
+        pod = self.c.store.get(rt, ns, name)
+        if pod is None or pod["metadata"]["uid"] != uid:
+            return
+        status = copy.deepcopy(pod.get("status") or {})
+        for cond in status.get("conditions") or []:
+            if cond["type"] in ("Ready", "ContainersReady") and cond["status"] == "True":
+                cond.update(status="False", reason="ContainersNotReady", lastTransitionTime=now_rfc3339())
+        for cs in status.get("containerStatuses") or []:
+            cs["ready"] = False
+        self.c.store.put_status(rt, pod, status)
 
     def _finish_pod(self, ns: str, name: str, uid: str) -> None:
         """The kubelet has stopped the containers of a terminating pod: the pod object goes away."""
@@ -185,7 +200,10 @@ class Controllers:
                 if not p["metadata"].get("deletionTimestamp")]
 
     def reconcile_deployment(self, ns: str, name: str) -> None:
-        store, rs_rt = self.c.store, self.c.rt("apps/v1", "ReplicaSet")
+        """Roll the pod template out through ReplicaSets the way the strategy says: `Recreate` starts new pods
+        only once every old pod is gone; `RollingUpdate` surges new pods first and scales the old ReplicaSet
+        down as new pods become ready (so with one GPU node it waits, FailedScheduling, like a real one)."""
+        store, rs_rt, pod_rt = self.c.store, self.c.rt("apps/v1", "ReplicaSet"), self.c.rt("v1", "Pod")
         dep = store.get(self.c.rt("apps/v1", "Deployment"), ns, name)
         if dep is None or dep["metadata"].get("deletionTimestamp"):
             return
@@ -194,15 +212,28 @@ class Controllers:
         rs_name = f"{name}-{pth}"
         replicas = dep["spec"].get("replicas", 1)
         owned = self._owned(rs_rt, ns, dep["metadata"]["uid"])
-        for old in owned:
-            if old["metadata"]["name"] != rs_name and old["spec"].get("replicas", 0) != 0:
-                scaled = copy.deepcopy(old)
-                scaled["spec"]["replicas"] = 0
-                store.put(rs_rt, scaled)
-                self.c.record_event(dep, "Normal", "ScalingReplicaSet",
-                                    f'Scaled down replica set {old["metadata"]["name"]} from '
-                                    f'{old["spec"].get("replicas", 0)} to 0', component="deployment-controller")
+        old_rses = sorted((rs for rs in owned if rs["metadata"]["name"] != rs_name),
+                          key=lambda rs: int(rs["metadata"].get("annotations", {}).get(
+                              "deployment.kubernetes.io/revision", "0")))
         current = store.get(rs_rt, ns, rs_name)
+        recreate = (dep["spec"].get("strategy") or {}).get("type") == "Recreate"
+        if recreate:
+            old_targets = {rs["metadata"]["name"]: 0 for rs in old_rses}
+            old_pods_left = any(self._owned(pod_rt, ns, rs["metadata"]["uid"]) for rs in old_rses)
+            new_replicas = 0 if old_pods_left else replicas
+        else:
+            new_ready = sum(1 for p in self._live_pods(ns, current["metadata"]["uid"]) if is_ready(p)) \
+                if current else 0
+            keep = max(0, replicas - new_ready)
+            old_targets = {rs["metadata"]["name"]: 0 for rs in old_rses}
+            if old_rses:
+                newest = old_rses[-1]["metadata"]["name"]
+                old_targets[newest] = min(keep, max((rs["spec"].get("replicas", 0) for rs in old_rses), default=0))
+            new_replicas = replicas
+        for rs in old_rses:
+            target, have = old_targets[rs["metadata"]["name"]], rs["spec"].get("replicas", 0)
+            if have != target:
+                self._scale(dep, rs, target)
         if current is None:
             template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pth
             selector = copy.deepcopy(dep["spec"]["selector"])
@@ -213,22 +244,31 @@ class Controllers:
                              "annotations": {"deployment.kubernetes.io/revision": revision,
                                              "deployment.kubernetes.io/desired-replicas": str(replicas)},
                              "ownerReferences": [owner_ref(dep)]},
-                "spec": {"replicas": replicas, "selector": selector, "template": template}},
+                "spec": {"replicas": new_replicas, "selector": selector, "template": template}},
                 manager="kube-controller-manager")
-            self.c.record_event(dep, "Normal", "ScalingReplicaSet",
-                                f"Scaled up replica set {rs_name} from 0 to {replicas}",
-                                component="deployment-controller")
-        elif current["spec"].get("replicas") != replicas:
-            scaled = copy.deepcopy(current)
-            scaled["spec"]["replicas"] = replicas
-            store.put(rs_rt, scaled)
+            if new_replicas:
+                self.c.record_event(dep, "Normal", "ScalingReplicaSet",
+                                    f"Scaled up replica set {rs_name} from 0 to {new_replicas}",
+                                    component="deployment-controller")
+        elif current["spec"].get("replicas") != new_replicas:
+            self._scale(dep, current, new_replicas)
         self.deployment_status(dep)
 
+    def _scale(self, dep: dict, rs: dict, replicas: int) -> None:
+        have = rs["spec"].get("replicas", 0)
+        scaled = copy.deepcopy(rs)
+        scaled["spec"]["replicas"] = replicas
+        self.c.store.put(self.c.rt("apps/v1", "ReplicaSet"), scaled)
+        self.c.record_event(dep, "Normal", "ScalingReplicaSet",
+                            f"Scaled {'up' if replicas > have else 'down'} replica set {rs['metadata']['name']} "
+                            f"from {have} to {replicas}", component="deployment-controller")
+
     def deployment_status_of(self, rs: dict) -> None:
+        """A ReplicaSet or its pods changed: the owning Deployment may roll on, and its status follows."""
         uid = owner_uid(rs)
         for dep in self.c.store.list(self.c.rt("apps/v1", "Deployment"), rs["metadata"]["namespace"]):
             if dep["metadata"]["uid"] == uid:
-                self.deployment_status(dep)
+                self.reconcile_deployment(dep["metadata"]["namespace"], dep["metadata"]["name"])
 
     def deployment_status(self, dep: dict) -> None:
         store, ns = self.c.store, dep["metadata"]["namespace"]
