@@ -24,12 +24,10 @@ def delete_cluster(name: str, region: str) -> int:
         print("Error: failed to delete cluster with nodegroup(s)", flush=True)
         return 1
     eks, cfn, iam = client("eks", region), client("cloudformation", region), client("iam", region)
-    try:
+    if name in eks.list_clusters()["clusters"]:  # eksctl also cleans up stacks of a cluster already gone
         for ng in eks.list_nodegroups(clusterName=name).get("nodegroups", []):
             eks.delete_nodegroup(clusterName=name, nodegroupName=ng)
         eks.delete_cluster(name=name)
-    except eks.exceptions.ResourceNotFoundException:
-        pass
     for stack in cfn.describe_stacks()["Stacks"]:
         tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
         if tags.get(CLUSTER_TAG) == name:
