@@ -67,7 +67,7 @@ def main() -> int:
     try:
         if not bucket or not dest:
             raise DownloadError("S3_BUCKET and MODEL_PATH must be set")
-        part_size = _int_env("DOWNLOAD_PART_MB", 16) * 1024 * 1024
+        part_size = _int_env("DOWNLOAD_PART_MB", 64) * 1024 * 1024
         concurrency = _int_env("DOWNLOAD_CONCURRENCY", 16)
     except DownloadError as exc:
         print(f"download_model: {exc}", file=sys.stderr)

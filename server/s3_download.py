@@ -71,14 +71,81 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def verify(local: Path, remote: RemoteFile) -> bool:
+    """A file already on disk: right size and, where S3 or the manifest gives one, right digest."""
     if not local.is_file() or local.stat().st_size != remote.size:
         return False
+    algorithm, expected = expected_digest(remote)
+    return algorithm is None or file_digest(local, algorithm) == expected
+
+
+def expected_digest(remote: RemoteFile) -> tuple[str | None, str | None]:
+    """(hash algorithm, hex digest) a file is checked against: the manifest's sha256, else the
+    MD5 that a single-part upload's ETag is; (None, None) when S3 gives only the size."""
     if remote.sha256:
-        return file_digest(local) == remote.sha256
+        return "sha256", remote.sha256
     etag = (remote.etag or "").strip('"')
-    if etag and "-" not in etag:  # single-part upload: the ETag is the MD5
-        return file_digest(local, "md5") == etag
-    return True  # multipart ETag without a manifest: size is all S3 gives us
+    if etag and "-" not in etag:
+        return "md5", etag
+    return None, None
+
+
+class FileTask:
+    """One file being fetched in parts. Parts are hashed in order as soon as they are contiguous,
+    overlapping verification with the transfer instead of re-reading the file at the end."""
+
+    def __init__(self, remote: RemoteFile, part_path: Path, journal_path: Path, part_size: int, done: set[int],
+                 retries: int):
+        self.remote, self.part_path, self.journal_path, self.retries = remote, part_path, journal_path, retries
+        count = max(1, -(-remote.size // part_size))
+        self.parts = [(i, i * part_size, min(remote.size, (i + 1) * part_size) - 1) for i in range(count)]
+        self.completed = set(done)
+        self.left = count - len(done)
+        self.lock, self.hash_lock = threading.Lock(), threading.Lock()
+        algorithm, self.expected = expected_digest(remote)
+        self.hasher = hashlib.new(algorithm) if algorithm else None
+        self.hashed = 0  # parts [0, hashed) are in the hasher
+        self.fd = os.open(part_path, os.O_RDWR | os.O_CREAT)
+        os.ftruncate(self.fd, remote.size)
+        self.journal = journal_path.open("a")
+
+    def part_done(self, index: int) -> bool:
+        """Journal the part (a restart skips it); True for the file's last part."""
+        with self.lock:
+            self.journal.write(f"{index}\n")
+            self.journal.flush()
+            self.completed.add(index)
+            self.left -= 1
+            last = self.left == 0
+        self._hash_ready(block=False)
+        return last
+
+    def _hash_ready(self, block: bool) -> None:
+        while True:
+            if not self.hash_lock.acquire(blocking=block):
+                return  # the holder re-checks after releasing, so nothing is missed
+            try:
+                while self.hasher and self.hashed < len(self.parts) and self.hashed in self.completed:
+                    _, start, end = self.parts[self.hashed]
+                    offset = start
+                    while offset <= end:
+                        chunk = os.pread(self.fd, min(HASH_CHUNK, end + 1 - offset), offset)
+                        self.hasher.update(chunk)
+                        offset += len(chunk)
+                    self.hashed += 1
+            finally:
+                self.hash_lock.release()
+            if block or not self.hasher or self.hashed >= len(self.parts) or self.hashed not in self.completed:
+                return
+
+    def verified(self) -> bool:
+        self._hash_ready(block=True)
+        if os.fstat(self.fd).st_size != self.remote.size:
+            return False
+        return self.hasher is None or self.hasher.hexdigest() == self.expected
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.journal.close()
 
 
 class Downloader:
@@ -178,19 +245,13 @@ class Downloader:
                 done = {int(x) for x in lines[1:] if x.strip().isdigit()}
         if not done:
             journal.write_text(header + "\n")
-        fd = os.open(part, os.O_RDWR | os.O_CREAT)
-        os.ftruncate(fd, f.size)
-        parts = [(i, i * self.part_size, min(f.size, (i + 1) * self.part_size) - 1)
-                 for i in range(max(1, -(-f.size // self.part_size)))]
-        resumed = sum(end - start + 1 for i, start, end in parts if i in done) if f.size else 0
-        self.progress.add(done=resumed)
-        state = {"left": len(parts) - len(done), "lock": threading.Lock(), "fd": fd,
-                 "journal": journal.open("a"), "retries": retries}
-        if state["left"] == 0:
-            self.pool.submit(self._guard, self._finish_file, f, state)
-        for i, start, end in parts:
+        task = FileTask(f, part, journal, self.part_size, done, retries)
+        self.progress.add(done=sum(end - start + 1 for i, start, end in task.parts if i in done))
+        if task.left == 0:
+            self.pool.submit(self._guard, self._finish_file, task)
+        for i, start, end in task.parts:
             if i not in done:
-                self.pool.submit(self._guard, self._fetch_part, f, state, i, start, end)
+                self.pool.submit(self._guard, self._fetch_part, task, i, start, end)
 
     def _guard(self, fn, *args) -> None:
         try:
@@ -198,53 +259,44 @@ class Downloader:
         except BaseException as exc:  # surfaced by _wait, first error wins
             self._errors.append(exc)
 
-    def _fetch_part(self, f: RemoteFile, state: dict, index: int, start: int, end: int) -> None:
+    def _fetch_part(self, task: FileTask, index: int, start: int, end: int) -> None:
         if self._errors:
             return
+        f = task.remote
         if f.size:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.key(f.path), Range=f"bytes={start}-{end}")["Body"]
             offset = start
             while chunk := body.read(1024 * 1024):
-                self._write(state["fd"], chunk, offset, f)
+                try:
+                    os.pwrite(task.fd, chunk, offset)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:
+                        raise DownloadError(f"disk full writing {self.dest / f.path}") from None
+                    raise
                 offset += len(chunk)
                 self.progress.add(fetched=len(chunk), done=len(chunk))
             if offset != end + 1:
                 raise DownloadError(f"short read on {self.key(f.path)} bytes {start}-{end}")
-        with state["lock"]:
-            state["journal"].write(f"{index}\n")
-            state["journal"].flush()
-            state["left"] -= 1
-            last = state["left"] == 0
-        if last:
-            self._finish_file(f, state)
+        if task.part_done(index):
+            self._finish_file(task)
 
-    def _write(self, fd: int, chunk: bytes, offset: int, f: RemoteFile) -> None:
-        try:
-            os.pwrite(fd, chunk, offset)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DownloadError(f"disk full writing {self.dest / f.path}") from None
-            raise
-
-    def _finish_file(self, f: RemoteFile, state: dict) -> None:
-        local = self.dest / f.path
-        part, journal = local.with_name(local.name + PART_SUFFIX), local.with_name(local.name + JOURNAL_SUFFIX)
-        os.fsync(state["fd"])
-        os.close(state["fd"])
-        state["journal"].close()
-        if verify(part, f):
-            os.replace(part, local)
-            journal.unlink(missing_ok=True)
+    def _finish_file(self, task: FileTask) -> None:
+        f = task.remote
+        ok = task.verified()
+        task.close()
+        if ok:
+            os.replace(task.part_path, self.dest / f.path)
+            task.journal_path.unlink(missing_ok=True)
             self.progress.add(files=1)
             return
-        part.unlink(missing_ok=True)
-        journal.unlink(missing_ok=True)
+        task.part_path.unlink(missing_ok=True)
+        task.journal_path.unlink(missing_ok=True)
         self.progress.add(done=-f.size)
-        if state["retries"] <= 0:
+        if task.retries <= 0:
             raise DownloadError(f"{self.key(f.path)} failed verification twice (checksum mismatch)")
         self.progress.refetched.append(f.path)
         self.on_event({"event": "verify_failed", "path": f.path, "action": "refetch"})
-        self._start_file(f, retries=state["retries"] - 1)
+        self._start_file(f, retries=task.retries - 1)
 
     def _wait(self) -> None:
         """Block until every file is in place (a re-fetch enqueues more parts), raising the first error."""
