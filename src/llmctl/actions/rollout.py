@@ -384,7 +384,7 @@ class RolloutWatcher:
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception as exc:  # surfaced to the main loop, which decides
+        except Exception as exc:  # noqa: BLE001 - re-raised by the main loop, in its thread
             if not self.stop.is_set():
                 self.queue.put(("error", exc))
 
@@ -486,16 +486,16 @@ class RolloutWatcher:
     def _on_event(self, event: dict) -> None:
         involved = event.get("involvedObject") or {}
         if involved.get("kind") != "Pod" or involved.get("name") not in self.pods:
-            return None
+            return
         uid = event["metadata"].get("uid") or event["metadata"]["name"]
         if uid in self.notified:
-            return None
+            return
         self.notified.add(uid)
         reason, message = event.get("reason", ""), event.get("message", "")
         if reason == "FailedScheduling":
             if not (self.pods[involved["name"]].get("spec") or {}).get("nodeName"):  # not an old event
                 raise self._scheduling(message)
-            return None
+            return
         if reason == "Pulled":
             self.emit(Notice(message, self.now()))
         elif reason == "Unhealthy":
@@ -503,7 +503,6 @@ class RolloutWatcher:
             self.emit(Notice(message, self.now(), "warn"))
         elif reason == "BackOff" or event.get("type") == "Warning":
             self.emit(Notice(f"{reason}: {message}", self.now(), "warn"))
-        return None
 
     def _scheduling(self, message: str) -> LlmctlError:
         gpu_nodes = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,13 +18,13 @@ def deploy(
     ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Render the manifests; touch no cluster.")] = False,
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", help="With --dry-run: write one YAML file per object here.")
+        Path | None, typer.Option("--output-dir", help="With --dry-run: write one YAML file per object here.")
     ] = None,
     image: Annotated[
-        Optional[str], typer.Option("--image", help="Image to run (default: the digest of the last `llmctl build`).")
+        str | None, typer.Option("--image", help="Image to run (default: the digest of the last `llmctl build`).")
     ] = None,
     timeout: Annotated[
-        Optional[float], typer.Option("--timeout", min=1.0, help="Seconds to wait for Ready (default: deploy.startup_timeout_s).")
+        float | None, typer.Option("--timeout", min=1.0, help="Seconds to wait for Ready (default: deploy.startup_timeout_s).")
     ] = None,
     show_api_key: Annotated[bool, typer.Option("--show-api-key", help="Print the endpoint's API key.")] = False,
     output: OutputOption = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -59,7 +59,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     container: Annotated[Container, typer.Option("--container", help="Which container.")] = Container.vllm,
     previous: Annotated[bool, typer.Option("--previous", help="The previous (crashed) instance's log.")] = False,
-    tail: Annotated[Optional[int], typer.Option("--tail", min=0, help="Only the last N lines.")] = None,
+    tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines.")] = None,
 ) -> None:
     from llmctl.actions.status import logs as read_logs
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Self
 
 from llmctl.actions.rollout import (
     PHASES,
@@ -39,7 +40,7 @@ def human_seconds(s: float | None) -> str:
         return "?"
     if s < 60:
         return f"{s:.1f}s"
-    minutes, seconds = divmod(int(round(s)), 60)
+    minutes, seconds = divmod(round(s), 60)
     return f"{minutes}m{seconds:02d}s"
 
 
@@ -66,7 +67,7 @@ class RolloutDisplay:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> "RolloutDisplay":
+    def __enter__(self) -> Self:
         if self.output.interactive and not self.output.json:
             from rich.live import Live
 
