@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_full_up_then_second_run_changes_nothing(cluster_env, aws, kube, fake_ek
 
     creates = fake_eksctl.calls("create", "cluster")
     assert len(creates) == 1 and creates[0][2] == "-f" and "--install-nvidia-plugin=false" in creates[0]
-    rendered = yaml.safe_load(open(creates[0][3]).read())
+    rendered = yaml.safe_load(Path(creates[0][3]).read_text())
     schema = json.loads((shared_schemas / "eksctl-clusterconfig-v1alpha5.schema.json").read_text())
     jsonschema.validate(rendered, schema)
     assert "│ " in done.stderr and 'EKS cluster "demo" in "us-east-1" region is ready' in done.stderr  # streamed
@@ -95,8 +96,9 @@ def test_drifted_role_and_missing_device_plugin_are_repaired(cluster_env, aws, k
     iam.put_role_policy(RoleName="demo-vllm-s3-access", PolicyName="extra",
                         PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
                             {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-    kube.store.remove(kube.rt("apps/v1", "DaemonSet"),
-                      kube.store.get(kube.rt("apps/v1", "DaemonSet"), "kube-system", "nvidia-device-plugin-daemonset"))
+    with kube.lock:
+        ds_type = kube.rt("apps/v1", "DaemonSet")
+        kube.store.remove(ds_type, kube.store.get(ds_type, "kube-system", "nvidia-device-plugin-daemonset"))
 
     status = json.loads(cluster_env("cluster", "status", "--output", "json", check=True).stdout)
     assert status["irsa_role"]["trust_matches_cluster"] is False
