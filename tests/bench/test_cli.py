@@ -112,3 +112,9 @@ def test_cost_per_million_tokens():
     assert e.usd_per_million_output_tokens == pytest.approx(2 * 0.526 / 360_000 * 1e6)
     assert e.output_throughput_per_replica == 50.0
     assert estimate(100.0) is None
+    # the price table `cluster` and `cost` use: g4dn.xlarge on demand in us-east-1
+    from llmctl import pricing
+
+    table = estimate(100.0, instance_type="g4dn.xlarge")
+    assert table.hourly_usd == pricing.hourly("g4dn.xlarge") and table.source == "price table"
+    assert estimate(100.0, instance_type="x9.nonexistent") is None

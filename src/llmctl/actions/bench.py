@@ -28,6 +28,8 @@ class ResolvedTarget:
     tokenizer_path: str | None = None
     instance_type: str | None = None
     replicas: int = 1
+    region: str = "us-east-1"
+    spot: bool = False
 
 
 def resolve_target(
@@ -88,6 +90,8 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         model=cfg.model.served_name,
         instance_type=cfg.cluster.instance_types[0],
         replicas=cfg.deploy.replicas or 1,
+        region=cfg.aws.region,
+        spot=cfg.cluster.spot,
     )
 
 
@@ -319,6 +323,8 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
             replicas=opts.replicas or resolved.replicas,
             instance_type=opts.instance_type or resolved.instance_type,
             hourly_usd=opts.hourly_price,
+            region=resolved.region,
+            spot=resolved.spot,
         )
         extras["cost"] = estimate.to_dict() if estimate else None
         if sweep_doc is not None:

@@ -25,25 +25,14 @@ class CostEstimate:
         return asdict(self)
 
 
-def hourly_price(instance_type: str) -> float | None:
-    """On-demand $/hour of one instance from llmctl's price table; None when unknown."""
+def hourly_price(instance_type: str, region: str = "us-east-1", spot: bool = False) -> float | None:
+    """$/hour of one instance from llmctl's dated price table (region-adjusted); None when unknown."""
+    from llmctl import pricing
+
     try:
-        from llmctl import pricing
-    except ImportError:
+        return pricing.hourly(instance_type, region, spot)
+    except KeyError:
         return None
-    try:
-        entry = pricing.instance(instance_type)
-    except (KeyError, LookupError, ValueError):
-        return None
-    if entry is None:
-        return None
-    if isinstance(entry, (int, float)):
-        return float(entry)
-    for name in ("hourly_usd", "on_demand_hourly", "hourly", "price_per_hour"):
-        value = entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
-        if value is not None:
-            return float(value)
-    return None
 
 
 def estimate(
@@ -52,13 +41,15 @@ def estimate(
     replicas: int = 1,
     instance_type: str | None = None,
     hourly_usd: float | None = None,
+    region: str = "us-east-1",
+    spot: bool = False,
 ) -> CostEstimate | None:
     """The cost figure, or None when no price is known for the instance."""
     source = "--hourly-price"
     if hourly_usd is None:
         if instance_type is None:
             return None
-        hourly_usd = hourly_price(instance_type)
+        hourly_usd = hourly_price(instance_type, region, spot)
         source = "price table"
         if hourly_usd is None:
             return None
