@@ -48,6 +48,7 @@ class LocalEndpoint:
     url: str
     api_key: str
     model: str
+    model_path: str
     s3_url: str
     server_pid: int
     s3_pid: int
@@ -117,6 +118,7 @@ class LocalStack:
             url=url,
             api_key=api_key,
             model=self._served_name(),
+            model_path=str(model_path),
             s3_url=s3_url,
             server_pid=self.server.pid() or 0,
             s3_pid=self.s3.pid() or 0,
