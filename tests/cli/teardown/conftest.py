@@ -166,18 +166,23 @@ class World:
         self.kube.wait_for(lambda: self.lb_arns(), timeout=10)
 
     def seed_foreign(self) -> None:
+        self.seed_foreign_aws()
+        s3 = self.c("s3")
+        s3.create_bucket(Bucket=MODEL_BUCKET)
+        s3.put_object(Bucket=MODEL_BUCKET, Key="llama-2-7b-merged-vllm/config.json", Body=b"{}")
+        other_labels = {**LABELS, "app.kubernetes.io/instance": OTHER}
+        self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other-ns", "labels": other_labels}})
+        self.kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep-me", "namespace": "default", "labels": other_labels}, "data": {}})
+
+    def seed_foreign_aws(self) -> None:
+        """An untagged bucket, another deployment's bucket, role and repository."""
         s3 = self.c("s3")
         s3.create_bucket(Bucket=UNTAGGED_BUCKET)
         s3.create_bucket(Bucket=OTHER_BUCKET)
         s3.put_bucket_tagging(Bucket=OTHER_BUCKET, Tagging={"TagSet": tag_list(OTHER_TAGS)})
-        s3.create_bucket(Bucket=MODEL_BUCKET)
-        s3.put_object(Bucket=MODEL_BUCKET, Key="llama-2-7b-merged-vllm/config.json", Body=b"{}")
         trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
         self.c("iam").create_role(RoleName=f"{OTHER}-codebuild", AssumeRolePolicyDocument=trust, Tags=tag_list(OTHER_TAGS))
         self.c("ecr").create_repository(repositoryName=f"llmctl/{OTHER}", tags=tag_list(OTHER_TAGS))
-        other_labels = {**LABELS, "app.kubernetes.io/instance": OTHER}
-        self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other-ns", "labels": other_labels}})
-        self.kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep-me", "namespace": "default", "labels": other_labels}, "data": {}})
 
     # --- independent checks (not through the code under test) --------------------------------
     def lb_arns(self) -> list[str]:
@@ -211,15 +216,20 @@ class World:
     def nothing_left(self) -> bool:
         return not any(self.ours().values())
 
-    def foreign(self) -> dict:
-        """What teardown must leave exactly as it was."""
+    def foreign_aws(self) -> dict:
         s3, iam, ecr = self.c("s3"), self.c("iam"), self.c("ecr")
         buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"] != BUILD_BUCKET)
         return {
             "buckets": buckets,
-            "model_objects": [o["Key"] for o in s3.list_objects_v2(Bucket=MODEL_BUCKET).get("Contents", [])] if MODEL_BUCKET in buckets else None,
+            "model_objects": sorted(o["Key"] for o in s3.list_objects_v2(Bucket=MODEL_BUCKET).get("Contents", [])) if MODEL_BUCKET in buckets else None,
             "other_role": iam.get_role(RoleName=f"{OTHER}-codebuild")["Role"]["Arn"],
             "other_repo": ecr.describe_repositories(repositoryNames=[f"llmctl/{OTHER}"])["repositories"][0]["repositoryArn"],
+        }
+
+    def foreign(self) -> dict:
+        """What teardown must leave exactly as it was."""
+        return {
+            **self.foreign_aws(),
             "other_ns": [n["metadata"]["name"] for n in self.kube.list("v1", "Namespace", None, "app.kubernetes.io/instance=" + OTHER)],
             "other_cm": [c["metadata"]["name"] for c in self.kube.list("v1", "ConfigMap", "default", "app.kubernetes.io/instance=" + OTHER)],
         }
