@@ -1,0 +1,70 @@
+"""`llmctl cost`: the estimate from the config and the rate of what is running, one price table."""
+
+from __future__ import annotations
+
+import json
+
+from llmctl import pricing
+
+CONFIG = """project:
+  name: llama
+cluster:
+  instance_types: [g5.xlarge]
+  nodes_min: 2
+  nodes_desired: 2
+  nodes_max: 2
+  volume_size_gb: 50
+"""
+TAGS = [{"Key": "llmctl.io/deployment", "Value": "llama"}, {"Key": "llmctl.io/managed-by", "Value": "llmctl"}]
+
+
+def test_estimate_from_config_uses_the_shared_price_table(llmctl):
+    llmctl.write_config(CONFIG)
+    done = llmctl("cost", "-o", "json", "--image-gb", "5", "--model-gb", "10")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["mode"] == "estimate" and data["prices_as_of"] == pricing.PRICES_AS_OF
+    lines = {line["item"]: line for line in data["lines"]}
+    assert lines["EKS control plane"]["hourly"] == pricing.EKS_CONTROL_PLANE_HOURLY
+    nodes = lines["GPU nodes (2 x g5.xlarge)"]
+    assert nodes["hourly"] == round(2 * pricing.INSTANCES["g5.xlarge"].on_demand_hourly, 4)
+    assert lines["NAT gateway (1)"]["hourly"] == pricing.NAT_GATEWAY_HOURLY
+    assert "Network load balancer (1)" in lines
+    assert lines["EBS gp3 (100 GB)"]["monthly"] == round(100 * pricing.EBS_GP3_GB_MONTH, 2)
+    assert lines["ECR image (5.0 GB)"]["monthly"] == round(5 * pricing.ECR_GB_MONTH, 2)
+    assert lines["S3 model (10.0 GB)"]["monthly"] == round(10 * pricing.S3_GB_MONTH, 2)
+    assert data["monthly_total"] == round(sum(line["monthly"] for line in data["lines"]), 2)
+    assert abs(data["monthly_total"] - data["hourly_total"] * pricing.HOURS_PER_MONTH) < 0.1
+
+
+def test_estimate_text_names_the_assumed_sizes(llmctl):
+    llmctl.write_config(CONFIG)
+    done = llmctl("cost", env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "GPU nodes (2 x g5.xlarge)" in done.stdout and "total" in done.stdout
+    assert "ECR image size assumed 8 GB" in done.stdout and "model size assumed 13.5 GB" in done.stdout
+
+
+def test_running_prices_only_what_exists_for_this_deployment(llmctl, aws):
+    llmctl.write_config(CONFIG)
+    empty = json.loads(llmctl("cost", "--running", "-o", "json", check=True).stdout)
+    assert empty["lines"] == [] and empty["monthly_total"] == 0
+
+    ec2 = aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    role = aws.client("iam").create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    aws.client("eks").create_cluster(name="llama", roleArn=role, resourcesVpcConfig={"subnetIds": [subnet]},
+                                     tags={t["Key"]: t["Value"] for t in TAGS})
+    ec2.create_volume(AvailabilityZone="us-east-1a", Size=40, TagSpecifications=[{"ResourceType": "volume", "Tags": TAGS}])
+    ec2.create_volume(AvailabilityZone="us-east-1a", Size=500)  # not ours: not priced
+    aws.client("elbv2").create_load_balancer(Name="k8s-vllm", Subnets=[subnet], Type="network",
+                                             Tags=[{"Key": "kubernetes.io/cluster/llama", "Value": "owned"},
+                                                   {"Key": "kubernetes.io/service-name", "Value": "vllm/vllm-llama"}])
+    data = json.loads(llmctl("cost", "--running", "-o", "json", check=True).stdout)
+    lines = {line["item"].split(" ")[0]: line for line in data["lines"]}
+    assert set(lines) == {"aws_eks_cluster", "aws_ebs_volume", "aws_lb"}
+    assert lines["aws_eks_cluster"]["monthly"] == round(pricing.EKS_CONTROL_PLANE_HOURLY * pricing.HOURS_PER_MONTH, 2)
+    assert lines["aws_ebs_volume"]["monthly"] == round(40 * pricing.EBS_GP3_GB_MONTH, 2)
+    assert lines["aws_lb"]["monthly"] == round(pricing.NLB_HOURLY * pricing.HOURS_PER_MONTH, 2)
+    assert data["monthly_total"] == round(sum(line["monthly"] for line in data["lines"]), 2)
