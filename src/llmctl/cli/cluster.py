@@ -146,3 +146,18 @@ def render(
     text = (dump_documents(device_plugin_objects(app.config, app.names)) if device_plugin
             else render_cluster_config(app.config, app.names))
     app.output.out.file.write(text)
+
+
+@cluster_app.command("down")
+def down(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    output: OutputOption = None,
+) -> None:
+    """Delete the endpoint and the cluster (teardown steps 1-4); build resources stay."""
+    from llmctl.cli.teardown import run_teardown
+
+    code = run_teardown(get_app(ctx, output), include_build=False, yes=yes, dry_run=dry_run)
+    if code:
+        raise typer.Exit(code)
