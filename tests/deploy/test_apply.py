@@ -36,6 +36,7 @@ def test_keda_missing_is_explained(client) -> None:
 
 def test_scaled_object_applied_then_pruned_leaving_others_alone(kube, client) -> None:
     kube.install_keda()
+    kube.wait_for(lambda: client.has_kind("keda.sh/v1alpha1", "ScaledObject"))  # the CRD is served
     cfg = config(autoscaling={"enabled": True})
     names = Names.from_config(cfg)
     first = apply_documents(client, documents(cfg), names)

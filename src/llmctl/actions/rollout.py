@@ -203,6 +203,7 @@ class Failure:
     message: str
     hint: str
     logs: tuple[str, bool] | None = None  # (container, previous)
+    image: str | None = None  # an image pull failure: the pod's "Failed to pull image" event says why
 
 
 def _waiting(status: dict) -> dict:
@@ -296,7 +297,9 @@ def diagnose_pod(pod: dict, image: str) -> Failure | None:
     for status in list(inits.values()) + list(mains.values()):
         waiting = _waiting(status)
         if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
-            return diagnose_image(status.get("image") or image, waiting.get("message") or waiting["reason"])
+            pulled = status.get("image") or image
+            failure = diagnose_image(pulled, waiting.get("message") or waiting["reason"])
+            return Failure(failure.message, failure.hint, image=pulled)
         if waiting.get("reason") in ("CreateContainerConfigError", "CreateContainerError"):
             return Failure(f"container {status['name']} cannot be created: {waiting.get('message', waiting['reason'])}",
                            "re-run `llmctl deploy` (it recreates the Secret and ConfigMap the pod refers to)")
@@ -520,6 +523,12 @@ class RolloutWatcher:
         except LlmctlError:
             return []
 
+    def _events(self, pod: str) -> list[dict]:
+        try:
+            return self.kube.events(self.t.namespace, involved_name=pod)
+        except LlmctlError:
+            return []
+
     def _error(self, pod: dict, failure: Failure) -> LlmctlError:
         name = pod["metadata"]["name"]
         if failure.logs and failure.logs[0] == INIT_CONTAINER:
@@ -527,6 +536,11 @@ class RolloutWatcher:
             code = failure.message.removeprefix("exit ")
             download = diagnose_download(lines, None if code == "None" else int(code), self.t.download_hint)
             return LlmctlError(download.message, hint=download.hint)
+        if failure.image:  # ImagePullBackOff only says "Back-off pulling image": the event has the cause
+            pulls = [e.get("message", "") for e in self._events(name) if e.get("reason") == "Failed"
+                     and e.get("message", "").startswith("Failed to pull image")]
+            if pulls:
+                failure = diagnose_image(failure.image, pulls[-1].split(": ", 1)[-1])
         message = failure.message
         if failure.logs:
             lines = self._logs(name, *failure.logs)[-LOG_TAIL_LINES:]
