@@ -83,7 +83,7 @@ class Output:
     # --- progress and messages (stderr) ------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message)
+            self.err.print(message, soft_wrap=True)
 
     def step(self, status: str, message: str) -> None:
         """A line per finished step: `  created  S3 bucket foo`."""
