@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
-from llmctl.config.names import LABEL_INSTANCE, TAG_DEPLOYMENT, TAG_MANAGED_BY, Names
+from botocore.exceptions import ClientError
+
+from llmctl.config.names import TAG_DEPLOYMENT, TAG_MANAGED_BY, Names
 from llmctl.errors import LlmctlError
 from llmctl.plan import Plan, Step
 
@@ -144,7 +146,7 @@ class Teardown:
                     kube = self.kube_factory()
                     kube.server_version()  # fail here, not half-way through a step
                     self._kube = kube
-                except Exception as exc:  # unreachable cluster, no kubeconfig: teardown goes on without it
+                except Exception as exc:  # noqa: BLE001 - unreachable cluster, no kubeconfig: teardown goes on without it
                     self._kube_error = f"Kubernetes API unreachable: {exc}"
         return self._kube
 
@@ -219,7 +221,7 @@ class Teardown:
 
         try:
             cluster = self.aws.client("eks").describe_cluster(name=self.names.cluster)["cluster"]
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return {"exists": False, "ours": not self._foreign_stacks()}
             raise aws_error(exc, f"looking up EKS cluster {self.names.cluster}") from None
@@ -330,7 +332,7 @@ class Teardown:
         iam = self.aws.client("iam")
         try:
             role = iam.get_role(RoleName=name)["Role"]
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) == "NoSuchEntity":
                 return None
             raise aws_error(exc, f"looking up IAM role {name}") from None
@@ -354,7 +356,7 @@ class Teardown:
         seen = {r.id for r in found}
         for arn, tags in {**self.tagged(), **self.cluster_tagged()}.items():
             kind = _type_of(arn)
-            if arn in seen or kind in ("aws_lb", "aws_elb", "aws_lb_target_group", "aws_ebs_volume") and not tags.get("aws:cloudformation:stack-name"):
+            if arn in seen or (kind in ("aws_lb", "aws_elb", "aws_lb_target_group", "aws_ebs_volume") and not tags.get("aws:cloudformation:stack-name")):
                 continue
             if _goes_with_cluster(tags, self.names.cluster) and not (kind == "aws_security_group" and any(k in tags for k in K8S_SERVICE_TAGS)):
                 stack = tags.get("aws:cloudformation:stack-name", "")
@@ -383,7 +385,7 @@ class Teardown:
         found: list[Resource] = []
         try:
             projects = self.aws.client("codebuild").batch_get_projects(names=[self.names.codebuild_project]).get("projects", [])
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) not in ("ResourceNotFoundException", "InvalidInputException"):
                 raise
             projects = []
@@ -396,7 +398,7 @@ class Teardown:
         ecr = self.aws.client("ecr")
         try:
             repos = ecr.describe_repositories(repositoryNames=[self.names.ecr_repository])["repositories"]
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) != "RepositoryNotFoundException":
                 raise
             repos = []
@@ -426,7 +428,7 @@ class Teardown:
 
         try:
             self.aws.client("s3").head_bucket(Bucket=self.model_bucket)
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 return []
             raise
@@ -455,7 +457,7 @@ class Teardown:
             # The Service disappears when the cloud controller has removed its load balancer
             # (the service.kubernetes.io/load-balancer-cleanup finalizer): wait for that by watching.
             kube.delete("v1", "Service", meta["name"], meta["namespace"], wait=True, timeout_s=self.lb_wait_s)
-        aws_side = lambda: [r for r in self.lb_resources() if r.type != "k8s_service"]  # noqa: E731
+        aws_side = lambda: [r for r in self.lb_resources() if r.type != "k8s_service"]
         if services:
             remaining = self._wait_until_empty(aws_side, self.lb_wait_s, "load balancers to be deleted by the cluster's controller")
         else:
@@ -489,7 +491,7 @@ class Teardown:
                 self.aws.client("elbv2").delete_target_group(TargetGroupArn=res.id)
             else:
                 self._retry_dependency(lambda: self.aws.client("ec2").delete_security_group(GroupId=res.name))
-        except Exception as exc:
+        except ClientError as exc:
             if error_code(exc) in ("LoadBalancerNotFound", "TargetGroupNotFound", "InvalidGroup.NotFound"):
                 return
             raise aws_error(exc, f"deleting {res.type} {res.name}") from None
@@ -502,7 +504,7 @@ class Teardown:
             try:
                 call()
                 return
-            except Exception as exc:
+            except ClientError as exc:
                 if error_code(exc) not in ("DependencyViolation", "VolumeInUse") or attempt == attempts - 1:
                     raise
                 self.sleep(self.poll_s)
@@ -555,7 +557,7 @@ class Teardown:
                 for profile in iam.list_instance_profiles_for_role(RoleName=name).get("InstanceProfiles", []):
                     iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
                 iam.delete_role(RoleName=name)
-            except Exception as exc:
+            except ClientError as exc:
                 if error_code(exc) != "NoSuchEntity":
                     raise aws_error(exc, f"deleting IAM role {name}") from None
         return ", ".join(r.name for r in roles)
@@ -581,7 +583,7 @@ class Teardown:
             self.log(f"deleting leftover OIDC provider {arn}")
             try:
                 iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn)
-            except Exception as exc:
+            except ClientError as exc:
                 if error_code(exc) != "NoSuchEntity":
                     raise aws_error(exc, "deleting the cluster's OIDC provider") from None
         logs = self.aws.client("logs")
@@ -613,7 +615,7 @@ class Teardown:
                     self.aws.client("secretsmanager").delete_secret(SecretId=res.id, ForceDeleteWithoutRecovery=True)
             except LlmctlError:
                 raise
-            except Exception as exc:
+            except ClientError as exc:
                 if error_code(exc) in ("ResourceNotFoundException", "RepositoryNotFoundException", "NoSuchBucket", "NoSuchEntity"):
                     continue
                 raise aws_error(exc, f"deleting {res.type} {res.name}") from None

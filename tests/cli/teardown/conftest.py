@@ -258,27 +258,27 @@ def world(aws, kube, llmctl, fake_eksctl_bin, monkeypatch) -> World:
 
 def in_process_teardown(world: World, **overrides):
     """The teardown action wired to moto, the double and the fake eksctl, for in-process tests."""
+    import yaml
+
     from llmctl.actions.teardown import Teardown
     from llmctl.aws.session import AwsClients
     from llmctl.config import LlmctlConfig, Names
     from llmctl.eksctl import Eksctl
     from llmctl.k8s.client import Kube
 
-    import yaml
-
     cfg = LlmctlConfig.model_validate(yaml.safe_load(CONFIG))
     lines: list[str] = []
-    options = dict(
-        names=Names.from_config(cfg),
-        aws=AwsClients(REGION),
-        kube_factory=lambda: Kube.from_kubeconfig(str(world.kube.kubeconfig_path)),
-        config_model_bucket=MODEL_BUCKET,
-        eksctl=Eksctl(str(world.bin_dir / "eksctl")),
-        log=lines.append,
-        lb_wait_s=10,
-        namespace_wait_s=10,
-        poll_s=0.2,
-    )
+    options = {
+        "names": Names.from_config(cfg),
+        "aws": AwsClients(REGION),
+        "kube_factory": lambda: Kube.from_kubeconfig(str(world.kube.kubeconfig_path)),
+        "config_model_bucket": MODEL_BUCKET,
+        "eksctl": Eksctl(str(world.bin_dir / "eksctl")),
+        "log": lines.append,
+        "lb_wait_s": 10,
+        "namespace_wait_s": 10,
+        "poll_s": 0.2,
+    }
     options.update(overrides)
     action = Teardown(**options)
     action.lines = lines

@@ -37,7 +37,7 @@ def delete_cluster(name: str, region: str) -> int:
         tags = {t["Key"]: t["Value"] for t in iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=item["Arn"])["Tags"]}
         if tags.get(CLUSTER_TAG) == name:
             iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=item["Arn"])
-    print(f"[✔]  all cluster resources were deleted", flush=True)
+    print("[✔]  all cluster resources were deleted", flush=True)
     return 0
 
 

@@ -13,7 +13,7 @@ import json
 
 from tests.cli.build.conftest import codebuild_sim  # noqa: F401 - CodeBuild that pushes an image
 from tests.cli.deploy.conftest import stub_endpoint  # noqa: F401 - the smoke request's target
-from tests.cli.teardown.conftest import NAME, MODEL_BUCKET, World
+from tests.cli.teardown.conftest import MODEL_BUCKET, NAME, World
 
 PREFIX = "llama-tiny"
 
