@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,8 @@ def cost(
     ctx: typer.Context,
     running: Annotated[bool, typer.Option("--running", help="Price what this deployment actually has in AWS now.")] = False,
     live: Annotated[bool, typer.Option("--live", help="Ask the AWS Pricing API for the node price (falls back to the table).")] = False,
-    image_gb: Annotated[Optional[float], typer.Option("--image-gb", min=0, help="ECR image size to price (GB).")] = None,
-    model_gb: Annotated[Optional[float], typer.Option("--model-gb", min=0, help="Model size in S3 to price (GB).")] = None,
+    image_gb: Annotated[float | None, typer.Option("--image-gb", min=0, help="ECR image size to price (GB).")] = None,
+    model_gb: Annotated[float | None, typer.Option("--model-gb", min=0, help="Model size in S3 to price (GB).")] = None,
     output: OutputOption = None,
 ) -> None:
     from llmctl.actions import cost as actions

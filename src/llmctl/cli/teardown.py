@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ def teardown(
     all_: Annotated[bool, typer.Option("--all", help="Also the CodeBuild project and role, ECR repository, build bucket, log groups and secrets.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
-    delete_model_bucket: Annotated[Optional[str], typer.Option("--delete-model-bucket", metavar="NAME", help="Also delete the model bucket (must equal model.bucket; needs --all).")] = None,
+    delete_model_bucket: Annotated[str | None, typer.Option("--delete-model-bucket", metavar="NAME", help="Also delete the model bucket (must equal model.bucket; needs --all).")] = None,
     output: OutputOption = None,
 ) -> None:
     app = get_app(ctx, output)
