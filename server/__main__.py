@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -29,6 +30,18 @@ class DrainingServer(uvicorn.Server):
         self.loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """The loop's own signal handling (uvloop runs signal.signal handlers late under load)."""
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            self.loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                self.loop.remove_signal_handler(sig)
+
     def handle_exit(self, sig: int, frame) -> None:
         if self.draining or self.loop is None or not self.started:
             self.should_exit = True
@@ -36,7 +49,7 @@ class DrainingServer(uvicorn.Server):
                 self.force_exit = True
             return
         self.draining = True
-        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain_then_exit()))
+        self._drain_task = self.loop.create_task(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:
         from server.app import drain

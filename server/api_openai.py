@@ -38,7 +38,7 @@ def _chat_prompt(serving: Serving, req: ChatRequest) -> str:
     messages = [{"role": m.role, "content": m.text()} for m in req.messages]
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as exc:  # jinja2 errors raised by the template itself (e.g. role order)
+    except Exception as exc:  # noqa: BLE001 - jinja2 errors raised by the template itself (e.g. role order)
         raise ApiError(400, f"chat template failed: {' '.join(str(exc).split())}", param="messages") from None
 
 

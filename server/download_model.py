@@ -94,7 +94,7 @@ def main() -> int:
     reporter.start()
     try:
         summary = downloader.run()
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
         if isinstance(exc, KeyboardInterrupt):
             return 130
         line = explain(exc, bucket, prefix)

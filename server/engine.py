@@ -41,7 +41,7 @@ def build_engine_config(settings: Settings):
     )
     try:
         return args.create_engine_config(UsageContext.OPENAI_API_SERVER)
-    except Exception as exc:  # vLLM raises ValueError, pydantic errors, OSError...
+    except Exception as exc:  # noqa: BLE001 - vLLM raises ValueError, pydantic errors, OSError...
         reason = " ".join(str(exc).split())[:400]
         raise SettingsError(f"engine configuration rejected: {reason}") from None
 
@@ -77,7 +77,7 @@ class EngineState:
             self.engine = await asyncio.to_thread(AsyncLLM.from_vllm_config, self.vllm_config)
             self.tokenizer = self.engine.get_tokenizer()
             await self._warm_up()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any load failure marks the server failed
             self.status = "failed"
             self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
             log.error("model load failed", extra={"reason": self.error})

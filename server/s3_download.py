@@ -256,7 +256,7 @@ class Downloader:
     def _guard(self, fn, *args) -> None:
         try:
             fn(*args)
-        except BaseException as exc:  # surfaced by _wait, first error wins
+        except BaseException as exc:  # noqa: BLE001 - surfaced by _wait, first error wins
             self._errors.append(exc)
 
     def _fetch_part(self, task: FileTask, index: int, start: int, end: int) -> None:

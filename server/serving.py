@@ -164,7 +164,7 @@ class Serving:
         except ValueError as exc:  # vLLM's request validation (VLLMValidationError is one)
             outcome = "invalid"
             raise ApiError(400, " ".join(str(exc).split())) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an engine failure is a 500 for this request only
             raise ApiError(500, f"generation failed: {type(exc).__name__}", type="server_error") from None
         finally:
             self._record(job, outcome)

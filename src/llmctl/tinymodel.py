@@ -23,12 +23,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
-_WORDS = (
-    "the a model serves tokens from a cluster of nodes on demand each request streams text "
-    "back to the client while the engine schedules batches keeps a cache of keys and values "
-    "and measures latency throughput and time to first token for every prompt it receives "
-    "data moves from storage into memory then into the accelerator where attention runs"
-).split()
+_WORDS = ["the", "a", "model", "serves", "tokens", "from", "a", "cluster", "of", "nodes", "on", "demand", "each", "request", "streams", "text", "back", "to", "the", "client", "while", "the", "engine", "schedules", "batches", "keeps", "a", "cache", "of", "keys", "and", "values", "and", "measures", "latency", "throughput", "and", "time", "to", "first", "token", "for", "every", "prompt", "it", "receives", "data", "moves", "from", "storage", "into", "memory", "then", "into", "the", "accelerator", "where", "attention", "runs"]
 
 
 def _corpus(seed: int, lines: int = 400) -> list[str]:

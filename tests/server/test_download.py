@@ -3,6 +3,7 @@ resumable, skip-unchanged, one clear line per failure."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -159,7 +160,7 @@ def test_progress_lines_at_least_once_a_second(s3, bucket, moto_server, tmp_path
     for e in progress:
         assert set(e) == {"event", "bytes_done", "bytes_total", "files_done", "files_total", "rate_bps"}
     assert len(progress) >= int(events[-1]["seconds"]) - 1
-    assert all(a["bytes_done"] <= b["bytes_done"] for a, b in zip(progress, progress[1:]))
+    assert all(a["bytes_done"] <= b["bytes_done"] for a, b in itertools.pairwise(progress))
 
 
 @pytest.mark.parametrize(

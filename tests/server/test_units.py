@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from server.admission import Admission
 from server.errors import ApiError, error_body, status_label
 from server.settings import SettingsError, load_settings
