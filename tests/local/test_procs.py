@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from llmctl.procs import Background, free_port, port_free
+
+def _wait_started(proc: Background) -> int:
+    """Until the child has exec'd, /proc shows the parent's environment, without our marker."""
+    deadline = time.monotonic() + 10
+    while (pid := proc.pid()) is None:
+        assert time.monotonic() < deadline, "process never started"
+        time.sleep(0.05)
+    return pid
+
 
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
 TERM_IGNORER = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.1)"]
@@ -15,7 +25,7 @@ TERM_IGNORER = [sys.executable, "-c", "import signal, time\nsignal.signal(signal
 def test_start_stop_leaves_nothing(tmp_path):
     proc = Background(tmp_path, "sleeper")
     pid = proc.start(SLEEPER, env=dict(os.environ))
-    assert proc.pid() == pid
+    assert _wait_started(proc) == pid
     assert proc.stop(grace_s=5) is True
     assert proc.pid() is None
     assert not proc.pid_file.exists()
@@ -25,6 +35,7 @@ def test_start_stop_leaves_nothing(tmp_path):
 def test_sigterm_ignored_is_killed_after_grace(tmp_path):
     proc = Background(tmp_path, "stubborn")
     proc.start(TERM_IGNORER, env=dict(os.environ))
+    _wait_started(proc)
     assert proc.stop(grace_s=0.5) is True
     assert proc.pid() is None
 
