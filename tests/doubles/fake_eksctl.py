@@ -16,7 +16,7 @@ Environment (set by the fixture):
   FAKE_EKSCTL_CONTROL  http://127.0.0.1:<port> of the fixture (nodes in the Kubernetes double)
   FAKE_EKSCTL_KUBE_SERVER / FAKE_EKSCTL_KUBE_TOKEN  where the written kubeconfig points
 
-knobs.json: {"fail_at": null | "validate" | "cluster" | "oidc" | "nodegroup" | "kubeconfig",
+knobs.json: {"fail_at": null | "validate" | "cluster" | "oidc" | "nodegroup" | "kubeconfig" | "delete",
              "version": "0.230.0"}
 """
 
@@ -272,6 +272,8 @@ def delete_cluster(name: str, region: str) -> None:
     if cluster is None and not stacks:
         raise Failed(f'unable to describe cluster control plane: ResourceNotFoundException: No cluster found for name: {name}.')
     log("ℹ", f'deleting EKS cluster "{name}"')
+    if knobs().get("fail_at") == "delete":
+        raise Failed(f'failed to delete cluster with nodegroup(s): stack "eksctl-{name}-nodegroup-gpu" is DELETE_FAILED')
     if cluster is not None:
         for ng in eks.list_nodegroups(clusterName=name)["nodegroups"]:
             eks.delete_nodegroup(clusterName=name, nodegroupName=ng)

@@ -1,4 +1,4 @@
-"""A deployed world for teardown tests: moto (AWS), the Kubernetes double, a stand-in eksctl.
+"""A deployed world for teardown tests: moto (AWS), the Kubernetes double, the shared fake eksctl.
 
 `world.seed()` creates, tagged exactly as the other verbs tag them, what `build`, `cluster up`
 and `deploy` leave behind, plus things teardown must never touch (an untagged bucket, another
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +32,6 @@ model:
 TAGS = {"llmctl.io/deployment": NAME, "llmctl.io/managed-by": "llmctl"}
 OTHER_TAGS = {"llmctl.io/deployment": OTHER, "llmctl.io/managed-by": "llmctl"}
 LABELS = {"app.kubernetes.io/managed-by": "llmctl", "app.kubernetes.io/instance": NAME}
-FAKE_EKSCTL = Path(__file__).with_name("fake_eksctl.py")
 
 
 def tag_list(tags: dict, key: str = "Key", value: str = "Value") -> list[dict]:
@@ -236,24 +232,11 @@ class World:
 
 
 @pytest.fixture
-def fake_eksctl_bin(tmp_path: Path) -> Path:
-    """A folder holding an `eksctl` that runs fake_eksctl.py with this interpreter."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "eksctl"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_EKSCTL}" "$@"\n')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return bin_dir
-
-
-@pytest.fixture
-def world(aws, kube, llmctl, fake_eksctl_bin, monkeypatch) -> World:
-    """A project for deployment NAME whose CLI reaches moto, the double and the fake eksctl."""
+def world(aws, kube, llmctl, fake_eksctl) -> World:
+    """A project for deployment NAME whose CLI reaches moto, the double and the shared fake eksctl."""
     llmctl.write_config(CONFIG)
-    path = f"{fake_eksctl_bin}{os.pathsep}{os.environ.get('PATH', '')}"
-    llmctl.env.update(KUBECONFIG=str(kube.kubeconfig_path), PATH=path)
-    monkeypatch.setenv("PATH", path)
-    return World(aws, kube, fake_eksctl_bin)
+    llmctl.env.update(KUBECONFIG=str(kube.kubeconfig_path))
+    return World(aws, kube, fake_eksctl.bin_dir)
 
 
 def in_process_teardown(world: World, **overrides):

@@ -66,15 +66,17 @@ def test_without_all_the_build_resources_stay_and_are_named(world, llmctl):
     assert "Kept on purpose" in done.stdout and "llmctl teardown --all" in done.stdout
 
 
-def test_failed_eksctl_stops_with_exit_1_and_a_rerun_finishes(world, llmctl):
+def test_failed_eksctl_stops_with_exit_1_and_a_rerun_finishes(world, llmctl, fake_eksctl):
     world.seed()
-    failed = llmctl("teardown", "--all", "--yes", env={"FAKE_EKSCTL_FAIL": "1"})
+    fake_eksctl.fail_at = "delete"
+    failed = llmctl("teardown", "--all", "--yes")
     assert failed.returncode == 1
     assert "stopped at 'EKS cluster" in failed.stderr and "re-run" in failed.stderr
     left = world.ours()
     assert left["clusters"] == [NAME] and left["load_balancers"] == [] and f"{NAME}-vllm-s3-access" not in left["roles"]
     assert left["repositories"] == [f"llmctl/{NAME}"]  # step 5 never ran
 
+    fake_eksctl.fail_at = None
     rerun = llmctl("teardown", "--all", "--yes")
     assert rerun.returncode == 0, rerun.stderr
     assert "skipped" in rerun.stderr and "nothing billable left" in rerun.stdout
