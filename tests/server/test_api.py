@@ -252,20 +252,17 @@ def test_client_disconnect_aborts_the_engine_request(live_server, stream):
     aborted = live_server.metric("vllm_requests_total", status="aborted")
     finished = live_server.metric("vllm:request_success_total", finished_reason="length")
     tokens = live_server.metric("vllm:generation_tokens_total")
-    sock = _raw_post(live_server, "/generate", {"prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": stream})
-    if stream:
-        received = b""
-        while b"data: " not in received:  # generation has started
-            chunk = sock.recv(65536)
-            assert chunk, received
-            received += chunk
-    else:
-        wait_for(lambda: live_server.metric("vllm_active_requests") == 1, "the request to start")
-        time.sleep(0.2)
-    sock.close()
-    wait_for(lambda: live_server.metric("vllm_requests_total", status="aborted") == aborted + 1, "our abort count")
-    # The engine stopped the request long before its 900 tokens: it was aborted, not run to the end.
-    wait_for(lambda: live_server.metric("vllm:num_requests_running") == 0, "the engine to drop the request")
-    assert live_server.metric("vllm:request_success_total", finished_reason="length") == finished
+    with live_server.engine_paused():  # the request cannot finish before the client hangs up
+        sock = _raw_post(live_server, "/generate", {"prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": stream})
+        wait_for(lambda: live_server.metric("vllm_active_requests") == 1, "the request to be admitted")
+        sock.close()
+        wait_for(lambda: live_server.metric("vllm_requests_total", status="aborted") == aborted + 1, "our abort count")
+    # The engine now gets the request and its abort. A one-token request queued behind them
+    # finishes in one step; had the abort not reached the engine, 900 tokens would still be running.
+    follow_up = httpx.post(f"{live_server.url}/generate", headers=live_server.headers, timeout=60,
+                           json={"prompt": "after", "max_tokens": 1})
+    assert follow_up.status_code == 200
+    assert live_server.metric("vllm:num_requests_running") == 0
+    assert live_server.metric("vllm:request_success_total", finished_reason="length") == finished + 1
     assert live_server.metric("vllm:generation_tokens_total") - tokens < 900
     wait_for(lambda: live_server.metric("vllm_active_requests") == 0, "the slot to be released")
