@@ -147,7 +147,7 @@ def _render_crosscheck(output: Output, doc: dict, check: dict) -> None:
         ("Mean TTFT", _fmt(doc.get("mean_ttft_ms"), "ms"), hist(ttft, "mean_ms")),
         ("Median TTFT (server: histogram estimate)", _fmt(doc.get("median_ttft_ms"), "ms"), hist(ttft, "median_ms")),
         ("Mean E2E latency", _fmt(doc.get("mean_e2el_ms"), "ms"), hist(latency, "mean_ms")),
-        ("Mean queue time", _fmt(doc.get("mean_client_queue_time_ms"), "ms"), hist(queue, "mean_ms")),
+        ("Mean queue time (client: for a concurrency slot; server: in vLLM)", _fmt(doc.get("mean_client_queue_time_ms"), "ms"), hist(queue, "mean_ms")),
     ]
     output.table("Client vs server (/metrics)", ["figure", "client", "server"], rows)
     for line in check.get("disagreements") or []:
