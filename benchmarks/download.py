@@ -4,7 +4,7 @@
 Target (issue 3): ours >= 0.9x s5cmd's throughput. Ours also verifies every byte (sha256); the
 others do not. Rounds alternate the tools; the median per tool is reported.
 
-    .venv/bin/python benchmarks/download.py [--mib 1024 --files 4 --rounds 3]
+    .venv/bin/python benchmarks/download.py [--mib 1024 --files 4 --rounds 5] [--tools ours,s5cmd,boto3]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tools", default="ours,s5cmd,boto3", help="comma-separated subset to run")
     args = parser.parse_args()
     import boto3
