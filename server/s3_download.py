@@ -2,9 +2,11 @@
 
 Every file is fetched as ranged GETs (boto3, pooled connections) in parallel parts written at
 their offsets into `<file>.llmctl-part`; a journal beside it records finished parts, so a killed
-download resumes where it stopped. A finished file is verified (sha256 from the manifest, else
-size plus the MD5 ETag of single-part uploads) and only then renamed into place; a file that
-fails verification is fetched again once. The completion marker is written last.
+download resumes where it stopped. When the manifest has per-part sha256 digests for the part size
+in use, each part is hashed as it streams in and fetched again once on a mismatch (no second read
+of the file); otherwise the finished file is verified (the manifest's sha256, else size plus the
+MD5 ETag of single-part uploads) and fetched again once on a mismatch. Only a verified file is
+renamed into place; the completion marker is written last.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class RemoteFile:
     size: int
     sha256: str | None = None
     etag: str | None = None
+    part_size: int | None = None
+    part_sha256: list[str] | None = None
 
     def check_path(self) -> None:
         p = PurePosixPath(self.path)
@@ -101,12 +105,33 @@ class FileTask:
         self.completed = set(done)
         self.left = count - len(done)
         self.lock, self.hash_lock = threading.Lock(), threading.Lock()
-        algorithm, self.expected = expected_digest(remote)
+        # Per-part digests that match this part size verify each part as it arrives.
+        self.part_digests = remote.part_sha256 if (
+            remote.part_size == part_size and remote.part_sha256 and len(remote.part_sha256) == count) else None
+        algorithm, self.expected = (None, None) if self.part_digests else expected_digest(remote)
         self.hasher = hashlib.new(algorithm) if algorithm else None
         self.hashed = 0  # parts [0, hashed) are in the hasher
         self.fd = os.open(part_path, os.O_RDWR | os.O_CREAT)
         os.ftruncate(self.fd, remote.size)
         self.journal = journal_path.open("a")
+
+    def drop_corrupt_parts(self) -> list[int]:
+        """Re-hash the parts a resumed journal claims; forget (to fetch again) those that differ."""
+        bad = []
+        for index in sorted(self.completed):
+            _, start, end = self.parts[index]
+            h, offset = hashlib.sha256(), start
+            while offset <= end:
+                chunk = os.pread(self.fd, min(HASH_CHUNK, end + 1 - offset), offset)
+                if not chunk:
+                    break
+                h.update(chunk)
+                offset += len(chunk)
+            if h.hexdigest() != self.part_digests[index]:
+                self.completed.discard(index)
+                self.left += 1
+                bad.append(index)
+        return bad
 
     def part_done(self, index: int) -> bool:
         """Journal the part (a restart skips it); True for the file's last part."""
@@ -176,7 +201,8 @@ class Downloader:
             return self._listing(), {}
         try:
             manifest = json.loads(body)
-            files = [RemoteFile(f["path"], int(f["size"]), f.get("sha256")) for f in manifest["files"]]
+            files = [RemoteFile(f["path"], int(f["size"]), f.get("sha256"), part_size=f.get("part_size"),
+                                part_sha256=f.get("part_sha256")) for f in manifest["files"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise DownloadError(f"{self.url}/{MANIFEST_NAME} is not a valid llmctl manifest ({exc})") from None
         for f in files:
@@ -246,11 +272,14 @@ class Downloader:
         if not done:
             journal.write_text(header + "\n")
         task = FileTask(f, part, journal, self.part_size, done, retries)
-        self.progress.add(done=sum(end - start + 1 for i, start, end in task.parts if i in done))
+        if task.part_digests and done:
+            for index in task.drop_corrupt_parts():
+                self.on_event({"event": "verify_failed", "path": f.path, "part": index, "action": "refetch"})
+        self.progress.add(done=sum(end - start + 1 for i, start, end in task.parts if i in task.completed))
         if task.left == 0:
             self.pool.submit(self._guard, self._finish_file, task)
         for i, start, end in task.parts:
-            if i not in done:
+            if i not in task.completed:
                 self.pool.submit(self._guard, self._fetch_part, task, i, start, end)
 
     def _guard(self, fn, *args) -> None:
@@ -263,22 +292,41 @@ class Downloader:
         if self._errors:
             return
         f = task.remote
-        if f.size:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(f.path), Range=f"bytes={start}-{end}")["Body"]
-            offset = start
-            while chunk := body.read(1024 * 1024):
-                try:
-                    os.pwrite(task.fd, chunk, offset)
-                except OSError as exc:
-                    if exc.errno == errno.ENOSPC:
-                        raise DownloadError(f"disk full writing {self.dest / f.path}") from None
-                    raise
-                offset += len(chunk)
-                self.progress.add(fetched=len(chunk), done=len(chunk))
-            if offset != end + 1:
-                raise DownloadError(f"short read on {self.key(f.path)} bytes {start}-{end}")
+        for attempt in (1, 2):
+            digest = self._fetch_range(task, start, end)
+            if task.part_digests is None or digest == task.part_digests[index]:
+                break
+            self.progress.add(done=-(end + 1 - start))
+            if attempt == 2:
+                raise DownloadError(f"{self.key(f.path)} bytes {start}-{end} failed verification twice (checksum mismatch)")
+            if f.path not in self.progress.refetched:
+                self.progress.refetched.append(f.path)
+            self.on_event({"event": "verify_failed", "path": f.path, "part": index, "action": "refetch"})
         if task.part_done(index):
             self._finish_file(task)
+
+    def _fetch_range(self, task: FileTask, start: int, end: int) -> str | None:
+        """Write bytes start..end at their offset; their sha256 when the file has per-part digests."""
+        f = task.remote
+        h = hashlib.sha256() if task.part_digests is not None else None
+        if not f.size:
+            return h.hexdigest() if h is not None else None
+        body = self.s3.get_object(Bucket=self.bucket, Key=self.key(f.path), Range=f"bytes={start}-{end}")["Body"]
+        offset = start
+        while chunk := body.read(1024 * 1024):
+            try:
+                os.pwrite(task.fd, chunk, offset)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise DownloadError(f"disk full writing {self.dest / f.path}") from None
+                raise
+            if h is not None:
+                h.update(chunk)
+            offset += len(chunk)
+            self.progress.add(fetched=len(chunk), done=len(chunk))
+        if offset != end + 1:
+            raise DownloadError(f"short read on {self.key(f.path)} bytes {start}-{end}")
+        return h.hexdigest() if h is not None else None
 
     def _finish_file(self, task: FileTask) -> None:
         f = task.remote

@@ -140,6 +140,40 @@ def test_a_corrupted_resumed_part_fails_verification_and_is_refetched(s3, bucket
     assert same_files(source, dest)
 
 
+def test_per_part_digests_catch_a_corrupted_part_and_refetch_only_that_part(s3, bucket, moto_server, tmp_path):
+    source = big_model(tmp_path / "src", 4)
+    upload_model(s3, source, bucket, "m", TAGS, part_size=1024 * 1024)
+    entry = next(f for f in json.loads(s3.get_object(Bucket=bucket, Key=f"m/{MANIFEST_NAME}")["Body"].read())["files"]
+                 if f["path"] == "model.safetensors")
+    assert entry["part_size"] == 1024 * 1024 and len(entry["part_sha256"]) == 4
+    dest = tmp_path / "model"
+    dest.mkdir()
+    # A resumed download whose journal claims parts 0 and 2, with a byte of part 2 wrong on disk.
+    data = bytearray((source / "model.safetensors").read_bytes())
+    data[2 * 1024 * 1024 + 5] ^= 0x01
+    (dest / "model.safetensors.llmctl-part").write_bytes(bytes(data))
+    header = json.dumps({"size": entry["size"], "sha256": entry["sha256"], "etag": None, "part_size": 1024 * 1024})
+    (dest / "model.safetensors.llmctl-part.journal").write_text(header + "\n0\n2\n")
+    code, events, err = download(moto_server, bucket, "m", dest, DOWNLOAD_PART_MB="1")
+    assert code == 0, err
+    assert {"event": "verify_failed", "path": "model.safetensors", "part": 2, "action": "refetch"} in events
+    assert events[-1]["bytes_fetched"] == 3 * 1024 * 1024 + sum(  # parts 1, 2, 3 and the small files
+        (source / n).stat().st_size for n in ("config.json", "tokenizer.json"))
+    assert same_files(source, dest)
+
+
+def test_a_part_that_never_matches_its_digest_fails_with_one_line(s3, bucket, moto_server, tmp_path):
+    source = big_model(tmp_path / "src", 2)
+    upload_model(s3, source, bucket, "m", TAGS, part_size=1024 * 1024)
+    data = bytearray((source / "model.safetensors").read_bytes())
+    data[1024 * 1024 + 9] ^= 0xFF  # the object in S3 no longer matches the manifest
+    s3.put_object(Bucket=bucket, Key="m/model.safetensors", Body=bytes(data))
+    code, _, err = download(moto_server, bucket, "m", tmp_path / "model", DOWNLOAD_PART_MB="1")
+    assert code == 1
+    assert err.strip() == "download_model: m/model.safetensors bytes 1048576-2097151 failed verification twice (checksum mismatch)"
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
 def test_without_a_manifest_files_are_checked_by_size_and_etag(s3, bucket, moto_server, tmp_path):
     s3.put_object(Bucket=bucket, Key="raw/config.json", Body=b'{"a": 1}')
     s3.put_object(Bucket=bucket, Key="raw/sub/weights.bin", Body=b"w" * 1000)

@@ -4,7 +4,10 @@ changed (multipart, parallel), tag every object, and the manifest last.
 The manifest (`llmctl-manifest.json` at the prefix root) is what the pod's downloader
 (`python -m server.download_model`) verifies against:
     {"version": 1, "created_by": "llmctl", "total_bytes": N,
-     "files": [{"path": "model.safetensors", "size": 123, "sha256": "..."}, ...]}
+     "files": [{"path": "model.safetensors", "size": 123, "sha256": "...",
+                "part_size": 67108864, "part_sha256": ["...", ...]}, ...]}
+`part_sha256` holds the sha256 of each `part_size` slice, so the downloader checks every ranged GET
+as it arrives instead of re-reading the whole file after the last byte.
 """
 
 from __future__ import annotations
@@ -69,17 +72,22 @@ def model_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digests(path: Path, part_size: int = PART_SIZE) -> tuple[str, list[str]]:
+    """sha256 of the whole file and of each `part_size` slice, in one read."""
+    whole, parts = hashlib.sha256(), []
     with path.open("rb") as f:
-        while chunk := f.read(8 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
+        while chunk := f.read(part_size):
+            whole.update(chunk)
+            parts.append(hashlib.sha256(chunk).hexdigest())
+    return whole.hexdigest(), parts
 
 
-def build_manifest(model_dir: Path, files: list[Path]) -> dict:
-    entries = [{"path": p.relative_to(model_dir).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
-               for p in files]
+def build_manifest(model_dir: Path, files: list[Path], part_size: int = PART_SIZE) -> dict:
+    entries = []
+    for p in files:
+        whole, parts = file_digests(p, part_size)
+        entries.append({"path": p.relative_to(model_dir).as_posix(), "size": p.stat().st_size, "sha256": whole,
+                        "part_size": part_size, "part_sha256": parts})
     return {"version": MANIFEST_VERSION, "created_by": "llmctl", "total_bytes": sum(e["size"] for e in entries),
             "files": entries}
 
@@ -106,15 +114,17 @@ def _remote_state(s3, bucket: str, prefix: str) -> tuple[dict, dict]:
 
 
 def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, str],
-                 progress: Callable[[int, int], None] | None = None, *, concurrency: int = 8) -> UploadResult:
+                 progress: Callable[[int, int], None] | None = None, *, concurrency: int = 8,
+                 part_size: int = PART_SIZE) -> UploadResult:
     """Upload `model_dir` to s3://bucket/prefix; unchanged files (same size and sha256 as the remote
-    manifest says, and present) are skipped. `progress(bytes_done, bytes_total)` is called as bytes go."""
+    manifest says, and present) are skipped. `progress(bytes_done, bytes_total)` is called as bytes go.
+    `part_size` is the slice the manifest's per-part digests cover (the downloader's default part)."""
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
     from botocore.exceptions import BotoCoreError, ClientError
     from s3transfer.subscribers import BaseSubscriber
 
     model_dir = Path(model_dir)
-    manifest = build_manifest(model_dir, model_files(model_dir))
+    manifest = build_manifest(model_dir, model_files(model_dir), part_size)
     result = UploadResult(bucket, prefix.strip("/"))
     try:
         remote, sizes = _remote_state(s3, bucket, prefix)
