@@ -66,6 +66,14 @@ class Progress:
             self.files_done += files
 
 
+def hash_range(fd: int, start: int, end: int, h) -> None:
+    """Feed bytes start..end (inclusive) of an open file into hasher `h`."""
+    offset = start
+    while offset <= end and (chunk := os.pread(fd, min(HASH_CHUNK, end + 1 - offset), offset)):
+        h.update(chunk)
+        offset += len(chunk)
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     h = hashlib.new(algorithm)
     with path.open("rb") as f:
@@ -94,8 +102,8 @@ def expected_digest(remote: RemoteFile) -> tuple[str | None, str | None]:
 
 
 class FileTask:
-    """One file being fetched in parts. Parts are hashed in order as soon as they are contiguous,
-    overlapping verification with the transfer instead of re-reading the file at the end."""
+    """One file being fetched in parts. With per-part digests each part is checked as it streams in;
+    otherwise parts are fed to the whole-file hasher in order as soon as they are contiguous."""
 
     def __init__(self, remote: RemoteFile, part_path: Path, journal_path: Path, part_size: int, done: set[int],
                  retries: int):
@@ -120,13 +128,8 @@ class FileTask:
         bad = []
         for index in sorted(self.completed):
             _, start, end = self.parts[index]
-            h, offset = hashlib.sha256(), start
-            while offset <= end:
-                chunk = os.pread(self.fd, min(HASH_CHUNK, end + 1 - offset), offset)
-                if not chunk:
-                    break
-                h.update(chunk)
-                offset += len(chunk)
+            h = hashlib.sha256()
+            hash_range(self.fd, start, end, h)
             if h.hexdigest() != self.part_digests[index]:
                 self.completed.discard(index)
                 self.left += 1
@@ -151,11 +154,7 @@ class FileTask:
             try:
                 while self.hasher and self.hashed < len(self.parts) and self.hashed in self.completed:
                     _, start, end = self.parts[self.hashed]
-                    offset = start
-                    while offset <= end:
-                        chunk = os.pread(self.fd, min(HASH_CHUNK, end + 1 - offset), offset)
-                        self.hasher.update(chunk)
-                        offset += len(chunk)
+                    hash_range(self.fd, start, end, self.hasher)
                     self.hashed += 1
             finally:
                 self.hash_lock.release()

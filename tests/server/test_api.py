@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 
 import httpx
 import pytest
+
+from tests.fixtures.server import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -27,15 +28,6 @@ def sse_events(response: httpx.Response) -> list:
             data = line[len("data: "):]
             events.append(data if data == "[DONE]" else json.loads(data))
     return events
-
-
-def wait_for(predicate, what: str, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_ready_flips_from_loading_to_ready_while_health_answers(live_server):
