@@ -229,12 +229,14 @@ def test_close_streams_ends_a_blocked_watch_and_log_follow(k, kube):
         seen["watch"] = [t for t, _ in k.watch("v1", "ConfigMap", "default", timeout_s=60)]
 
     def logs() -> None:
-        seen["logs"] = list(k.pod_logs(name, NS, container="model-download", follow=True))
+        for line in k.pod_logs(name, NS, container="model-download", follow=True):
+            seen["logs"].append(line)
 
     threads = [threading.Thread(target=watch), threading.Thread(target=logs)]
     for t in threads:
         t.start()
-    kube.wait_for(lambda: len(k._streams) == 2)
+    # Close only once both streams are open and the follow has delivered the line already logged.
+    kube.wait_for(lambda: len(k._streams) == 2 and seen["logs"])
     k.close_streams()
     for t in threads:
         t.join(timeout=5)
