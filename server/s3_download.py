@@ -1,6 +1,6 @@
 """Verified, resumable, parallel S3 -> local model download (used by `python -m server.download_model`).
 
-Every file is fetched as ranged GETs (boto3, pooled connections) in parallel parts written at
+Every file is fetched as ranged GETs (botocore, pooled connections) in parallel parts written at
 their offsets into `<file>.llmctl-part`; a journal beside it records finished parts, so a killed
 download resumes where it stopped. When the manifest has per-part sha256 digests for the part size
 in use, each part is hashed as it streams in and fetched again once on a mismatch (no second read
