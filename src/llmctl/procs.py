@@ -68,17 +68,24 @@ class Background:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
+        # Popen returns once the exec began, a moment before the kernel publishes the new
+        # environment; wait for it so that pid() right after start() sees our marker.
+        deadline = time.monotonic() + 5
+        while _owner(proc.pid, self.marker) is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         return proc.pid
 
     def pid(self) -> int | None:
-        """Our live pid, or None (a stale pid file is removed)."""
+        """Our live pid, or None (a pid file of a dead or foreign process is removed)."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _is_ours(pid, self.marker):
+        owner = _owner(pid, self.marker)
+        if owner:
             return pid
-        self.pid_file.unlink(missing_ok=True)
+        if owner is False:
+            self.pid_file.unlink(missing_ok=True)
         return None
 
     def stop(self, grace_s: float) -> bool:
@@ -130,13 +137,17 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _is_ours(pid: int, marker: str) -> bool:
+def _owner(pid: int, marker: str) -> bool | None:
+    """True for our live process, False for a dead or foreign one, None while a live process's
+    environment is still empty (mid-exec): neither trusted nor forgotten."""
     if not _alive(pid):
         return False
     if not Path("/proc").is_dir():  # no procfs (macOS): a live pid is the best evidence we have
         return True
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
-        return False
-    return marker.encode() in environ
+        return False  # another user's process
+    if not environ:
+        return None
+    return marker.encode() in environ.split(b"\0")
