@@ -76,20 +76,15 @@ def hash_range(fd: int, start: int, end: int, h) -> None:
         offset += len(chunk)
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(local: Path, remote: RemoteFile) -> bool:
     """A file already on disk: right size and, where S3 or the manifest gives one, right digest."""
     if not local.is_file() or local.stat().st_size != remote.size:
         return False
     algorithm, expected = expected_digest(remote)
-    return algorithm is None or file_digest(local, algorithm) == expected
+    if algorithm is None:
+        return True
+    with local.open("rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest() == expected
 
 
 def expected_digest(remote: RemoteFile) -> tuple[str | None, str | None]:
