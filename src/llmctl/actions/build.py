@@ -24,7 +24,7 @@ from llmctl.aws import logs as logs_api
 from llmctl.aws import s3 as s3_api
 from llmctl.aws.session import aws_error, error_code
 from llmctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, LlmctlError
-from llmctl.plan import Plan, StepResult
+from llmctl.plan import Plan, Step, StepResult
 
 LOG_RETENTION_DAYS = 30
 FAILURE_LOG_LINES = 50
@@ -123,7 +123,7 @@ class BuildManager:
         repo_arn = f"arn:aws:ecr:{n.region}:{account}:repository/{n.ecr_repository}"
         plan = Plan()
         plan.add(s3_api.bucket_step(self.aws.s3, bucket, n.region, tags))
-        plan.add(ecr_api.repository_step(self.aws.ecr, n.ecr_repository, self.cfg.build.keep_images, tags))
+        plan.add(self.repository_step())
         plan.add(logs_api.log_group_step(self.aws.logs, n.codebuild_log_group, LOG_RETENTION_DAYS, tags))
         plan.add(
             iam_api.role_step(
@@ -137,6 +137,10 @@ class BuildManager:
         )
         plan.add(cb.project_step(self.aws.codebuild, self.project_spec(account, bucket), tags, sleep=self.sleep))
         return plan
+
+    def repository_step(self) -> Step:
+        """The ECR repository every build pushes to (CodeBuild's and `build --local`'s)."""
+        return ecr_api.repository_step(self.aws.ecr, self.names.ecr_repository, self.cfg.build.keep_images, self.names.aws_tags)
 
     def project_spec(self, account: str, bucket: str) -> dict:
         n, build = self.names, self.cfg.build
@@ -178,14 +182,14 @@ class BuildManager:
             self.out.info(f"build context {context}: {len(archive.files)} files, sha256 {archive.sha256[:16]}")
             account = self.aws.account_id
             plan = self.infrastructure(account, secret_arn)
-            report = self._report_step
+            report = self.report_step
             if options.dry_run:
                 steps = plan.describe(report)
                 return BuildResult("PLANNED", context_sha256=archive.sha256, steps=[s.to_dict() for s in steps])
             steps = [s.to_dict() for s in plan.execute(report)]
             return self._build(archive, account, buildspec, options, steps)
 
-    def _report_step(self, result: StepResult) -> None:
+    def report_step(self, result: StepResult) -> None:
         word = {"create": "created", "update": "updated", "none": "unchanged"}.get(result.action, result.action)
         if result.status == "planned":
             word = f"would {result.action}"
@@ -197,12 +201,8 @@ class BuildManager:
         repo = ecr_api.describe_repository(self.aws.ecr, n.ecr_repository)
         repo_uri = repo["repositoryUri"]
         tag = image_tag(archive.sha256, {"VLLM_VERSION": self.cfg.build.vllm_version})
-        if not options.force:
-            digest = ecr_api.image_digest(self.aws.ecr, n.ecr_repository, tag)
-            if digest:
-                self.out.step("skipped", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
-                self._record_image(repo_uri, tag, digest, build_id=None)
-                return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, archive.sha256, steps)
+        if not options.force and (reused := self.reuse_existing(repo_uri, tag, archive.sha256, steps)):
+            return reused
 
         bucket = n.build_bucket(account)
         if s3_api.object_size(self.aws.s3, bucket, archive.key) == archive.size:
@@ -223,6 +223,15 @@ class BuildManager:
         done = self.watch(build_id, options.poll_s, options.wait_timeout_s, follow_logs=True)
         digest = self._finish(done)
         return BuildResult("SUCCEEDED", f"{repo_uri}@{digest}", digest, tag, build_id, archive.sha256, steps)
+
+    def reuse_existing(self, repo_uri: str, tag: str, context_sha256: str, steps: list[dict]) -> BuildResult | None:
+        """The image ECR already holds for this context and these build arguments, recorded for deploy."""
+        digest = ecr_api.image_digest(self.aws.ecr, self.names.ecr_repository, tag)
+        if not digest:
+            return None
+        self.out.step("skipped", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
+        self._record_image(repo_uri, tag, digest, build_id=None)
+        return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, context_sha256, steps)
 
     # --- watching a build ---------------------------------------------------------------------
     def watch(self, build_id: str, poll_s: float, wait_timeout_s: float | None, *, follow_logs: bool) -> dict:
@@ -285,7 +294,7 @@ class BuildManager:
         )
 
     def _finish(self, build: dict) -> str:
-        """The pushed image's digest, from ECR (the registry is the truth), recorded for deploy."""
+        """Record the image a finished CodeBuild build pushed."""
         env = {v["name"]: v["value"] for v in build.get("exportedEnvironmentVariables") or []}
         overrides = {v["name"]: v["value"] for v in build.get("environment", {}).get("environmentVariables") or []}
         last = self.state.get(STATE_BUILD) or {}
@@ -293,15 +302,22 @@ class BuildManager:
         repo_uri = overrides.get("IMAGE_REPO_URI") or last.get("repository")
         if not tag or not repo_uri:
             raise LlmctlError(f"build {build['id']} succeeded but llmctl cannot tell which image tag it pushed")
+        return self.record_pushed(
+            repo_uri, tag, build["id"], env.get("IMAGE_DIGEST"),
+            pusher=f"build {build['id']}", hint=f"check the post_build phase: llmctl build logs {build['id']}",
+        )
+
+    def record_pushed(self, repo_uri: str, tag: str, build_id: str | None, reported_digest: str | None, *, pusher: str, hint: str) -> str:
+        """The pushed image's digest, from ECR (the registry is the truth), recorded for deploy.
+
+        Both ways of building end here: CodeBuild (`_finish`) and `llmctl build --local`.
+        """
         digest = ecr_api.image_digest(self.aws.ecr, self.names.ecr_repository, tag)
         if not digest:
-            raise LlmctlError(
-                f"build {build['id']} succeeded but ECR has no image {repo_uri}:{tag}",
-                hint=f"check the post_build phase: llmctl build logs {build['id']}",
-            )
-        if env.get("IMAGE_DIGEST") and env["IMAGE_DIGEST"] != digest:
-            self.out.warn(f"the build reported {env['IMAGE_DIGEST']} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
-        self._record_image(repo_uri, tag, digest, build["id"])
+            raise LlmctlError(f"{pusher} succeeded but ECR has no image {repo_uri}:{tag}", hint=hint)
+        if reported_digest and reported_digest != digest:
+            self.out.warn(f"the build reported {reported_digest} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
+        self._record_image(repo_uri, tag, digest, build_id)
         self.out.step("recorded", f"{repo_uri}@{digest} (deploy uses it by default)")
         return digest
 

@@ -1,7 +1,8 @@
-"""ECR adapter: the image repository (scan on push, lifecycle, tags) and image lookups."""
+"""ECR adapter: the image repository (scan on push, lifecycle, tags), image lookups, registry login."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from llmctl.aws.session import aws_error, error_code
@@ -96,3 +97,14 @@ def image_digest(ecr, repository: str, tag: str) -> str | None:
             return None
         raise aws_error(exc, f"looking up image {repository}:{tag}") from None
     return images[0]["imageDigest"] if images else None
+
+
+def registry_credentials(ecr) -> tuple[str, str]:
+    """User name and password for the repository's registry: what `aws ecr get-login-password`
+    prints (the password) and the user name `AWS`, from GetAuthorizationToken (valid 12 hours)."""
+    try:
+        data = ecr.get_authorization_token()["authorizationData"][0]
+    except Exception as exc:
+        raise aws_error(exc, "getting an ECR login token") from None
+    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return username, password
