@@ -60,18 +60,21 @@ BASE_IMAGE := localhost/llmctl-python:3.11-slim-bookworm
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 DEBIAN_SECURITY_MIRROR ?= http://deb.debian.org/debian-security
 BASE_TAR := .cache/base-rootfs.tar
-# Debian's docker images leave out docs, man pages and translations the same way.
+# Debian's docker images leave out docs, man pages and translations the same way, and carry the
+# same apt settings (tests/image/apt.conf.d: no .deb files kept after an install, no translations).
+BASE_APT_CONF := $(wildcard tests/image/apt.conf.d/*)
 BASE_RECIPE := mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include=ca-certificates,netbase,tzdata,python3.11,python3.11-venv \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --customize-hook='copy-in $(BASE_APT_CONF) /etc/apt/apt.conf.d/' \
   --customize-hook='chroot "$$1" python3.11 -m venv /usr/local' \
   bookworm $(BASE_TAR) "deb $(DEBIAN_MIRROR) bookworm main" "deb $(DEBIAN_MIRROR) bookworm-updates main" \
   "deb $(DEBIAN_SECURITY_MIRROR) bookworm-security main"
 
 base-image: system-deps
-	@$(shell mkdir -p .cache)$(file >.cache/base-recipe,$(BASE_RECIPE))want=$$(sha256sum < .cache/base-recipe | cut -c1-16); \
+	@$(shell mkdir -p .cache)$(file >.cache/base-recipe,$(BASE_RECIPE))want=$$(cat .cache/base-recipe $(BASE_APT_CONF) | sha256sum | cut -c1-16); \
 	have=$$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "llmctl.recipe"}}' $(BASE_IMAGE) 2>/dev/null); \
 	if [ "$$have" = "$$want" ]; then echo "$(BASE_IMAGE): up to date"; exit 0; fi; \
 	set -e; $(BASE_RECIPE); \
