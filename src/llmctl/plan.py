@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from llmctl.errors import LlmctlError
+
 Action = Literal["create", "update", "delete", "run", "none"]
 Status = Literal["done", "changed", "skipped", "failed", "planned"]
 
@@ -44,6 +46,15 @@ class StepResult:
         return asdict(self)
 
 
+class StepFailed(LlmctlError):
+    """A step's observe or apply failed: the step, and the domain error it raised (same message)."""
+
+    def __init__(self, step: Step, cause: LlmctlError):
+        super().__init__(cause.message, hint=cause.hint, exit_code=cause.exit_code)
+        self.step = step
+        self.cause = cause
+
+
 @dataclass
 class Plan:
     steps: list[Step] = field(default_factory=list)
@@ -64,14 +75,17 @@ class Plan:
         return results
 
     def execute(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-        """Apply each step whose observed state differs; stop at the first failure (it raises)."""
+        """Apply each step whose observed state differs; stop at the first failure (`StepFailed`)."""
         results = []
         for step in self.steps:
-            action = step.observe()
+            try:
+                action = step.observe()
+                detail = step.apply() if action != "none" else None
+            except LlmctlError as exc:
+                raise StepFailed(step, exc) from exc
             if action == "none":
                 result = StepResult(step.title, step.kind, action, "skipped", step.detail, step.monthly_cost)
             else:
-                detail = step.apply()
                 status: Status = "changed" if action in ("update",) else "done"
                 result = StepResult(step.title, step.kind, action, status, detail or step.detail, step.monthly_cost)
             results.append(result)

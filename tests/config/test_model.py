@@ -51,5 +51,4 @@ def test_names_and_tags_are_derived_from_the_deployment_name():
     assert names.build_bucket("123456789012") == "chat-build-123456789012-eu-west-1"
     assert names.ecr_repository == "llmctl/chat"
     assert names.aws_tags == {TAG_DEPLOYMENT: "chat", TAG_MANAGED_BY: "llmctl"}
-    assert names.aws_tag_list() == [{"Key": TAG_DEPLOYMENT, "Value": "chat"}, {"Key": TAG_MANAGED_BY, "Value": "llmctl"}]
     assert names.k8s_labels == {LABEL_MANAGED_BY: "llmctl", LABEL_INSTANCE: "chat"}

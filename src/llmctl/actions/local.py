@@ -151,16 +151,13 @@ class LocalStack:
 
         return make_tiny_llama(self.root / "tiny-model")
 
-    def _s3_client(self, s3_url: str):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=s3_url, region_name=self.cfg.aws.region, **{k.lower(): v for k, v in EMBEDDED_S3_CREDENTIALS.items()})
-
     def _upload(self, s3_url: str, source: Path) -> None:
         from llmctl.actions.model import upload_model
+        from llmctl.aws.s3 import create_bucket
+        from llmctl.aws.session import endpoint_client
 
-        s3 = self._s3_client(s3_url)
-        s3.create_bucket(Bucket=LOCAL_BUCKET)
+        s3 = endpoint_client("s3", s3_url, self.cfg.aws.region, EMBEDDED_S3_CREDENTIALS)
+        create_bucket(s3, LOCAL_BUCKET, self.cfg.aws.region)
         upload_model(s3, source, LOCAL_BUCKET, self.cfg.model.prefix, self.names.aws_tags)
 
     def _download(self, s3_url: str, on_line: Callable[[str], None]) -> Path:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from llmctl.cli.context import App, OutputOption, get_app
+from llmctl.cli.context import OutputOption, get_app
 
 build_app = typer.Typer(
     help="Build the server image in AWS CodeBuild and push it to ECR.",
@@ -19,12 +19,6 @@ PollOption = Annotated[float, typer.Option("--poll-interval", min=0.0, help="Sec
 
 def register(app: typer.Typer) -> None:
     app.add_typer(build_app, name="build")
-
-
-def _manager(app: App):
-    from llmctl.actions.build import BuildManager
-
-    return BuildManager(app.aws, app.names, app.config, app.state, app.output, config_dir=app.config_file.resolve().parent)
 
 
 @build_app.callback()
@@ -46,7 +40,7 @@ def build(
 
     app = get_app(ctx, output)
     options = BuildOptions(force=force, wait=not no_wait, dry_run=dry_run, poll_s=poll_interval, wait_timeout_s=wait_timeout)
-    result = _manager(app).run(options)
+    result = app.build_manager().run(options)
 
     def render(data: dict) -> None:
         if data["status"] == "PLANNED":
@@ -67,7 +61,7 @@ def status(
 ) -> None:
     """Show a build's status and phases."""
     app = get_app(ctx, output)
-    data = _manager(app).status(build_id)
+    data = app.build_manager().status(build_id)
 
     def render(data: dict) -> None:
         app.output.print(f"{data['build_id']}: {data['status']} (phase {data['phase']})")
@@ -89,6 +83,6 @@ def logs(
 ) -> None:
     """Print a build's CloudWatch log (stderr); with --follow, until the build ends."""
     app = get_app(ctx)
-    status = _manager(app).logs(build_id, follow, poll_interval)
+    status = app.build_manager().logs(build_id, follow, poll_interval)
     if status not in ("SUCCEEDED", "IN_PROGRESS"):
         raise typer.Exit(1)

@@ -16,12 +16,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cluster_app, name="cluster")
 
 
-def _manager(app: App):
-    from llmctl.actions.cluster import ClusterManager
-
-    return ClusterManager(app.config, app.names, app.aws, app.output, workdir=app.state.root)
-
-
 def _show_preflight(app: App, pre) -> None:
     out = app.output
     out.table("pre-flight", ["check", "status", "detail", "fix"],
@@ -48,7 +42,7 @@ def up(
 ) -> None:
     """Create the cluster, OIDC provider, GPU node group, IRSA role and device plugin; wait for a GPU."""
     app = get_app(ctx, output)
-    manager = _manager(app)
+    manager = app.cluster_manager()
     with app.output.status("pre-flight checks..."):
         pre = manager.preflight()
     plan = manager.plan(gpu_timeout)
@@ -99,7 +93,7 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Control plane, node groups, GPU nodes, device plugin health and the IRSA role."""
     app = get_app(ctx, output)
     with app.output.status("reading cluster state..."):
-        data = _manager(app).status()
+        data = app.cluster_manager().status()
 
     def render(data: dict) -> None:
         out = app.output
