@@ -463,7 +463,7 @@ class ClusterManager:
                 return "none"
             result = self.kube().apply_all(device_plugin_objects(self.cfg, self.names), dry_run=True)
             actions = {r.action for r in result}
-            return "create" if "created" in actions else ("update" if "configured" in actions else "none")
+            return "create" if "created" in actions else ("update" if "updated" in actions else "none")
 
         def apply() -> str:
             results = self.kube().apply_all(device_plugin_objects(self.cfg, self.names))
@@ -505,8 +505,8 @@ class ClusterManager:
                     if seen.get(name) != state:
                         seen[name] = state
                         itype = (node["metadata"].get("labels") or {}).get("node.kubernetes.io/instance-type", "?")
-                        self.output.step("node", f"{name} ({itype}): {'Ready' if state[0] else 'NotReady'}, "
-                                                 f"{GPU} allocatable {state[1]}")
+                        self.output.info(f"  node {name} ({itype}): {'Ready' if state[0] else 'NotReady'}, "
+                                         f"{GPU} allocatable {state[1]}")
                     if state[0] and state[1] >= 1:
                         return node
         raise LlmctlError(
