@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 
@@ -75,6 +76,17 @@ def test_unknown_key_suggests_the_right_one(llmctl):
 def test_bad_region_names_value_and_fix(llmctl):
     llmctl.write_config("aws:\n  region: us-east-9\n")
     _one_line_exit_2(llmctl("config", "validate"), "aws.region", "'us-east-9'", "did you mean")
+
+
+@pytest.mark.parametrize(("monitoring", "needles"), [
+    ("  expose: load-balancer\n", ("monitoring", "load_balancer_source_ranges is empty", "llmctl dashboard")),
+    ("  alertmanager:\n    email_to: oncall@example.com\n", ("monitoring.alertmanager", "SMTP relay", "smtp_smarthost")),
+    ("  alertmanager:\n    email_to: a@example.com\n    smtp_smarthost: smtp:587\n    smtp_auth_username: u\n",
+     ("monitoring.alertmanager", "smtp_auth_password_secret")),
+])
+def test_monitoring_cross_field_checks_fail_config_validate(llmctl, monitoring, needles):
+    llmctl.write_config("monitoring:\n" + monitoring)
+    _one_line_exit_2(llmctl("config", "validate"), "llmctl.yaml", *needles)
 
 
 def test_debug_shows_the_traceback(llmctl):
