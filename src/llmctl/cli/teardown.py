@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -22,7 +21,7 @@ def teardown(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Also the CodeBuild project and role, ECR repository, build bucket, log groups and secrets.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: discover what exists, print the plan and its cost and stop; delete nothing.")] = False,
     delete_model_bucket: Annotated[str | None, typer.Option("--delete-model-bucket", metavar="NAME", help="Also delete the model bucket (must equal model.bucket; needs --all).")] = None,
     output: OutputOption = None,
 ) -> None:
@@ -91,12 +90,16 @@ def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bu
         out.result(data, lambda d: None)
         return 0
     if any(r.step for r in doomed) and not yes:
-        _confirm(out, len(doomed), app.names.deployment)
+        count = len(doomed)
+        out.confirm(f"Delete these {count} resource(s) of deployment {app.names.deployment!r}?",
+                    refusal=f"refusing to delete {count} resource(s) of deployment {app.names.deployment!r} without "
+                            "confirmation",
+                    hint="re-run with --yes to confirm, or --dry-run to only print the plan")
 
     results = data["results"]
     plan = action.plan(include_build=include_build)
     try:
-        plan.execute(report=lambda r: (results.append(r.to_dict()), out.step(r.status, f"{r.title}" + (f": {r.detail}" if r.detail else ""))))
+        plan.execute(report=lambda r: (results.append(r.to_dict()), out.report(r)))
     except LlmctlError as exc:
         failed = plan.steps[len(results)]
         results.append({"title": failed.title, "kind": failed.kind, "action": "delete", "status": "failed", "detail": exc.message})
@@ -112,16 +115,6 @@ def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bu
         data["verification"] = verification = action.verify(include_build=include_build)
     out.result(data, lambda d: _render_verification(out, d["verification"]))
     return 0 if verification["clean"] else 1
-
-
-def _confirm(out, count: int, deployment: str) -> None:
-    if not sys.stdin.isatty():
-        raise LlmctlError(
-            f"refusing to delete {count} resource(s) of deployment {deployment!r} without confirmation (no terminal to ask on)",
-            hint="re-run with --yes to confirm, or --dry-run to only print the plan",
-        )
-    if not typer.confirm(f"Delete these {count} resource(s) of deployment {deployment!r}?", default=False, err=True):
-        raise typer.Abort()
 
 
 def _money(value) -> str:
