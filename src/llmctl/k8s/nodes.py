@@ -1,4 +1,4 @@
-"""Reading a Node (pure): whether it is Ready and how many GPUs it offers to pods."""
+"""What a Node object says about itself: Ready, and how many GPUs it offers pods (pure helpers)."""
 
 from __future__ import annotations
 
