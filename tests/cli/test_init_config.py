@@ -118,8 +118,11 @@ def test_bad_env_value_names_the_field(llmctl):
 
 
 def test_usage_errors_exit_2(llmctl):
-    assert llmctl("no-such-command").returncode == 2
-    assert llmctl("config", "show", "--output", "yaml").returncode == 2
+    _one_line_exit_2(llmctl("no-such-command"), "No such command 'no-such-command'", "llmctl --help")
+    _one_line_exit_2(llmctl("config", "show", "--output", "yaml"), "--output", "'yaml' is not one of 'text', 'json'")
+    _one_line_exit_2(llmctl("--output", "yaml", "config", "show"), "--output", "'yaml'")
+    bare = llmctl()
+    assert bare.returncode == 2 and "Usage: llmctl" in bare.stderr and "config" in bare.stderr
 
 
 def test_version(llmctl):

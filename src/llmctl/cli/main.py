@@ -133,6 +133,9 @@ def run(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except typer.Exit as exc:
         code = exc.exit_code
+    except click_errors.NoArgsIsHelpError as exc:  # `llmctl` or a group alone: its help, as a usage error
+        exc.show()
+        code = EXIT_USAGE
     except click_errors.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "llmctl"
         message = exc.format_message().replace("Value error, ", "").rstrip(".")
