@@ -103,3 +103,14 @@ def test_the_raw_aws_call_check_sees_each_form(tmp_path):
         "imports botocore.exceptions", "line 3: .client(...)",
         "line 4: aws.s3.put_object(...)", "line 5: aws.secretsmanager.describe_secret(...)",
     ]
+
+
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("path", _modules(SRC),
+                         ids=lambda p: p.relative_to(SRC).as_posix())
+def test_modules_stay_short(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, (f"{path.relative_to(ROOT)} has {lines} lines (limit {MAX_MODULE_LINES}): "
+                                       "split it by concern")

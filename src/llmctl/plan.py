@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from llmctl.errors import LlmctlError
+from llmctl.outcome import Outcome, outcome_of
 
 Action = Literal["create", "update", "delete", "run", "none"]
-Status = Literal["done", "changed", "skipped", "failed", "planned"]
 
 
 @dataclass
@@ -37,10 +37,18 @@ class Step:
 class StepResult:
     title: str
     kind: str
-    action: Action
-    status: Status
+    action: Action  # what the step had to do
+    status: Outcome  # what came of it (in a dry run: what would)
     detail: str | None = None
     monthly_cost: float | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.status
+
+    @property
+    def subject(self) -> str:
+        return self.title + (f" ({self.detail})" if self.detail else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,11 +72,11 @@ class Plan:
         return step
 
     def describe(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-        """Observe every step without changing anything (`--dry-run`)."""
+        """Observe every step without changing anything (`--dry-run`): each reports the outcome it would have."""
         results = []
         for step in self.steps:
             action = step.observe()
-            result = StepResult(step.title, step.kind, action, "planned" if action != "none" else "skipped", step.detail, step.monthly_cost)
+            result = StepResult(step.title, step.kind, action, outcome_of(action), step.detail, step.monthly_cost)
             results.append(result)
             if report:
                 report(result)
@@ -84,10 +92,10 @@ class Plan:
             except LlmctlError as exc:
                 raise StepFailed(step, exc) from exc
             if action == "none":
-                result = StepResult(step.title, step.kind, action, "skipped", step.detail, step.monthly_cost)
+                result = StepResult(step.title, step.kind, action, "unchanged", step.detail, step.monthly_cost)
             else:
-                status: Status = "changed" if action in ("update",) else "done"
-                result = StepResult(step.title, step.kind, action, status, detail or step.detail, step.monthly_cost)
+                result = StepResult(step.title, step.kind, action, outcome_of(action), detail or step.detail,
+                                    step.monthly_cost)
             results.append(result)
             if report:
                 report(result)

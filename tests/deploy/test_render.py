@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llmctl.actions.deploy import REDACTED_API_KEY, prune_selector, redact, render, resolve_image, strategy
+from llmctl.actions.deploy import prune_selector, render, resolve_image, strategy
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import ConfigError, LlmctlError
 
@@ -174,12 +174,6 @@ def test_config_change_rolls_the_pods() -> None:
     assert changed["Deployment"]["spec"]["template"]["metadata"]["annotations"] != base
     # the API key is not part of the hash: keeping it never restarts pods
     assert by_kind(rendered("default", api_key="other"))["Deployment"]["spec"]["template"]["metadata"]["annotations"] == base
-
-
-def test_redact_hides_the_key() -> None:
-    docs = redact(rendered("default", api_key="s3cret"))
-    assert base64.b64decode(by_kind(docs)["Secret"]["data"]["api-key"]).decode() == REDACTED_API_KEY
-    assert "s3cret" not in yaml.safe_dump_all(docs)
 
 
 def test_missing_bucket_is_a_config_error() -> None:

@@ -70,7 +70,7 @@ def test_up_prunes_what_config_no_longer_wants(llmctl, kube):
     assert owned(kube, "apps/v1", "DaemonSet", "monitoring") == {"demo-dcgm-exporter"}
     llmctl.write_config(CONFIG)
     done = json.loads(llmctl("monitoring", "up", "-o", "json", check=True).stdout)
-    assert {"kind": "DaemonSet", "name": "demo-dcgm-exporter", "namespace": "monitoring", "action": "pruned"} in done["objects"]
+    assert {"kind": "DaemonSet", "name": "demo-dcgm-exporter", "namespace": "monitoring", "action": "deleted"} in done["objects"]
 
 
 def test_operator_mode_when_its_crds_exist(llmctl, kube):

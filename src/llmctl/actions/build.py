@@ -23,7 +23,7 @@ from llmctl.aws import ecr as ecr_api
 from llmctl.aws import logs as logs_api
 from llmctl.aws import s3 as s3_api
 from llmctl.aws import secretsmanager as secrets_api
-from llmctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, LlmctlError
+from llmctl.errors import EXIT_INTERRUPTED, ConfigError, LlmctlError
 from llmctl.plan import StepResult
 
 FAILURE_LOG_LINES = 50
@@ -86,9 +86,9 @@ class BuildManager:
         try:
             spec = yaml.safe_load(source.read_text())
         except yaml.YAMLError as exc:
-            raise LlmctlError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})", exit_code=EXIT_USAGE) from None
+            raise ConfigError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(spec, dict) or "phases" not in spec:
-            raise LlmctlError(f"{source}: not a CodeBuild buildspec (no phases)", exit_code=EXIT_USAGE)
+            raise ConfigError(f"{source}: not a CodeBuild buildspec (no phases)")
         env = spec.setdefault("env", {})
         if secret_arn:
             env["secrets-manager"] = {
@@ -105,11 +105,10 @@ class BuildManager:
             return None
         arn = secrets_api.secret_arn(self.aws.secretsmanager, name)
         if arn is None:
-            raise LlmctlError(
+            raise ConfigError(
                 f"build.dockerhub_secret: no secret {name!r} in Secrets Manager ({self.names.region})",
                 hint=f"create it: aws secretsmanager create-secret --name {name} "
                 "--secret-string '{\"username\":\"...\",\"password\":\"<access token>\"}', or unset build.dockerhub_secret",
-                exit_code=EXIT_USAGE,
             )
         return arn
 
@@ -126,19 +125,15 @@ class BuildManager:
             self.out.info(f"build context {context}: {len(archive.files)} files, sha256 {archive.sha256[:16]}")
             account = self.aws.account_id
             plan = infrastructure(self.aws, self.names, self.cfg, account, secret_arn, sleep=self.sleep)
-            report = self._report_step
+
+            def report(result: StepResult) -> None:
+                self.out.report(result, dry_run=options.dry_run)
+
             if options.dry_run:
                 steps = plan.describe(report)
                 return BuildResult("PLANNED", context_sha256=archive.sha256, steps=[s.to_dict() for s in steps])
             steps = [s.to_dict() for s in plan.execute(report)]
             return self._build(archive, account, buildspec, options, steps)
-
-    def _report_step(self, result: StepResult) -> None:
-        word = {"create": "created", "update": "updated", "none": "unchanged"}.get(result.action, result.action)
-        if result.status == "planned":
-            word = f"would {result.action}"
-        detail = f" ({result.detail})" if result.detail else ""
-        self.out.step(word, f"{result.title}{detail}")
 
     def _build(self, archive: ContextArchive, account: str, buildspec: str, options: BuildOptions, steps: list[dict]) -> BuildResult:
         n = self.names
@@ -148,7 +143,7 @@ class BuildManager:
         if not options.force:
             digest = ecr_api.image_digest(self.aws.ecr, n.ecr_repository, tag)
             if digest:
-                self.out.step("skipped", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
+                self.out.step("unchanged", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
                 self._record_image(repo_uri, tag, digest, build_id=None)
                 return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, archive.sha256, steps)
 
@@ -164,7 +159,7 @@ class BuildManager:
         build = cb.start_build(self.aws.codebuild, n.codebuild_project, f"{bucket}/{archive.key}", env, buildspec)
         build_id = build["id"]
         self.state.set(STATE_BUILD, {"id": build_id, "tag": tag, "repository": repo_uri})
-        self.out.step("started", f"build {build_id}")
+        self.out.step("created", f"build {build_id}")
         if not options.wait:
             self.out.info(f"follow it: llmctl build logs {build_id} --follow   (or: llmctl build status {build_id})")
             return BuildResult("IN_PROGRESS", None, None, tag, build_id, archive.sha256, steps)
@@ -189,7 +184,9 @@ class BuildManager:
                         reported.add(phase["phaseType"])
                         seconds = phase.get("durationInSeconds")
                         took = f" in {seconds}s" if seconds is not None else ""
-                        self.out.step(phase["phaseStatus"].lower(), f"[{elapsed}] {phase['phaseType']}{took}")
+                        ok = phase["phaseStatus"] == "SUCCEEDED"
+                        self.out.step("done" if ok else "failed", f"[{elapsed}] {phase['phaseType']}{took}"
+                                      + ("" if ok else f" ({phase['phaseStatus']})"))
                 if build.get("currentPhase") != current and build.get("buildStatus") == "IN_PROGRESS":
                     current = build.get("currentPhase")
                     self.out.info(f"[{elapsed}] phase {current}...")
@@ -201,7 +198,7 @@ class BuildManager:
                 if build.get("buildStatus") != "IN_PROGRESS":
                     if build["buildStatus"] != "SUCCEEDED":
                         raise self._failure(build)
-                    self.out.step("succeeded", f"[{elapsed}] build {build_id}")
+                    self.out.step("done", f"[{elapsed}] build {build_id}")
                     return build
                 if self.clock() - started > limit:
                     raise LlmctlError(
@@ -250,7 +247,7 @@ class BuildManager:
         if env.get("IMAGE_DIGEST") and env["IMAGE_DIGEST"] != digest:
             self.out.warn(f"the build reported {env['IMAGE_DIGEST']} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
         self._record_image(repo_uri, tag, digest, build["id"])
-        self.out.step("recorded", f"{repo_uri}@{digest} (deploy uses it by default)")
+        self.out.step("done", f"recorded {repo_uri}@{digest} (deploy uses it by default)")
         return digest
 
     def _record_image(self, repo_uri: str, tag: str, digest: str, build_id: str | None) -> None:
@@ -263,7 +260,7 @@ class BuildManager:
             if ":" not in build_id:
                 build_id = f"{project}:{build_id}"
             if not build_id.startswith(f"{project}:"):
-                raise LlmctlError(f"{build_id} is not a build of deployment {self.names.deployment} (project {project})", exit_code=EXIT_USAGE)
+                raise ConfigError(f"{build_id} is not a build of deployment {self.names.deployment} (project {project})")
             return build_id
         latest = cb.latest_build_id(self.aws.codebuild, project)
         if latest is None:

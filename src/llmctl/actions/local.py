@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmctl.actions.rollout import (
+from llmctl.actions.rollout.events import (
     DOWNLOADING,
     LOADING,
     READY,
@@ -31,7 +31,7 @@ from llmctl.actions.rollout import (
     Timeline,
     parse_progress_line,
 )
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError, LlmctlError
 from llmctl.procs import Background, free_port, port_free
 
 LOCAL_BUCKET = "llmctl-local-models"
@@ -131,7 +131,7 @@ class LocalStack:
     def _pick_port(self, port: int | None) -> int:
         if port is not None:
             if not port_free(port):
-                raise LlmctlError(f"--port {port}: already in use on 127.0.0.1", hint="pick another port or omit --port to get a free one", exit_code=2)
+                raise ConfigError(f"--port {port}: already in use on 127.0.0.1", hint="pick another port or omit --port to get a free one")
             return port
         return free_port(self.cfg.server.port)
 
@@ -145,7 +145,7 @@ class LocalStack:
     def _model_source(self, model_dir: Path | None) -> Path:
         if model_dir is not None:
             if not (model_dir / "config.json").is_file():
-                raise LlmctlError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder", exit_code=2)
+                raise ConfigError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder")
             return model_dir
         from llmctl.tinymodel import make_tiny_llama
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError
 
 MANIFEST_NAME = "llmctl-manifest.json"
 MANIFEST_VERSION = 1
@@ -53,23 +53,23 @@ def model_files(model_dir: Path) -> list[Path]:
     """The folder's files to upload (llmctl's own and hidden files left out), after checking it is
     a Hugging Face model: config.json, weights, tokenizer."""
     if not model_dir.is_dir():
-        raise LlmctlError(f"{model_dir} is not a folder", exit_code=2)
+        raise ConfigError(f"{model_dir} is not a folder")
     config = model_dir / "config.json"
     try:
         json.loads(config.read_text())
     except FileNotFoundError:
-        raise LlmctlError(f"{model_dir} has no config.json", hint="point at a Hugging Face model folder", exit_code=2) from None
+        raise ConfigError(f"{model_dir} has no config.json", hint="point at a Hugging Face model folder") from None
     except ValueError as exc:
-        raise LlmctlError(f"{config} is not valid JSON ({exc})", exit_code=2) from None
+        raise ConfigError(f"{config} is not valid JSON ({exc})") from None
     files = sorted(
         p for p in model_dir.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
         and p.name != MANIFEST_NAME and ".llmctl-part" not in p.name
     )
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise LlmctlError(f"{model_dir} has no weights (*.safetensors or *.bin)", exit_code=2)
+        raise ConfigError(f"{model_dir} has no weights (*.safetensors or *.bin)")
     if not any(p.name in TOKENIZER_FILES for p in files):
-        raise LlmctlError(f"{model_dir} has no tokenizer ({', '.join(TOKENIZER_FILES)})", exit_code=2)
+        raise ConfigError(f"{model_dir} has no tokenizer ({', '.join(TOKENIZER_FILES)})")
     return files
 
 
@@ -152,7 +152,7 @@ def upload_model_from_config(cfg, names, aws, model_dir: Path, *, bucket: str | 
     """`llmctl model upload`: the configured bucket/prefix unless overridden; `progress(delta)`."""
     bucket = bucket or cfg.model.bucket
     if not bucket:
-        raise LlmctlError("model.bucket is not set", hint="set model.bucket in llmctl.yaml or pass --bucket", exit_code=2)
+        raise ConfigError("model.bucket is not set", hint="set model.bucket in llmctl.yaml or pass --bucket")
     sent = [0]
 
     def on_bytes(done: int, total: int) -> None:

@@ -2,7 +2,8 @@
 
 Mode: with the Prometheus Operator's CRDs present (kube-prometheus-stack) only a ServiceMonitor,
 a PrometheusRule and a dashboard ConfigMap are applied; otherwise the self-contained stack.
-Everything is applied server-side and labelled, so `down` finds what `up` created by label.
+Everything is applied server-side and labelled (`Kube.apply_and_prune`), so a re-run prunes what
+is no longer rendered and `down` finds what `up` created by label.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from llmctl.config import LlmctlConfig, Names
-from llmctl.config.names import FIELD_MANAGER
 from llmctl.errors import ConfigError, LlmctlError
+from llmctl.k8s.apply import ApplyResult
 from llmctl.monitoring import manifests
+from llmctl.monitoring.target import Scope
 
 Mode = Literal["operator", "self-contained"]
 MONITORING_API = "monitoring.coreos.com/v1"
 GRAFANA_PASSWORD_KEY = "admin-password"
-# What `down` sweeps by label, in deletion order (workloads before what they mount).
+# What `up` prunes and `down` deletes by label, in deletion order (workloads before what they mount).
 SWEPT_KINDS = (
     (MONITORING_API, "ServiceMonitor"),
     (MONITORING_API, "PrometheusRule"),
@@ -44,33 +45,21 @@ SWEPT_KINDS = (
 )
 
 
-@dataclass
-class ObjectResult:
-    kind: str
-    name: str
-    namespace: str | None
-    action: str  # created | configured | unchanged | deleted | pruned | planned
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def render(cfg: LlmctlConfig, mode: Mode, selector_labels: dict[str, str] | None = None) -> list[dict]:
+def render(scope: Scope, mode: Mode, selector_labels: dict[str, str] | None = None) -> list[dict]:
     """The objects of one mode (pure; the Grafana admin Secret is not among them)."""
     if mode == "operator":
-        return manifests.operator_manifests(cfg, selector_labels)
-    return manifests.self_contained_manifests(cfg)
+        return manifests.operator_manifests(scope, selector_labels)
+    return manifests.self_contained_manifests(scope)
 
 
-def grafana_secret(cfg: LlmctlConfig, password: str) -> dict:
-    names = manifests.StackNames.from_config(cfg)
+def grafana_secret(scope: Scope, password: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": names.grafana_secret,
-            "namespace": names.namespace,
-            "labels": {**manifests.stack_labels(cfg), "app.kubernetes.io/name": "grafana"},
+            "name": scope.stack.grafana_secret,
+            "namespace": scope.stack.namespace,
+            "labels": {**manifests.stack_labels(scope.names), "app.kubernetes.io/name": "grafana"},
         },
         "type": "Opaque",
         "data": {GRAFANA_PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
@@ -82,7 +71,8 @@ class MonitoringManager:
         self.kube = kube
         self.cfg = cfg
         self.names = names
-        self.stack = manifests.StackNames.from_config(cfg)
+        self.scope = Scope.of(cfg, names)
+        self.stack = self.scope.stack
 
     # -- mode -------------------------------------------------------------------------------------
 
@@ -105,57 +95,35 @@ class MonitoringManager:
     # -- up / down --------------------------------------------------------------------------------
 
     def up(self, mode: Mode | None = None, dry_run: bool = False,
-           report: Callable[[ObjectResult], None] = lambda r: None) -> tuple[Mode, list[ObjectResult]]:
+           report: Callable[[ApplyResult], None] = lambda r: None) -> tuple[Mode, list[ApplyResult]]:
         mode = mode or self.detect_mode()
         if mode == "operator":
             missing = [k for k in ("ServiceMonitor", "PrometheusRule") if not self.kube.has_kind(MONITORING_API, k)]
             if missing:
                 raise ConfigError(f"the cluster does not serve {', '.join(missing)} ({MONITORING_API})",
                                   hint="install kube-prometheus-stack, or use --mode self-contained")
-            docs = render(self.cfg, mode, self.operator_selector_labels())
+            docs = render(self.scope, mode, self.operator_selector_labels())
         else:
-            docs = render(self.cfg, mode)
+            docs = render(self.scope, mode)
             if self.kube.get("v1", "Namespace", self.names.namespace) is None:
                 raise LlmctlError(f"namespace {self.names.namespace} of the endpoint does not exist yet",
                                   hint="run `llmctl deploy` first: Prometheus discovers the endpoint's pods there")
             self._check_alert_secrets()
             if self.kube.get("v1", "Secret", self.stack.grafana_secret, self.stack.namespace) is None:
                 # generated once, never rotated by a re-run (Grafana keeps it in its database)
-                docs.append(grafana_secret(self.cfg, secrets.token_urlsafe(24)))
-        results = []
-        for applied in self.kube.apply_all(docs, field_manager=FIELD_MANAGER, dry_run=dry_run):
-            result = ObjectResult(applied.kind, applied.name, applied.namespace, applied.action)
-            results.append(result)
-            report(result)
-        keep = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
-        keep.add(("Secret", self.stack.namespace, self.stack.grafana_secret))
-        for result in self._sweep(keep, dry_run, action="pruned"):
-            results.append(result)
-            report(result)
+                docs.append(grafana_secret(self.scope, secrets.token_urlsafe(24)))
+        keep = {("Secret", self.stack.namespace, self.stack.grafana_secret)}
+        results = self.kube.apply_and_prune(docs, manifests.stack_selector(self.names), SWEPT_KINDS,
+                                            self._namespaces(), dry_run, keep=keep, report=report)
         return mode, results
 
-    def down(self, dry_run: bool = False, report: Callable[[ObjectResult], None] = lambda r: None) -> list[ObjectResult]:
-        results = []
-        for result in self._sweep(set(), dry_run, action="deleted"):
-            results.append(result)
-            report(result)
-        return results
+    def down(self, dry_run: bool = False, report: Callable[[ApplyResult], None] = lambda r: None) -> list[ApplyResult]:
+        return self.kube.prune(manifests.stack_selector(self.names), SWEPT_KINDS, self._namespaces(),
+                               dry_run=dry_run, report=report)
 
-    def _sweep(self, keep: set, dry_run: bool, action: str):
-        """Delete this deployment's monitoring objects (by label) that are not in `keep`."""
-        selector = manifests.stack_selector(self.cfg)
-        namespaces = sorted({self.stack.namespace, self.names.namespace})
-        for api_version, kind in SWEPT_KINDS:
-            if api_version == MONITORING_API and not self.kube.has_kind(api_version, kind):
-                continue
-            for namespace in namespaces:
-                for obj in self.kube.list(api_version, kind, namespace=namespace, label_selector=selector):
-                    name = obj["metadata"]["name"]
-                    if (kind, namespace, name) in keep:
-                        continue
-                    if not dry_run:
-                        self.kube.delete(api_version, kind, name, namespace)
-                    yield ObjectResult(kind, name, namespace, action if not dry_run else "planned")
+    def _namespaces(self) -> list[str]:
+        """The stack's namespace and the endpoint's (the ServiceMonitor's home in operator mode)."""
+        return sorted({self.stack.namespace, self.names.namespace})
 
     def _check_alert_secrets(self) -> None:
         am = self.cfg.monitoring.alertmanager

@@ -122,7 +122,7 @@ class Teardown:
 
         def reported(result: StepResult) -> None:
             report.results.append(result.to_dict())
-            out.step(result.status, result.title + (f": {result.detail}" if result.detail else ""))
+            out.report(result)
 
         try:
             self.plan(include_build=include_build).execute(report=reported)

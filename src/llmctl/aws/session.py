@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError
 
 
 class AwsClients:
@@ -38,10 +38,9 @@ class AwsClients:
         try:
             return boto3.session.Session(profile_name=self.profile, region_name=self.region)
         except botocore.exceptions.ProfileNotFound:
-            raise LlmctlError(
+            raise ConfigError(
                 f"aws.profile: {self.profile!r} is not in your AWS config",
                 hint="run `aws configure list-profiles` or unset aws.profile",
-                exit_code=2,
             ) from None
 
     def client(self, service: str):

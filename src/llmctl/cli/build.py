@@ -26,7 +26,7 @@ def build(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if ECR has an image for this context.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the build id and return.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be created; change nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: check the inputs, read what exists and print what would be created or updated; upload and start nothing.")] = False,
     wait_timeout: Annotated[
         Optional[float], typer.Option("--wait-timeout", min=1.0, help="Stop waiting after this many seconds (the build keeps running).")
     ] = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -35,7 +34,7 @@ def _plan_rows(results) -> list[tuple]:
 @cluster_app.command("up")
 def up(
     ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight, print cost and plan; change nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: run the pre-flight, read what exists and print the cost and the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     gpu_timeout: Annotated[float | None, typer.Option("--gpu-timeout", min=1.0, help="Seconds to wait for an allocatable GPU (default cluster.gpu_wait_timeout_s).")] = None,
     output: OutputOption = None,
@@ -66,21 +65,17 @@ def up(
         if check.status == "warn":
             app.output.warn(f"{check.name}: {check.detail}")
     if not yes:
-        if not sys.stdin.isatty():
-            from llmctl.errors import LlmctlError
-
-            raise LlmctlError("`cluster up` creates billable AWS resources; confirm with --yes when not on a terminal",
-                              hint="review `llmctl cluster up --dry-run`, then run `llmctl cluster up --yes`", exit_code=2)
-        if not typer.confirm(f"Create/update cluster {app.names.cluster} (about ${pre.cost.monthly_total:,.0f}/month)?"):
-            raise typer.Abort()
+        app.output.confirm(f"Create/update cluster {app.names.cluster} (about ${pre.cost.monthly_total:,.0f}/month)?",
+                           refusal="`cluster up` creates billable AWS resources and needs confirmation",
+                           hint="review `llmctl cluster up --dry-run`, then run `llmctl cluster up --yes`")
     app.output.info(f"cluster up: {app.names.cluster} in {app.names.region}")
-    results = plan.execute(lambda r: app.output.step(r.status, f"{r.title}" + (f"  ({r.detail})" if r.detail else "")))
+    results = plan.execute(app.output.report)
     context = manager.context_name()
     data = {"cluster": app.names.cluster, "region": app.names.region, "kubeconfig_context": context,
             "steps": [r.to_dict() for r in results], "cost": pre.cost.to_dict()}
 
     def render(data: dict) -> None:
-        changed = sum(r["status"] != "skipped" for r in data["steps"])
+        changed = sum(r["status"] != "unchanged" for r in data["steps"])
         app.output.print(f"cluster {data['cluster']} is ready ({changed} step(s) changed, "
                          f"{len(data['steps']) - changed} already done)")
         app.output.print(f"kubeconfig context: {context}  (kubectl config use-context {context})")
@@ -139,14 +134,14 @@ def render(
     app = get_app(ctx)
     text = (dump_documents(device_plugin_objects(app.config, app.names)) if device_plugin
             else render_cluster_config(app.config, app.names))
-    app.output.out.file.write(text)
+    app.output.document(text)
 
 
 @cluster_app.command("down")
 def down(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: discover what exists, print the plan and stop; delete nothing.")] = False,
     output: OutputOption = None,
 ) -> None:
     """Delete the endpoint and the cluster (teardown steps 1-4); build resources stay."""

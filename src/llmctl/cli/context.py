@@ -8,25 +8,41 @@ runs is built here from them. It makes no cloud calls itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from llmctl.ui import Output
 
+
+class OutputFormat(str, Enum):
+    """`--output`: a choice, so the framework validates it (once, for the global and per-command option)."""
+
+    text = "text"
+    json = "json"
+
+
 OutputOption = Annotated[
-    str,
-    typer.Option("--output", "-o", help="Output format: text or json.", show_default=False),
+    Optional[OutputFormat],
+    typer.Option("--output", "-o", help="Output format (default: the global --output).", show_default=False),
 ]
 
 
 @dataclass
 class App:
-    config_file: Path
     output: Output
+    config_arg: Path | None = None  # --config, if given
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def config_file(self) -> Path:
+        """--config, else LLMCTL_CONFIG, else ./llmctl.yaml (resolved on first use: `--help` needs none)."""
+        from llmctl.config.loader import config_path
+
+        return config_path(self.config_arg)
 
     @cached_property
     def config(self):
@@ -93,11 +109,9 @@ class App:
                         output=self.output)
 
 
-def get_app(ctx: typer.Context, output: str | None = None) -> App:
-    """The App of this run; a command-level `--output json` switches it to JSON."""
+def get_app(ctx: typer.Context, output: OutputFormat | None = None) -> App:
+    """The App of this run; a command-level `--output` overrides the global one."""
     app: App = ctx.find_root().obj
     if output is not None:
-        if output not in ("text", "json"):
-            raise typer.BadParameter(f"{output!r} is not one of 'text', 'json'", param_hint="--output")
-        app.output.json = output == "json"
+        app.output.json = output is OutputFormat.json
     return app

@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from llmctl.cli.context import OutputOption, get_app
-from llmctl.errors import ConfigError, LlmctlError
+from llmctl.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +21,7 @@ def teardown(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Also the CodeBuild project and role, ECR repository, build bucket, log groups and secrets.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: discover what exists, print the plan and its cost and stop; delete nothing.")] = False,
     delete_model_bucket: Annotated[str | None, typer.Option("--delete-model-bucket", metavar="NAME", help="Also delete the model bucket (must equal model.bucket; needs --all).")] = None,
     output: OutputOption = None,
 ) -> None:
@@ -45,7 +44,13 @@ def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bu
     from llmctl.actions.teardown import TeardownStopped
 
     out = app.output
-    confirm = (lambda report: None) if yes else (lambda report: _confirm(out, len(report.plan), report.deployment))
+    def confirm(report) -> None:
+        if yes:
+            return
+        what = f"{len(report.plan)} resource(s) of deployment {report.deployment!r}"
+        out.confirm(f"Delete these {what}?", refusal=f"refusing to delete {what} without confirmation",
+                    hint="re-run with --yes to confirm, or --dry-run to only print the plan")
+
     try:
         report = app.teardown(model_bucket=model_bucket).run(
             include_build=include_build, dry_run=dry_run, show_plan=lambda report: _show_plan(out, report), confirm=confirm)
@@ -57,16 +62,6 @@ def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bu
         return 0
     out.result(report.to_dict(), lambda d: _render_verification(out, d["verification"]))
     return 0 if report.verification["clean"] else 1
-
-
-def _confirm(out, count: int, deployment: str) -> None:
-    if not sys.stdin.isatty():
-        raise LlmctlError(
-            f"refusing to delete {count} resource(s) of deployment {deployment!r} without confirmation (no terminal to ask on)",
-            hint="re-run with --yes to confirm, or --dry-run to only print the plan",
-        )
-    if not typer.confirm(f"Delete these {count} resource(s) of deployment {deployment!r}?", default=False, err=True):
-        raise typer.Abort()
 
 
 def _money(value) -> str:

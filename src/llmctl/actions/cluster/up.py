@@ -134,7 +134,7 @@ def _device_plugin_step(m: ClusterManager, state: ClusterState) -> Step:
             return "none"
         result = state.kube().apply_all(device_plugin_objects(m.cfg, m.names), dry_run=True)
         actions = {r.action for r in result}
-        return "create" if "created" in actions else ("update" if "configured" in actions else "none")
+        return "create" if "created" in actions else ("update" if "updated" in actions else "none")
 
     def apply() -> str:
         results = state.kube().apply_all(device_plugin_objects(m.cfg, m.names))
@@ -174,8 +174,8 @@ def wait_for_gpu_node(m: ClusterManager, kube, timeout_s: float) -> dict:
                 if seen.get(name) != state:
                     seen[name] = state
                     itype = (node["metadata"].get("labels") or {}).get("node.kubernetes.io/instance-type", "?")
-                    m.output.step("node", f"{name} ({itype}): {'Ready' if state[0] else 'NotReady'}, "
-                                          f"{GPU} allocatable {state[1]}")
+                    m.output.info(f"  node {name} ({itype}): {'Ready' if state[0] else 'NotReady'}, "
+                                  f"{GPU} allocatable {state[1]}")
                 if state[0] and state[1] >= 1:
                     return node
     raise LlmctlError(
