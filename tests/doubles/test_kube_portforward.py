@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
-from tests.doubles.kube_api import Scenario, Step
+from tests.fixtures.kube import Scenario, Step
 from tests.fixtures.upstream import pattern
 
 NS = "vllm"

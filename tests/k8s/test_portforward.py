@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -224,8 +226,21 @@ def test_mixed_concurrent_traffic_with_aborts_leaves_nothing_open(web, k, upstre
     web.wait_for(lambda: not forward_threads(), timeout=10)
 
 
+def open_sockets() -> int:
+    """Sockets this process holds (the test's, the forward's and the double's ends)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except FileNotFoundError:  # closed while listing
+            pass
+    return count
+
+
 def test_stop_closes_connections_streams_and_threads(web, k, upstream_http):
     baseline = forward_threads()
+    k.get("v1", "Pod", "web-0", NS)  # the API connection pool's keep-alive socket is open already
+    sockets = open_sockets()
     forward = PortForward(k, NS, "web-0", 8000)
     forward.start()
     idle = http.client.HTTPConnection("127.0.0.1", forward.local_port, timeout=30)
@@ -246,6 +261,9 @@ def test_stop_closes_connections_streams_and_threads(web, k, upstream_http):
         socket.create_connection(("127.0.0.1", forward.local_port), timeout=5)
     web.wait_for(lambda: not web.forwards.sessions, timeout=10)  # the double saw every websocket close
     web.wait_for(lambda: forward_threads() == baseline, timeout=10)
+    idle.close()
+    streaming.close()
+    web.wait_for(lambda: open_sockets() <= sockets, timeout=10)  # the double's ends and the forward's: all closed
     forward.stop()  # idempotent
 
 
@@ -299,3 +317,28 @@ def test_local_port_in_use_is_one_clear_error(web, k):
         assert "cannot listen on 127.0.0.1:" in str(exc.value) and "choose another local port" in str(exc.value)
     finally:
         taken.close()
+
+
+@pytest.mark.engine
+def test_concurrent_streaming_completions_from_the_real_server(kube, k, live_server):
+    # what the promotion gate does: reach a new revision's pod directly and stream from vLLM through it
+    import openai
+    from urllib.parse import urlsplit
+
+    kube.create(pod())
+    ready(kube)
+    kube.expose("web-0", 8000, ("127.0.0.1", urlsplit(live_server.url).port))
+    with PortForward(k, NS, "web-0", 8000) as forward:
+        oa = openai.OpenAI(base_url=f"{forward.url}/v1", api_key=live_server.api_key, max_retries=0)
+
+        def stream(i: int) -> list:
+            return list(oa.completions.create(model=live_server.model_name, prompt=f"count {i}", max_tokens=12,
+                                              stream=True, stream_options={"include_usage": True},
+                                              extra_body={"ignore_eos": True}))
+
+        with ThreadPoolExecutor(live_server.max_concurrent) as pool:
+            results = list(pool.map(stream, range(live_server.max_concurrent * 2)))
+        assert forward.errors == []
+    for chunks in results:
+        assert chunks[-1].usage.completion_tokens == 12
+        assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == "length"
