@@ -218,11 +218,16 @@ class Session:
             except OSError:
                 pass
 
+    def _current_pod(self) -> dict | None:
+        """The pod now (under the cluster lock), None once it is gone (or replaced by one of the same name)."""
+        meta = self.pod["metadata"]
+        pod = self.cluster.store.get(self.cluster.rt("v1", "Pod"), meta["namespace"], meta["name"])
+        return pod if pod is not None and pod["metadata"]["uid"] == self.uid else None
+
     def _connect(self, i: int, port: int) -> None:
         with self.cluster.lock:
-            pod = self.cluster.store.get(self.cluster.rt("v1", "Pod"), self.pod["metadata"]["namespace"],
-                                         self.pod["metadata"]["name"])
-            if pod is None or pod["metadata"]["uid"] != self.uid:
+            pod = self._current_pod()
+            if pod is None:
                 return self._error(i, _sandbox_gone(self.pod, port))
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return self._error(i, _sandbox_gone(pod, port))
@@ -236,6 +241,10 @@ class Session:
         upstream.settimeout(None)
         upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.upstreams[i] = upstream
+        with self.cluster.lock:  # the pod may have stopped listening while this connected
+            current = self._current_pod()
+            if current is None or not _listens(current, port):
+                self.drop(i)
         reader = threading.Thread(target=self._read_upstream, args=(i, upstream), daemon=True,
                                   name=f"kube-double-portforward {self.pod['metadata']['name']}:{port}")
         self._readers.append(reader)
