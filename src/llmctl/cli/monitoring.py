@@ -117,16 +117,16 @@ def dashboard(
     """Port-forward Grafana (or Prometheus) to 127.0.0.1 until Ctrl-C; nothing is exposed publicly."""
     import webbrowser
 
-    from llmctl.actions.monitoring import PortForward, find_kubectl
-
     app = get_app(ctx)
     manager = _manager(app, kubeconfig, context)
-    service, remote = manager.ui_service(prometheus)
-    forward = PortForward(find_kubectl(), manager.stack.namespace, service, remote, port, kubeconfig, context)
-    local = forward.start()
-    try:
-        url = f"http://127.0.0.1:{local}"
-        app.output.result({"url": url, "service": service}, lambda d: app.output.print(d["url"]))
+
+    def warn(err) -> None:  # a connection that failed; the forward goes on
+        app.output.warn(err.message + (f"; fix: {err.hint}" if err.hint else ""))
+
+    service, forward = manager.ui_forward(prometheus, port, on_error=warn)
+    with forward:
+        url = forward.url
+        app.output.result({"url": url, "service": service, "pod": forward.pod}, lambda d: app.output.print(d["url"]))
         if not prometheus:
             password = manager.grafana_password()
             if password and show_password:
@@ -138,8 +138,7 @@ def dashboard(
         if not no_browser and app.output.interactive:
             webbrowser.open(url)
         app.output.info("forwarding; Ctrl-C to stop")
-        code = forward.wait()
-        if code:
-            raise typer.Exit(1)
-    finally:
-        forward.stop()
+        try:
+            forward.wait()  # raises when the pod goes away
+        except KeyboardInterrupt:  # Ctrl-C is how a dashboard session ends, not an interruption
+            app.output.info("stopped")
