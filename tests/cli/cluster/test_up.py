@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,25 @@ def mutating_calls(fake_eksctl) -> list[list[str]]:
     return [a for a in fake_eksctl.argv if a[0] in MUTATING]
 
 
+def _gpu_once_watched(kube) -> None:
+    """Give every node its GPU once a client watches nodes (the wait step)."""
+    kube.wait_for(lambda: any(r.query.get("watch") in ("true", "1", "True")
+                              for r in kube.requests_matching("GET", "/api/v1/nodes")), timeout=170)
+    for node in kube.list("v1", "Node"):
+        kube.set_allocatable(node["metadata"]["name"], {"nvidia.com/gpu": "1"}, after=0.3)
+
+
 def test_full_up_then_second_run_changes_nothing(cluster_env, aws, kube, fake_eksctl, shared_schemas):
     import jsonschema
     import yaml
 
-    fake_eksctl.gpu_delay = 2.0  # the GPU appears while `cluster up` is watching
+    # The GPU appears while `cluster up` is watching: the device plugin "registers" it only once the
+    # wait step's node watch is open (a fixed delay raced the steps before it on a loaded machine).
+    fake_eksctl.gpu_delay = None
+    registered = threading.Thread(target=_gpu_once_watched, args=(kube,), daemon=True)
+    registered.start()
     done = cluster_env("cluster", "up", "--yes", check=True, timeout=180)
+    registered.join(timeout=5)
 
     creates = fake_eksctl.calls("create", "cluster")
     assert len(creates) == 1 and creates[0][2] == "-f" and "--install-nvidia-plugin=false" in creates[0]
