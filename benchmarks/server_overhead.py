@@ -6,8 +6,8 @@
    client to --client-cpus; only one engine runs at a time (the other server's process group is
    paused with SIGSTOP); rounds alternate the order (ABBA), so drift hits both alike. Per round the
    ratio ours/vLLM; printed: the median and the min..max spread over rounds. A verdict is given
-   only when every round agrees (all meet the target: PASS; none does: FAIL; with 7 rounds, all on
-   one side by chance has p < 1%), else "inconclusive".
+   only when every round agrees (all meet the target: PASS; none does: FAIL) over at least five
+   rounds (all on one side by chance: p <= 3%; with the default seven, < 1%), else "inconclusive".
    Targets (issue 15): output throughput >= 0.98x vLLM's; median TTFT <= 1.05x.
 2. The wrapper directly: llmctl's layers (RequestMiddleware, ServerApp's readiness check and
    admission slot, the metrics record, the MeteredEngine around `generate`) timed in-process
@@ -41,6 +41,7 @@ sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "benchmarks")]
 MODEL_NAME = "tiny-llama"
 ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 TARGETS = {"output_throughput": (">=", 0.98), "median_ttft_ms": ("<=", 1.05)}
+MIN_ROUNDS = 5
 
 
 def free_port() -> int:
@@ -152,8 +153,12 @@ def end_to_end(args, work: Path) -> dict[str, list[dict]]:
 
 
 def verdict(ratios: list[float], op: str, target: float) -> str:
+    """PASS or FAIL only when every round agrees and there are enough rounds for that to mean
+    something (all MIN_ROUNDS on one side by chance: p <= 2**-MIN_ROUNDS = 3%)."""
+    if len(ratios) < MIN_ROUNDS:
+        return f"inconclusive (fewer than {MIN_ROUNDS} rounds)"
     meets = [(r >= target) if op == ">=" else (r <= target) for r in ratios]
-    return "PASS" if all(meets) else "FAIL" if not any(meets) else "inconclusive"
+    return "PASS" if all(meets) else "FAIL" if not any(meets) else "inconclusive (the rounds disagree)"
 
 
 def report_end_to_end(results: dict[str, list[dict]], args) -> None:

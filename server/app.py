@@ -55,7 +55,10 @@ class ServerApp:
             async with self.admission.slot():
                 await app(scope, receive, send)
         except ApiError as exc:
-            await exc.send(send)
+            if scope["type"] == "http":
+                await exc.send(send)
+            else:  # a websocket before the model is ready: "try again later"
+                await send({"type": "websocket.close", "code": 1013})
 
     def _unavailable(self) -> ApiError:
         if not self.engine.alive:

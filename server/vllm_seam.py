@@ -23,9 +23,13 @@ from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 from vllm.entrypoints.launchers.app import build_app
 from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
-from vllm.entrypoints.openai.completion.protocol import CompletionRequest  # noqa: F401 - for /generate
+from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # noqa: F401 - for /generate and the error shape
-from vllm.entrypoints.serve.utils.api_utils import validate_json_request, with_cancellation  # noqa: F401 - for /generate
+from vllm.entrypoints.serve.utils.api_utils import (  # noqa: F401 - the last two for /generate
+    cli_env_setup,
+    validate_json_request,
+    with_cancellation,
+)
 from vllm.inputs.engine import tokens_input
 from vllm.platforms import current_platform
 from vllm.reasoning import ReasoningParserManager
@@ -169,6 +173,7 @@ def engine_config(args: argparse.Namespace):
 
 def start_engine(config, args: argparse.Namespace) -> AsyncLLM:
     """Processes, weights, KV cache (slow; run in a thread), with the options `vllm serve` passes."""
+    cli_env_setup()  # as `vllm serve` does: engine processes are spawned, not forked
     return AsyncLLM.from_vllm_config(
         config, usage_context=UsageContext.OPENAI_API_SERVER, enable_log_requests=args.enable_log_requests,
         aggregate_engine_logging=args.aggregate_engine_logging, disable_log_stats=args.disable_log_stats,
