@@ -9,6 +9,8 @@
    only when every round agrees (all meet the target: PASS; none does: FAIL) over at least five
    rounds (all on one side by chance: p <= 3%; with the default seven, < 1%), else "inconclusive".
    Targets (issue 15): output throughput >= 0.98x vLLM's; median TTFT <= 1.05x.
+   Beside them, the CPU time of each server's HTTP process per request (the serving layer's own
+   cost, engine excluded), which other load on the machine disturbs far less.
 2. The wrapper directly: llmctl's layers (RequestMiddleware, ServerApp's readiness check and
    admission slot, the metrics record, the MeteredEngine around `generate`) timed in-process
    around a stub that stands where vLLM's app and engine are, against the stub alone.
@@ -139,17 +141,29 @@ def end_to_end(args, work: Path) -> dict[str, list[dict]]:
             for name in ("ours", "vllm") if r % 2 == 0 else ("vllm", "ours"):
                 signal_group(procs[name], signal.SIGCONT)
                 time.sleep(1)  # let it settle after the pause
+                before = api_cpu_s(procs[name])
                 row = run_bench(bench_args(urls[name], model, work / f"{name}-{r}.json", args, args.num_prompts),
                                 work / "bench.log")
+                row["api_cpu_ms"] = (api_cpu_s(procs[name]) - before) * 1000 / args.num_prompts
                 signal_group(procs[name], signal.SIGSTOP)
                 assert row["completed"] == args.num_prompts, (name, row["completed"], row.get("errors"))
                 results[name].append(row)
                 print(f"round {r + 1}/{args.rounds} {name:4}: {row['output_throughput']:7.1f} tok/s, "
-                      f"median TTFT {row['median_ttft_ms']:7.2f} ms", flush=True)
+                      f"median TTFT {row['median_ttft_ms']:7.2f} ms, HTTP process CPU {row['api_cpu_ms']:5.2f} ms/request",
+                      flush=True)
     finally:
         for proc in procs.values():
             stop(proc)
     return results
+
+
+def api_cpu_s(proc: subprocess.Popen) -> float:
+    """CPU seconds of the server's HTTP process itself (not the engine processes): the serving
+    layer's cost, far less sensitive to other load on the machine than wall-clock numbers."""
+    import psutil
+
+    times = psutil.Process(proc.pid).cpu_times()
+    return times.user + times.system
 
 
 def verdict(ratios: list[float], op: str, target: float) -> str:
@@ -170,11 +184,18 @@ def report_end_to_end(results: dict[str, list[dict]], args) -> None:
         ttft = [row["median_ttft_ms"] for row in rows]
         print(f"{name:5} output {statistics.median(tput):8.1f} tok/s ({min(tput):.1f}..{max(tput):.1f})  "
               f"median TTFT {statistics.median(ttft):7.2f} ms ({min(ttft):.2f}..{max(ttft):.2f})")
+    def ratios(key: str) -> list[float]:
+        return [o[key] / v[key] for o, v in zip(results["ours"], results["vllm"], strict=True)]
+
     for key, (op, target) in TARGETS.items():
-        ratios = [o[key] / v[key] for o, v in zip(results["ours"], results["vllm"], strict=True)]
         label = "throughput" if key == "output_throughput" else "median TTFT"
-        print(f"{label} ratio ours/vllm: median {statistics.median(ratios):.3f}, spread {min(ratios):.3f}..{max(ratios):.3f} "
-              f"over {len(ratios)} rounds (target {op} {target}): {verdict(ratios, op, target)}")
+        r = ratios(key)
+        print(f"{label} ratio ours/vllm: median {statistics.median(r):.3f}, spread {min(r):.3f}..{max(r):.3f} "
+              f"over {len(r)} rounds (target {op} {target}): {verdict(r, op, target)}")
+    cpu = {name: statistics.median(row["api_cpu_ms"] for row in rows) for name, rows in results.items()}
+    r = ratios("api_cpu_ms")
+    print(f"HTTP process CPU per request: ours {cpu['ours']:.2f} ms, vllm {cpu['vllm']:.2f} ms: ratio median "
+          f"{statistics.median(r):.3f}, spread {min(r):.3f}..{max(r):.3f}")
 
 
 # --- 2. the wrapper alone -------------------------------------------------------------------------

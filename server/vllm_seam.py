@@ -161,6 +161,7 @@ def _check_parsers(args: argparse.Namespace, typed: dict[str, str]) -> None:
 
 def engine_config(args: argparse.Namespace):
     """The namespace -> VllmConfig, as `vllm serve` builds it; a rejected value is one line."""
+    cli_env_setup()  # as `vllm serve` does first: engine processes are spawned, not forked
     try:
         config = AsyncEngineArgs.from_cli_args(args).create_engine_config(UsageContext.OPENAI_API_SERVER)
     except Exception as exc:  # noqa: BLE001 - vLLM raises ValueError, pydantic errors, OSError...
@@ -173,7 +174,6 @@ def engine_config(args: argparse.Namespace):
 
 def start_engine(config, args: argparse.Namespace) -> AsyncLLM:
     """Processes, weights, KV cache (slow; run in a thread), with the options `vllm serve` passes."""
-    cli_env_setup()  # as `vllm serve` does: engine processes are spawned, not forked
     return AsyncLLM.from_vllm_config(
         config, usage_context=UsageContext.OPENAI_API_SERVER, enable_log_requests=args.enable_log_requests,
         aggregate_engine_logging=args.aggregate_engine_logging, disable_log_stats=args.disable_log_stats,
