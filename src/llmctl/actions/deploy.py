@@ -13,10 +13,12 @@ import base64
 import hashlib
 import json
 import secrets
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmctl.config import LlmctlConfig, Names
+from llmctl.config.model import ServerConfig
 from llmctl.errors import ConfigError, LlmctlError
 from llmctl.k8s.apply import ApplyResult
 
@@ -112,7 +114,18 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         env["MAX_NUM_SEQS"] = str(server.max_num_seqs)
     if model.quantization:
         env["QUANTIZATION"] = model.quantization
-    return env
+    return {**env, **server_engine_env(server)}
+
+
+def server_engine_env(server: ServerConfig) -> dict[str, str]:
+    """The server.* vLLM options that have no default of their own: only those that are set."""
+    env = {"TOOL_CALL_PARSER": server.tool_call_parser, "REASONING_PARSER": server.reasoning_parser,
+           "ENABLE_LORA": "true" if server.enable_lora else None,
+           "MAX_LORAS": server.max_loras and str(server.max_loras),
+           "MAX_LORA_RANK": server.max_lora_rank and str(server.max_lora_rank),
+           "LORA_MODULES": shlex.join(f"{name}={path}" for name, path in server.lora_modules.items()),
+           "VLLM_EXTRA_ARGS": shlex.join(server.vllm_extra_args)}
+    return {name: value for name, value in env.items() if value}
 
 
 def peak_replicas(cfg: LlmctlConfig) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmctl.actions.deploy import server_engine_env
 from llmctl.actions.rollout.events import (
     DOWNLOADING,
     LOADING,
@@ -202,6 +203,7 @@ class LocalStack:
             "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
             "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            **server_engine_env(server),
         }
         self.server.start([self.python, "-m", "server"], env=env)
         _wait_http(f"{url}/ready", timeout_s=timeout_s, process=self.server, what="the vLLM server")

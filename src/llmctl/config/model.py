@@ -137,6 +137,33 @@ class ServerConfig(Section):
     max_concurrent_requests: int = Field(32, ge=1, description="Requests in flight before queueing.")
     max_queued_requests: int = Field(64, ge=0, description="Requests waiting before 429.")
     drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
+    tool_call_parser: str | None = Field(
+        None, description="vLLM tool-call parser (hermes, llama3_json, mistral, ...): enables tools with tool_choice auto/required."
+    )
+    reasoning_parser: str | None = Field(None, description="vLLM reasoning parser (deepseek_r1, qwen3, ...).")
+    enable_lora: bool = Field(False, description="Serve LoRA adapters (vLLM --enable-lora).")
+    max_loras: int | None = Field(None, ge=1, description="LoRA adapters in one batch (vLLM default when unset).")
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = Field(
+        None, description="Largest LoRA rank served (vLLM default when unset)."
+    )
+    lora_modules: dict[str, str] = Field(
+        default_factory=dict, description="Adapters served from the start: name -> path in the container."
+    )
+    vllm_extra_args: list[str] = Field(
+        default_factory=list,
+        description="More `vllm serve` options, one word per item (e.g. [--enable-prefix-caching]); checked by vLLM at start-up.",
+    )
+
+    @model_validator(mode="after")
+    def _lora_needs_enable_lora(self) -> "ServerConfig":
+        lora_only = [f"server.{name}" for name in ("max_loras", "max_lora_rank") if getattr(self, name) is not None]
+        lora_only += ["server.lora_modules"] if self.lora_modules else []
+        if lora_only and not self.enable_lora:
+            raise ValueError(f"{', '.join(lora_only)} set but server.enable_lora is false: set server.enable_lora: true")
+        for name in self.lora_modules:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                raise ValueError(f"server.lora_modules name {name!r} may use only letters, digits, '.', '_' and '-'")
+        return self
 
 
 class Resources(Section):
