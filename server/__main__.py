@@ -20,8 +20,9 @@ class DrainingServer(uvicorn.Server):
     """First SIGTERM/SIGINT drains (in-flight requests finish, up to DRAIN_TIMEOUT_S) then exits;
     a second one exits at once."""
 
-    def __init__(self, config: uvicorn.Config, drain_timeout_s: float):
+    def __init__(self, config: uvicorn.Config, server_app, drain_timeout_s: float):
         super().__init__(config)
+        self.server_app = server_app
         self.drain_timeout_s = drain_timeout_s
         self.draining = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -54,7 +55,7 @@ class DrainingServer(uvicorn.Server):
     async def _drain_then_exit(self) -> None:
         from server.app import drain
 
-        await drain(self.config.app, self.drain_timeout_s)
+        await drain(self.server_app, self.drain_timeout_s)
         self.should_exit = True
 
 
@@ -62,9 +63,10 @@ def main() -> int:
     try:
         settings = load_settings()
         setup_logging(settings.log_level)
-        from server.engine import build_engine_config
+        from server import vllm_seam
 
-        vllm_config = build_engine_config(settings)
+        vllm_args = vllm_seam.parse_args(settings)
+        vllm_config = vllm_seam.engine_config(vllm_args)
     except SettingsError as exc:
         print(f"server: {exc}", file=sys.stderr)
         return 2
@@ -76,14 +78,14 @@ def main() -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, vllm_config, on_fatal=on_fatal)
+    app, server_app = create_app(settings, vllm_args, vllm_config, on_fatal=on_fatal)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
                             loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
-    server = DrainingServer(config, settings.drain_timeout_s)
+    server = DrainingServer(config, server_app, settings.drain_timeout_s)
     server.run()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if app.state.engine.status == "failed":
-        print(f"server: model load failed: {app.state.engine.error}", file=sys.stderr)
+    if server_app.engine.status == "failed":
+        print(f"server: model load failed: {server_app.engine.error}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,96 +1,123 @@
-"""The FastAPI application: lifespan owns the engine; routes delegate to the serving objects."""
+"""The ASGI app uvicorn serves: llmctl's contract around vLLM's OpenAI app.
+
+    RequestMiddleware  request id, bearer auth, body limit, record -> series + log line
+      ServerApp        /health, /ready, /metrics here; 503 while loading (and, for generation,
+                       while draining); generation routes take an admission slot (429 beyond
+                       it) for as long as their response runs
+        vLLM's app     every other route and all generation, as `vllm serve` serves them
+                       (plus /generate, api_generate.py, on the same serving objects)
+
+Checks on the body of a generation request that vLLM does not make belong in ServerApp, before
+admission, so a request they refuse never holds a slot.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
 
-from server import api_generate, api_openai, metrics
+from server import api_generate, metrics, vllm_seam
 from server.admission import Admission
 from server.engine import EngineState
-from server.errors import ApiError, error_body
+from server.errors import ApiError
 from server.middleware import RequestMiddleware
-from server.serving import Serving
 from server.settings import Settings
 
 log = logging.getLogger("server.app")
+GENERATION_ROUTES = vllm_seam.GENERATION_ROUTES | {api_generate.ENDPOINT}
 
 
-def create_app(settings: Settings, vllm_config, on_fatal: Callable[[], None] = lambda: None) -> FastAPI:
-    """`on_fatal` is called when the model fails to load, so the process can exit non-zero."""
-    state = EngineState(settings, vllm_config)
-    admission = Admission(settings.max_concurrent_requests, settings.max_queued_requests, settings.retry_after_s)
+class ServerApp:
+    def __init__(self, settings: Settings, vllm_args, vllm_config, on_fatal: Callable[[], None]):
+        self.settings = settings
+        self.engine = EngineState(settings, vllm_args, vllm_config)
+        self.admission = Admission(settings.max_concurrent_requests, settings.max_queued_requests, settings.retry_after_s)
+        self.on_fatal = on_fatal
+        self.probes = {"/health": self.health, "/ready": self.ready, "/metrics": self.metrics}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        metrics.MODEL_LOADED.set(0)
-
-        async def load() -> None:
-            await state.load()
-            if state.status == "failed":
-                on_fatal()
-
-        loading = asyncio.create_task(load())
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self.lifespan(receive, send)
+        path = scope["path"]
+        if scope["type"] == "http" and path in self.probes:
+            return await self.probes[path]()(scope, receive, send)
+        app = self.engine.openai_app
         try:
-            yield
-        finally:
-            loading.cancel()
-            state.shutdown()
+            if app is None or not self.engine.alive:
+                raise self._unavailable()
+            if path not in GENERATION_ROUTES:
+                return await app(scope, receive, send)
+            if not self.engine.ready:
+                raise self._unavailable()
+            async with self.admission.slot():
+                await app(scope, receive, send)
+        except ApiError as exc:
+            if scope["type"] == "http":
+                await exc.send(send)
+            else:  # a websocket before the model is ready: "try again later"
+                await send({"type": "websocket.close", "code": 1013})
 
-    app = FastAPI(title="llmctl inference server", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.engine = state
-    app.state.admission = admission
-    app.state.serving = Serving(state, admission, log_prompts=settings.log_prompts)
-    app.include_router(api_generate.router)
-    app.include_router(api_openai.router)
-    app.add_middleware(RequestMiddleware, api_key=settings.api_key)
+    def _unavailable(self) -> ApiError:
+        if not self.engine.alive:
+            return ApiError(503, "the engine is not running", type="service_unavailable")
+        return ApiError(503, f"model is {self.engine.status}; retry later", type="service_unavailable",
+                        headers={"Retry-After": str(self.settings.retry_after_s)})
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError):
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    async def lifespan(self, receive, send) -> None:
+        """Start loading the model once listening; on shutdown, vLLM's app and then the engine."""
+        loading: asyncio.Task | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                metrics.MODEL_LOADED.set(0)
+                loading = asyncio.create_task(self._load())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if loading is not None:
+                    loading.cancel()
+                try:
+                    await self.engine.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException):
-        return JSONResponse(error_body(str(exc.detail), "not_found" if exc.status_code == 404 else "invalid_request_error"),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    async def _load(self) -> None:
+        await self.engine.load()
+        if self.engine.status == "failed":
+            self.on_fatal()
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception):
-        log.exception("unhandled error")
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "server_error"), status_code=500)
+    def health(self) -> Response:
+        if not self.engine.alive:
+            return JSONResponse({"status": "dead", "reason": self.engine.error or "engine stopped"}, status_code=503)
+        return JSONResponse({"status": "ok", "model_status": self.engine.status})
 
-    @app.get("/health")
-    async def health():
-        if not state.alive:
-            return JSONResponse({"status": "dead", "reason": state.error or "engine stopped"}, status_code=503)
-        return {"status": "ok", "model_status": state.status}
-
-    @app.get("/ready")
-    async def ready():
-        body = {"status": state.status, "model": settings.served_model_name}
-        if state.ready:
-            return {**body, "load_seconds": state.load_seconds}
-        if state.error:
-            body["reason"] = state.error
+    def ready(self) -> Response:
+        body = {"status": self.engine.status, "model": self.settings.served_model_name}
+        if self.engine.ready:
+            return JSONResponse({**body, "load_seconds": self.engine.load_seconds})
+        if self.engine.error:
+            body["reason"] = self.engine.error
         return JSONResponse(body, status_code=503)
 
-    @app.get("/metrics")
-    async def prometheus():
+    def metrics(self) -> Response:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
-    return app
+
+def create_app(settings: Settings, vllm_args, vllm_config, on_fatal: Callable[[], None] = lambda: None):
+    """(the ASGI app to serve, the ServerApp inside it); `on_fatal` runs when the model fails to load."""
+    inner = ServerApp(settings, vllm_args, vllm_config, on_fatal)
+    outer = RequestMiddleware(inner, api_key=settings.api_key, counted_paths=GENERATION_ROUTES,
+                              log_prompts=settings.log_prompts)
+    return outer, inner
 
 
-async def drain(app: FastAPI, timeout_s: float) -> bool:
-    """/ready turns 503 and new requests are refused; wait for in-flight ones up to timeout_s."""
-    app.state.engine.start_draining()
-    log.info("draining", extra={"in_flight": app.state.admission.active, "timeout_s": timeout_s})
-    done = await app.state.admission.wait_idle(timeout_s)
-    log.info("drained" if done else "drain timed out", extra={"in_flight": app.state.admission.active})
+async def drain(server: ServerApp, timeout_s: float) -> bool:
+    """/ready turns 503 and new generation requests are refused; wait for in-flight ones up to timeout_s."""
+    server.engine.start_draining()
+    log.info("draining", extra={"in_flight": server.admission.active, "timeout_s": timeout_s})
+    done = await server.admission.wait_idle(timeout_s)
+    log.info("drained" if done else "drain timed out", extra={"in_flight": server.admission.active})
     return done

@@ -1,4 +1,5 @@
-"""The one error shape, `{"error": {"message", "type", "param"}}`, built here and nowhere else."""
+"""The errors llmctl's own layers send (401, 413, 429, 503), in vLLM's error shape
+`{"error": {"message", "type", "param", "code"}}`, so a client sees one shape from every route."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 
 class ApiError(Exception):
-    """Raised anywhere in a handler; turned into the error response by the app."""
+    """An error response from our layers (middleware, admission, readiness)."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -18,21 +19,25 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return error_body(self.message, self.type, self.param)
+        return error_body(self.message, self.type, self.status, self.param)
+
+    async def send(self, send) -> None:
+        """Send this error as the whole HTTP response."""
+        body = json.dumps(self.body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
-def error_body(message: str, type: str, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param}}
+def error_body(message: str, type: str, code: int, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def error_bytes(message: str, type: str, param: str | None = None) -> bytes:
-    return json.dumps(error_body(message, type, param)).encode()
-
-
-# Outcome label for vllm_requests_total, from the HTTP status an error carries.
 def status_label(http_status: int) -> str:
+    """Outcome label for vllm_requests_total, from the HTTP status."""
     if http_status < 400:
         return "success"
-    return {401: "unauthorized", 429: "rejected", 503: "unavailable", 499: "aborted"}.get(
+    return {401: "unauthorized", 429: "rejected", 503: "unavailable"}.get(
         http_status, "invalid" if http_status < 500 else "error"
     )

@@ -32,14 +32,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Root logger to stdout as JSON lines; vLLM (also in its spawned processes) the same way."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    """Our loggers and uvicorn's to stdout as JSON lines; vLLM (also in its spawned processes) the same way.
+
+    `server` and `uvicorn` hold their own handler and do not propagate: a library that resets the
+    root logger's level (vLLM's SageMaker bootstrap sets it to ERROR) must not silence them.
+    """
+    for name in ("", "server", "uvicorn"):
+        handler = logging.StreamHandler(sys.stdout)  # one each: that bootstrap also lowers root's handlers
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = not name
     os.environ.setdefault("VLLM_LOGGING_CONFIG_PATH", str(VLLM_LOGGING_CONFIG))
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.error").handlers[:] = []
+    logging.getLogger("uvicorn.error").propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the request log line is ours

@@ -1,6 +1,18 @@
-"""The reference architecture's Prometheus series, in the default registry beside vLLM's `vllm:*`."""
+"""The reference architecture's Prometheus series, in the default registry beside vLLM's `vllm:*`,
+and the per-request record they are computed from.
+
+The middleware opens a RequestRecord per request (CURRENT); the engine client vLLM's serving
+objects hold (vllm_seam.MeteredEngine) adds the tokens to it as they are generated; the
+middleware turns it into the series and the log line when the response is done. So every
+generation route, vLLM's and ours, is counted the same way and as the client's `usage` says.
+"""
 
 from __future__ import annotations
+
+import functools
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
@@ -28,6 +40,55 @@ QUEUED = Gauge("vllm_queued_requests", "Requests waiting for an engine slot (MAX
 MODEL_LOADED = Gauge("vllm_model_loaded", "1 once the model is loaded and warmed up, else 0.")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class RequestRecord:
+    """What one request cost the engine and what its client was told."""
+
+    endpoint: str
+    keep_prompt: bool = False
+    arrival: float = field(default_factory=time.perf_counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token: float | None = None
+    finish_reason: str | None = None
+    prompt: str | None = None
+    failure: str | None = None  # "aborted" (client gone) or "error" (the engine failed)
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.arrival
+
+    def latency(self) -> float:
+        return time.perf_counter() - self.arrival
+
+
+CURRENT: ContextVar[RequestRecord | None] = ContextVar("llmctl_request", default=None)
+
+
+@functools.cache
+def _series(endpoint: str) -> tuple:
+    """The labelled children of one endpoint (labels() takes a lock and builds a key each call)."""
+    return (PROMPT_TOKENS.labels(endpoint), TOKENS_GENERATED.labels(endpoint), TTFT.labels(endpoint),
+            LATENCY.labels(endpoint))
+
+
+@functools.cache
+def _requests(outcome: str, endpoint: str):
+    return REQUESTS.labels(outcome, endpoint)
+
+
+def observe(record: RequestRecord, outcome: str) -> None:
+    """One finished generation request -> the reference series."""
+    prompt, tokens, ttft, latency = _series(record.endpoint)
+    _requests(outcome, record.endpoint).inc()
+    prompt.inc(record.prompt_tokens)
+    tokens.inc(record.completion_tokens)
+    if record.ttft is not None:
+        ttft.observe(record.ttft)
+    if outcome == "success":
+        latency.observe(record.latency())
 
 
 def render() -> bytes:

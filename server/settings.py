@@ -1,14 +1,22 @@
-"""Server settings from environment variables, validated once at start-up."""
+"""Server settings from environment variables, validated once at start-up (no vLLM import here).
+
+Two kinds: llmctl's own (listen address, auth, backpressure, drain, logs) and the typed engine
+settings, each of which becomes one or more `vllm serve` options (`vllm_options()`). Anything
+else `vllm serve` takes goes in VLLM_EXTRA_ARGS, parsed by vLLM's own parser in
+`server.vllm_seam`, which also refuses an option that a typed setting already sets.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 LOAD_FORMATS = ("auto", "safetensors", "pt", "runai_streamer", "runai_streamer_sharded", "dummy")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMPLETE_MARKER = ".llmctl-complete"
 MANIFEST_NAME = "llmctl-manifest.json"
 MAX_BODY_BYTES = 1024 * 1024
@@ -22,14 +30,23 @@ class SettingsError(ValueError):
 class Settings:
     model_path: str
     served_model_name: str
+    # Typed engine settings: None means "not set", i.e. vLLM's own default.
     max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    dtype: str = "auto"
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int | None = None
+    dtype: str | None = None
     max_num_seqs: int | None = None
     quantization: str | None = None
-    enforce_eager: bool = False
-    load_format: str = "auto"
+    enforce_eager: bool | None = None
+    load_format: str | None = None
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+    enable_lora: bool | None = None
+    max_loras: int | None = None
+    max_lora_rank: int | None = None
+    lora_modules: tuple[str, ...] = ()
+    vllm_extra_args: tuple[str, ...] = ()
+    # llmctl's own.
     host: str = "0.0.0.0"
     port: int = 8000
     api_key: str | None = None
@@ -40,9 +57,43 @@ class Settings:
     log_prompts: bool = False
     log_level: str = "INFO"
 
+    def vllm_options(self) -> list[tuple[str, list[str]]]:
+        """(variable, `vllm serve` options) for every typed setting that is set, in a fixed order.
+
+        MODEL_PATH, SERVED_MODEL_NAME, HOST and PORT are always set, so VLLM_EXTRA_ARGS can never
+        change them behind the server's back.
+        """
+        out = [("MODEL_PATH", ["--model", self.model_path]),
+               ("SERVED_MODEL_NAME", ["--served-model-name", self.served_model_name]),
+               ("HOST", ["--host", self.host]), ("PORT", ["--port", str(self.port)])]
+        valued = [("MAX_MODEL_LEN", "--max-model-len", self.max_model_len),
+                  ("GPU_MEMORY_UTILIZATION", "--gpu-memory-utilization", self.gpu_memory_utilization),
+                  ("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size", self.tensor_parallel_size),
+                  ("DTYPE", "--dtype", self.dtype),
+                  ("MAX_NUM_SEQS", "--max-num-seqs", self.max_num_seqs),
+                  ("QUANTIZATION", "--quantization", self.quantization),
+                  ("LOAD_FORMAT", "--load-format", self.load_format),
+                  ("REASONING_PARSER", "--reasoning-parser", self.reasoning_parser),
+                  ("MAX_LORAS", "--max-loras", self.max_loras),
+                  ("MAX_LORA_RANK", "--max-lora-rank", self.max_lora_rank)]
+        out += [(name, [flag, str(value)]) for name, flag, value in valued if value is not None]
+        for name, flag, value in (("ENFORCE_EAGER", "enforce-eager", self.enforce_eager),
+                                  ("ENABLE_LORA", "enable-lora", self.enable_lora)):
+            if value is not None:
+                out.append((name, [f"--{flag}" if value else f"--no-{flag}"]))
+        if self.tool_call_parser:
+            out.append(("TOOL_CALL_PARSER", ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]))
+        if self.lora_modules:
+            out.append(("LORA_MODULES", ["--lora-modules", *self.lora_modules]))
+        return out
+
+
+def _raw(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, "").strip()
+
 
 def _int(env: Mapping[str, str], name: str, default: int | None, *, low: int = 1, high: int | None = None) -> int | None:
-    raw = env.get(name, "").strip()
+    raw = _raw(env, name)
     if not raw:
         return default
     try:
@@ -55,23 +106,23 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, low: int = 1
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
+def _fraction(env: Mapping[str, str], name: str) -> float | None:
+    raw = _raw(env, name)
     if not raw:
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low < value <= high:
-        raise SettingsError(f"{name}={value} must be in ({low}, {high}]")
+    if not 0.0 < value <= 1.0:
+        raise SettingsError(f"{name}={value} must be in (0.0, 1.0]")
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
+def _bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = _raw(env, name).lower()
     if not raw:
-        return default
+        return None
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -79,16 +130,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} must be true or false")
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip() or default
-    if raw not in choices:
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = _raw(env, name)
+    if raw and raw not in choices:
         raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-    return raw
+    return raw or None
 
 
-def _check_model_path(path: str, load_format: str) -> None:
+def _words(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(env.get(name, "")))
+    except ValueError as exc:  # an unclosed quote
+        raise SettingsError(f"{name}={env.get(name)!r} cannot be split like a shell line: {exc}") from None
+
+
+def _check_model_path(path: str, load_format: str | None) -> None:
     if path.startswith("s3://"):
-        if not load_format.startswith("runai_streamer"):
+        if not (load_format or "").startswith("runai_streamer"):
             raise SettingsError(f"MODEL_PATH={path} is an S3 URL: set LOAD_FORMAT=runai_streamer or download it first")
         return
     folder = Path(path)
@@ -98,37 +156,58 @@ def _check_model_path(path: str, load_format: str) -> None:
         raise SettingsError(f"MODEL_PATH={path} is a partial download ({COMPLETE_MARKER} missing): rerun python -m server.download_model")
 
 
+def _lora_modules(env: Mapping[str, str], enable_lora: bool | None) -> tuple[str, ...]:
+    """LORA_MODULES: `name=path` entries separated by spaces; each local path must hold an adapter."""
+    modules = _words(env, "LORA_MODULES")
+    for item in modules:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise SettingsError(f"LORA_MODULES entry {item!r} must be name=path")
+        if "://" not in path and not (Path(path) / "adapter_config.json").is_file():
+            raise SettingsError(f"LORA_MODULES entry {item!r}: {path} has no adapter_config.json (not a PEFT LoRA adapter)")
+    lora_only = [n for n in ("MAX_LORAS", "MAX_LORA_RANK") if _raw(env, n)] + (["LORA_MODULES"] if modules else [])
+    if lora_only and not enable_lora:
+        raise SettingsError(f"{', '.join(lora_only)} set but ENABLE_LORA is not true: set ENABLE_LORA=true")
+    return modules
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every variable; raise SettingsError with a one-line reason."""
     env = os.environ if env is None else env
-    model_path = env.get("MODEL_PATH", "").strip()
+    model_path = _raw(env, "MODEL_PATH")
     if not model_path:
         raise SettingsError("MODEL_PATH is not set")
-    load_format = _choice(env, "LOAD_FORMAT", "auto", LOAD_FORMATS)
+    load_format = _choice(env, "LOAD_FORMAT", LOAD_FORMATS)
     _check_model_path(model_path, load_format)
-    concurrent = _int(env, "MAX_CONCURRENT_REQUESTS", 64)
-    max_num_seqs = _int(env, "MAX_NUM_SEQS", None)
-    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of DEBUG, INFO, WARNING, ERROR")
+    log_level = _raw(env, "LOG_LEVEL").upper() or "INFO"
+    if log_level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
+    enable_lora = _bool(env, "ENABLE_LORA")
     return Settings(
         model_path=model_path,
-        served_model_name=env.get("SERVED_MODEL_NAME", "").strip() or model_path.rstrip("/").rsplit("/", 1)[-1],
+        served_model_name=_raw(env, "SERVED_MODEL_NAME") or model_path.rstrip("/").rsplit("/", 1)[-1],
         max_model_len=_int(env, "MAX_MODEL_LEN", None, low=16),
-        gpu_memory_utilization=_float(env, "GPU_MEMORY_UTILIZATION", 0.9, low=0.0, high=1.0),
-        tensor_parallel_size=_int(env, "TENSOR_PARALLEL_SIZE", 1, high=64),
-        dtype=_choice(env, "DTYPE", "auto", DTYPES),
-        max_num_seqs=max_num_seqs,
-        quantization=env.get("QUANTIZATION", "").strip() or None,
-        enforce_eager=_bool(env, "ENFORCE_EAGER", False),
+        gpu_memory_utilization=_fraction(env, "GPU_MEMORY_UTILIZATION"),
+        tensor_parallel_size=_int(env, "TENSOR_PARALLEL_SIZE", None, high=64),
+        dtype=_choice(env, "DTYPE", DTYPES),
+        max_num_seqs=_int(env, "MAX_NUM_SEQS", None),
+        quantization=_raw(env, "QUANTIZATION") or None,
+        enforce_eager=_bool(env, "ENFORCE_EAGER"),
         load_format=load_format,
-        host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",
+        tool_call_parser=_raw(env, "TOOL_CALL_PARSER") or None,
+        reasoning_parser=_raw(env, "REASONING_PARSER") or None,
+        enable_lora=enable_lora,
+        max_loras=_int(env, "MAX_LORAS", None),
+        max_lora_rank=_int(env, "MAX_LORA_RANK", None),
+        lora_modules=_lora_modules(env, enable_lora),
+        vllm_extra_args=_words(env, "VLLM_EXTRA_ARGS"),
+        host=_raw(env, "HOST") or "0.0.0.0",
         port=_int(env, "PORT", 8000, high=65535),
         api_key=env.get("API_KEY") or None,
-        max_concurrent_requests=concurrent,
+        max_concurrent_requests=_int(env, "MAX_CONCURRENT_REQUESTS", 64),
         max_queued_requests=_int(env, "MAX_QUEUED_REQUESTS", 256, low=0),
         drain_timeout_s=float(_int(env, "DRAIN_TIMEOUT_S", 30, low=0)),
         retry_after_s=_int(env, "RETRY_AFTER_S", 1),
-        log_prompts=_bool(env, "LOG_PROMPTS", False),
+        log_prompts=bool(_bool(env, "LOG_PROMPTS")),
         log_level=log_level,
     )

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.eksctl",
     "tests.fixtures.model",
     "tests.fixtures.server",
+    "tests.fixtures.upstream",
 ]

@@ -60,3 +60,57 @@ def test_only_ui_prints():
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     # `--version` prints before any Output exists; it is the one exception.
     assert all(o.startswith("src/llmctl/cli/main.py:") for o in offenders) and len(offenders) <= 1, offenders
+
+
+AWS_PACKAGES = ("boto3", "botocore", "s3transfer")
+
+
+def _raw_aws_calls(path: Path) -> list[str]:
+    """Where a module reaches AWS itself: imports boto3/botocore, asks the session for a client
+    (`.client(` / `.resource(`), or calls a method on a client taken from it (`aws.s3.put_object(...)`)."""
+    found = [f"imports {name}" for name in sorted(_imports(path)) if name.split(".")[0] in AWS_PACKAGES]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        func = node.func
+        if func.attr in ("client", "resource"):
+            found.append(f"line {node.lineno}: .{func.attr}(...)")
+        elif isinstance(func.value, ast.Attribute):  # <...>.aws.<service>.<method>(...)
+            holder = func.value.value
+            if (isinstance(holder, ast.Name) and holder.id == "aws") or (isinstance(holder, ast.Attribute) and holder.attr == "aws"):
+                found.append(f"line {node.lineno}: aws.{func.value.attr}.{func.attr}(...)")
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(SRC / "actions") + _modules(SRC / "cli"), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_actions_and_cli_reach_aws_only_through_the_adapters(path):
+    raw = _raw_aws_calls(path)
+    assert not raw, f"{path.relative_to(ROOT)}: {raw}: call a function of llmctl.aws instead"
+
+
+def test_the_raw_aws_call_check_sees_each_form(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "def f(self, aws):\n"
+        "    from botocore.exceptions import ClientError\n"
+        "    self.aws.client('eks').describe_cluster(name='x')\n"
+        "    aws.s3.put_object(Bucket='b')\n"
+        "    self.aws.secretsmanager.describe_secret(SecretId='s')\n"
+        "    helper(self.aws.s3, 'b')\n"
+        "    self.aws.identity()\n"
+    )
+    assert sorted(_raw_aws_calls(sample)) == [
+        "imports botocore.exceptions", "line 3: .client(...)",
+        "line 4: aws.s3.put_object(...)", "line 5: aws.secretsmanager.describe_secret(...)",
+    ]
+
+
+MAX_MODULE_LINES = 400
+
+
+@pytest.mark.parametrize("path", _modules(SRC),
+                         ids=lambda p: p.relative_to(SRC).as_posix())
+def test_modules_stay_short(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, (f"{path.relative_to(ROOT)} has {lines} lines (limit {MAX_MODULE_LINES}): "
+                                       "split it by concern")

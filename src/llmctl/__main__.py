@@ -1,4 +1,4 @@
-from llmctl.cli.entry import main
+from llmctl.cli.main import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -6,7 +6,6 @@ Every call streams eksctl's combined output line by line to `on_line` and raises
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections import deque
@@ -86,17 +85,6 @@ class Eksctl:
     def delete_cluster(self, cluster: str, region: str, on_line: LineSink = _ignore, wait: bool = True) -> None:
         self.run(["delete", "cluster", "--name", cluster, "--region", region, *(["--wait"] if wait else [])], on_line,
                  f"deleting cluster {cluster}")
-
-    def get_cluster(self, cluster: str, region: str) -> dict | None:
-        """eksctl's view of the cluster (`eksctl get cluster -o json`), or None when it does not exist."""
-        try:
-            lines = self.run(["get", "cluster", "--name", cluster, "--region", region, "-o", "json"])
-        except LlmctlError as exc:
-            if "ResourceNotFoundException" in exc.message or "No cluster found" in exc.message:
-                return None
-            raise
-        data = json.loads("\n".join(line for line in lines if not line.startswith("20")) or "[]")
-        return data[0] if isinstance(data, list) and data else (data or None)
 
 
 # -- the kubeconfig eksctl writes --------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Domain errors: actions raise them, only the CLI layer turns them into exit codes."""
+"""Domain errors: actions raise them, only the CLI layer turns them into exit codes.
+
+Exit codes: 0 done, 1 failed (`LlmctlError`), 2 usage (`ConfigError`: a bad config value, flag
+or argument, or a missing --yes; also the framework's own parse errors), 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ class LlmctlError(Exception):
 
 
 class ConfigError(LlmctlError):
-    """Bad configuration or flag value: exit 2, nothing changed."""
+    """The one usage error: bad configuration, flag or argument (or a confirmation that cannot be asked);
+    exit 2, nothing changed. Raise this, never `LlmctlError(..., exit_code=2)`."""
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message, hint=hint, exit_code=EXIT_USAGE)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, LlmctlError
+from llmctl.errors import EXIT_INTERRUPTED, ConfigError, LlmctlError
 
 ENGINES = ("docker", "podman", "buildah")
 # EKS GPU nodes are x86_64; a build on an arm64 laptop must still produce an amd64 image.
@@ -81,7 +81,7 @@ class Engine:
 def detect(wanted: str | None = None) -> Engine:
     """`wanted`, or the first of docker, podman, buildah that is installed and answers `info`."""
     if wanted is not None and wanted not in ENGINES:
-        raise LlmctlError(f"--engine {wanted!r} is not one of {', '.join(ENGINES)}", exit_code=EXIT_USAGE)
+        raise ConfigError(f"--engine {wanted!r} is not one of {', '.join(ENGINES)}")
     problems = []
     for name in [wanted] if wanted else ENGINES:
         path = shutil.which(name)
@@ -90,10 +90,9 @@ def detect(wanted: str | None = None) -> Engine:
             return Engine(name, path)
         problems.append(f"{name} {reason}")
     which = f"engine {wanted}" if wanted else "container engine"
-    raise LlmctlError(
+    raise ConfigError(
         f"no usable {which} for `llmctl build --local`: {'; '.join(problems)}",
         hint="install docker (and start its daemon), podman or buildah, or run `llmctl build` to build in AWS CodeBuild",
-        exit_code=EXIT_USAGE,
     )
 
 

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from llmctl.errors import LlmctlError
+from llmctl.outcome import Outcome, outcome_of
+
 Action = Literal["create", "update", "delete", "run", "none"]
-Status = Literal["done", "changed", "skipped", "failed", "planned"]
 
 
 @dataclass
@@ -35,13 +37,30 @@ class Step:
 class StepResult:
     title: str
     kind: str
-    action: Action
-    status: Status
+    action: Action  # what the step had to do
+    status: Outcome  # what came of it (in a dry run: what would)
     detail: str | None = None
     monthly_cost: float | None = None
 
+    @property
+    def outcome(self) -> Outcome:
+        return self.status
+
+    @property
+    def subject(self) -> str:
+        return self.title + (f" ({self.detail})" if self.detail else "")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class StepFailed(LlmctlError):
+    """A step's observe or apply failed: the step, and the domain error it raised (same message)."""
+
+    def __init__(self, step: Step, cause: LlmctlError):
+        super().__init__(cause.message, hint=cause.hint, exit_code=cause.exit_code)
+        self.step = step
+        self.cause = cause
 
 
 @dataclass
@@ -53,27 +72,30 @@ class Plan:
         return step
 
     def describe(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-        """Observe every step without changing anything (`--dry-run`)."""
+        """Observe every step without changing anything (`--dry-run`): each reports the outcome it would have."""
         results = []
         for step in self.steps:
             action = step.observe()
-            result = StepResult(step.title, step.kind, action, "planned" if action != "none" else "skipped", step.detail, step.monthly_cost)
+            result = StepResult(step.title, step.kind, action, outcome_of(action), step.detail, step.monthly_cost)
             results.append(result)
             if report:
                 report(result)
         return results
 
     def execute(self, report: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-        """Apply each step whose observed state differs; stop at the first failure (it raises)."""
+        """Apply each step whose observed state differs; stop at the first failure (`StepFailed`)."""
         results = []
         for step in self.steps:
-            action = step.observe()
+            try:
+                action = step.observe()
+                detail = step.apply() if action != "none" else None
+            except LlmctlError as exc:
+                raise StepFailed(step, exc) from exc
             if action == "none":
-                result = StepResult(step.title, step.kind, action, "skipped", step.detail, step.monthly_cost)
+                result = StepResult(step.title, step.kind, action, "unchanged", step.detail, step.monthly_cost)
             else:
-                detail = step.apply()
-                status: Status = "changed" if action in ("update",) else "done"
-                result = StepResult(step.title, step.kind, action, status, detail or step.detail, step.monthly_cost)
+                result = StepResult(step.title, step.kind, action, outcome_of(action), detail or step.detail,
+                                    step.monthly_cost)
             results.append(result)
             if report:
                 report(result)

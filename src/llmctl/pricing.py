@@ -2,7 +2,8 @@
 
 Prices are us-east-1 Linux on-demand list prices and typical (not guaranteed) spot prices,
 checked on `PRICES_AS_OF`; other regions apply a multiplier. When the AWS Pricing API is
-reachable `estimate(..., live=True)` asks it for the node price and says which source it used.
+reachable (`aws.pricing.live_node_price`) its node price replaces the table's, and the estimate
+says which source it used.
 Everything here is an estimate: the AWS bill is the truth.
 """
 
@@ -32,10 +33,6 @@ class InstanceSpec:
     bf16: bool  # compute capability >= 8.0
     on_demand_hourly: float  # us-east-1
     spot_hourly: float  # us-east-1, typical
-
-    @property
-    def gpu_memory_total_gib(self) -> float:
-        return self.gpu_memory_gib * self.gpus
 
     @property
     def hourly_usd(self) -> float:
@@ -152,7 +149,7 @@ def estimate(cfg, *, node_hourly: float | None = None, source: str | None = None
              model_gb: float | None = None, image_gb: float | None = None) -> CostEstimate:
     """Hourly and monthly cost of the deployment `cfg` describes (an `LlmctlConfig`).
 
-    `node_hourly` (e.g. from `live_node_price`) replaces the table price of one GPU node.
+    `node_hourly` (e.g. from `aws.pricing.live_node_price`) replaces the table price of one GPU node.
     Storage lines appear when their sizes are known (`model_gb` in S3, `image_gb` in ECR).
     """
     c = cfg.cluster
@@ -183,41 +180,3 @@ def estimate(cfg, *, node_hourly: float | None = None, source: str | None = None
     if len(c.instance_types) > 1:
         notes.append(f"priced as {itype}; the node group may also run {', '.join(c.instance_types[1:])}")
     return CostEstimate(region, lines, source or f"price table (as of {PRICES_AS_OF})", notes=notes)
-
-
-def live_node_price(pricing_client, instance_type: str, region: str) -> float | None:
-    """On-demand $/h from the AWS Pricing API, or None when it is unreachable or has no answer."""
-    import json
-
-    location = REGION_LOCATIONS.get(region)
-    if location is None:
-        return None
-    filters = {
-        "instanceType": instance_type, "location": location, "operatingSystem": "Linux", "tenancy": "Shared",
-        "preInstalledSw": "NA", "capacitystatus": "Used",
-    }
-    try:
-        products = pricing_client.get_products(
-            ServiceCode="AmazonEC2", MaxResults=10,
-            Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
-        )
-    except Exception:  # noqa: BLE001 - any failure means "not reachable": the table answers instead
-        return None
-    for raw in products.get("PriceList", []):
-        item = json.loads(raw) if isinstance(raw, str) else raw
-        for term in (item.get("terms") or {}).get("OnDemand", {}).values():
-            for dim in term.get("priceDimensions", {}).values():
-                usd = dim.get("pricePerUnit", {}).get("USD")
-                if usd and float(usd) > 0:
-                    return float(usd)
-    return None
-
-
-def pricing_client(profile: str | None = None):
-    """A Pricing API client with short timeouts and no retries (it is optional)."""
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session(profile_name=profile, region_name="us-east-1")
-    config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=5)
-    return session.client("pricing", config=config)

@@ -27,10 +27,6 @@ def templates_dir() -> Path:
     return data_root() / "templates"
 
 
-def server_dir() -> Path:
-    return data_root() / "server"
-
-
 def dockerfile() -> Path:
     return data_root() / "Dockerfile"
 

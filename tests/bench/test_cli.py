@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llmctl.actions.bench import resolve_target
+from llmctl.actions.bench_target import resolve_target
 from llmctl.errors import ConfigError, LlmctlError
 from tests.bench.fakeserver import FakeServer, Script
 

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from llmctl.actions.bench import BenchOptions, ResolvedTarget, run_bench
+from llmctl.actions.bench import BenchOptions, run_bench
+from llmctl.actions.bench_target import ResolvedTarget
 from llmctl.bench.client import RequestInput, SSEParser, Target, make_session, send_request
 from tests.bench.fakeserver import FakeServer, Script
 

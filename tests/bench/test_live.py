@@ -57,7 +57,8 @@ def test_live_run_json_has_vllm_keys_and_server_counts_agree(llmctl, live_server
 
 
 def test_live_generate_endpoint_streams(live_server):
-    from llmctl.actions.bench import BenchOptions, ResolvedTarget, run_bench
+    from llmctl.actions.bench import BenchOptions, run_bench
+    from llmctl.actions.bench_target import ResolvedTarget
 
     doc = run_bench(
         BenchOptions(endpoint="/generate", num_prompts=4, concurrency=2, input_len=8, output_len=6, warmup=0),

@@ -6,7 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from llmctl.actions.bench import BenchOptions, ResolvedTarget, run_bench
+from llmctl.actions.bench import BenchOptions, run_bench
+from llmctl.actions.bench_target import ResolvedTarget
 from llmctl.bench.sweep import SweepPoint, is_saturated, run_sweep
 from tests.bench.fakeserver import FakeServer, Script
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 
@@ -77,6 +78,17 @@ def test_bad_region_names_value_and_fix(llmctl):
     _one_line_exit_2(llmctl("config", "validate"), "aws.region", "'us-east-9'", "did you mean")
 
 
+@pytest.mark.parametrize(("monitoring", "needles"), [
+    ("  expose: load-balancer\n", ("monitoring", "load_balancer_source_ranges is empty", "llmctl dashboard")),
+    ("  alertmanager:\n    email_to: oncall@example.com\n", ("monitoring.alertmanager", "SMTP relay", "smtp_smarthost")),
+    ("  alertmanager:\n    email_to: a@example.com\n    smtp_smarthost: smtp:587\n    smtp_auth_username: u\n",
+     ("monitoring.alertmanager", "smtp_auth_password_secret")),
+])
+def test_monitoring_cross_field_checks_fail_config_validate(llmctl, monitoring, needles):
+    llmctl.write_config("monitoring:\n" + monitoring)
+    _one_line_exit_2(llmctl("config", "validate"), "llmctl.yaml", *needles)
+
+
 def test_debug_shows_the_traceback(llmctl):
     llmctl.write_config("aws:\n  region: mars-1\n")
     done = llmctl("--debug", "config", "validate")
@@ -106,8 +118,11 @@ def test_bad_env_value_names_the_field(llmctl):
 
 
 def test_usage_errors_exit_2(llmctl):
-    assert llmctl("no-such-command").returncode == 2
-    assert llmctl("config", "show", "--output", "yaml").returncode == 2
+    _one_line_exit_2(llmctl("no-such-command"), "No such command 'no-such-command'", "llmctl --help")
+    _one_line_exit_2(llmctl("config", "show", "--output", "yaml"), "--output", "'yaml' is not one of 'text', 'json'")
+    _one_line_exit_2(llmctl("--output", "yaml", "config", "show"), "--output", "'yaml'")
+    bare = llmctl()
+    assert bare.returncode == 2 and "Usage: llmctl" in bare.stderr and "config" in bare.stderr
 
 
 def test_version(llmctl):

@@ -32,6 +32,10 @@ def test_autoscaling_cannot_outgrow_the_node_group(tmp_path):
         ("model:\n  dtype: float8\n", "model.dtype"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("model: [\n", "not valid YAML"),
+        ("server:\n  lora_modules: {sql: /adapters/sql}\n", "server.lora_modules set but server.enable_lora is false"),
+        ("server:\n  enable_lora: true\n  max_lora_rank: 7\n", "server.max_lora_rank"),
+        ("server:\n  enable_lora: true\n  lora_modules: {'a b': /x}\n", "lora_modules name 'a b'"),
+        ("server:\n  vllm_extra_args: --enable-prefix-caching\n", "server.vllm_extra_args"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path, yaml_text, needle):
@@ -51,5 +55,4 @@ def test_names_and_tags_are_derived_from_the_deployment_name():
     assert names.build_bucket("123456789012") == "chat-build-123456789012-eu-west-1"
     assert names.ecr_repository == "llmctl/chat"
     assert names.aws_tags == {TAG_DEPLOYMENT: "chat", TAG_MANAGED_BY: "llmctl"}
-    assert names.aws_tag_list() == [{"Key": TAG_DEPLOYMENT, "Value": "chat"}, {"Key": TAG_MANAGED_BY, "Value": "llmctl"}]
     assert names.k8s_labels == {LABEL_MANAGED_BY: "llmctl", LABEL_INSTANCE: "chat"}

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llmctl.actions.deploy import REDACTED_API_KEY, prune_selector, redact, render, resolve_image, strategy
+from llmctl.actions.deploy import prune_selector, render, resolve_image, strategy
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import ConfigError, LlmctlError
 
@@ -34,7 +34,9 @@ SCENARIOS = {
         "model": {"bucket": "llama-models", "quantization": "awq"},
         "cluster": {"nodes_min": 2, "nodes_desired": 2, "nodes_max": 3, "gpu_taint": True,
                     "node_labels": {"llmctl.io/gpu": "t4"}},
-        "server": {"max_num_seqs": 64, "enforce_eager": True},
+        "server": {"max_num_seqs": 64, "enforce_eager": True, "tool_call_parser": "hermes", "enable_lora": True,
+                   "max_lora_rank": 16, "lora_modules": {"sql": "/models/adapters/sql"},
+                   "vllm_extra_args": ["--enable-prefix-caching", "--structured-outputs-config", '{"backend": "xgrammar"}']},
         "deploy": {"replicas": 2, "node_cache": True, "load_balancer_source_ranges": ["203.0.113.0/24"],
                    "autoscaling": {"enabled": True, "max_replicas": 3}},
     },
@@ -174,12 +176,6 @@ def test_config_change_rolls_the_pods() -> None:
     assert changed["Deployment"]["spec"]["template"]["metadata"]["annotations"] != base
     # the API key is not part of the hash: keeping it never restarts pods
     assert by_kind(rendered("default", api_key="other"))["Deployment"]["spec"]["template"]["metadata"]["annotations"] == base
-
-
-def test_redact_hides_the_key() -> None:
-    docs = redact(rendered("default", api_key="s3cret"))
-    assert base64.b64decode(by_kind(docs)["Secret"]["data"]["api-key"]).decode() == REDACTED_API_KEY
-    assert "s3cret" not in yaml.safe_dump_all(docs)
 
 
 def test_missing_bucket_is_a_config_error() -> None:

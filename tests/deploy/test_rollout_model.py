@@ -7,7 +7,18 @@ import io
 
 import pytest
 
-from llmctl.actions.rollout import (
+from llmctl.actions.rollout.diagnosis import (
+    ContainerFailed,
+    DownloadSource,
+    NotReadyInTime,
+    diagnose_download,
+    diagnose_image,
+    diagnose_pod,
+    diagnose_scheduling,
+    explain,
+)
+from llmctl.actions.rollout.endpoint import service_address
+from llmctl.actions.rollout.events import (
     DOWNLOADING,
     LOADING,
     PULLING,
@@ -18,14 +29,9 @@ from llmctl.actions.rollout import (
     PhaseStarted,
     RolloutFinished,
     Timeline,
-    diagnose_download,
-    diagnose_image,
-    diagnose_pod,
-    diagnose_scheduling,
     parse_progress_line,
-    pod_phase,
-    service_address,
 )
+from llmctl.actions.rollout.pods import Revision, pod_phase
 from llmctl.ui.console import Output
 from llmctl.ui.rollout import RolloutDisplay, progress_text, render_timeline
 
@@ -100,23 +106,26 @@ def test_image_diagnosis() -> None:
 
 
 def test_download_diagnosis() -> None:
-    hint = {"bucket": "b", "prefix": "p", "role_arn": "arn:aws:iam::1:role/r", "service_account": "vllm-sa"}
+    hint = DownloadSource("b", "p", "arn:aws:iam::1:role/r", "vllm-sa")
     denied = diagnose_download(['{"event": "error", "error": "AccessDenied", "message": "s3:ListBucket denied"}'], 1, hint)
     assert "denied access to s3://b/p" in denied.message and "arn:aws:iam::1:role/r" in denied.hint
+    assert denied.cause == "denied"
     other = diagnose_download(["boom", "Traceback", "KeyError: x"], 1, hint)
-    assert "KeyError: x" in other.message
+    assert "KeyError: x" in other.message and other.cause == "other"
 
 
 def test_pod_diagnosis() -> None:
     oom = pod("n", init=DONE, main={"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "restartCount": 1,
                                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}})
-    assert "OOMKilled" in diagnose_pod(oom, "img").message
+    killed = diagnose_pod(oom, "img")
+    assert "OOMKilled" in killed.message and killed.oom and killed.exit_code == 137
     crash = pod("n", init=DONE, main={"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "restartCount": 2,
                                       "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}})
     failure = diagnose_pod(crash, "img")
-    assert "keeps crashing (exit code 1, 2 restarts)" in failure.message and failure.logs == ("vllm", True)
+    assert "keeps crashing (exit code 1, 2 restarts)" in failure.message
+    assert (failure.container, failure.previous, failure.exit_code, failure.oom) == ("vllm", True, 1, False)
     init_failed = pod("n", init={"state": {"terminated": {"exitCode": 1}}}, main=WAITING)
-    assert diagnose_pod(init_failed, "img").logs == ("model-download", False)
+    assert diagnose_pod(init_failed, "img") == ContainerFailed("model-download", 1, previous=False)
     pull = pod("n", init={"state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}},
                           "image": "img"}, main=WAITING)
     assert "pulling image img failed" in diagnose_pod(pull, "img").message
@@ -176,3 +185,22 @@ def test_live_display_on_a_terminal() -> None:
     for phase in ("Scheduling", "Pulling image", "Downloading model", "Loading engine", "Ready"):
         assert phase in final
     assert "4.0s" in final  # Ready at 4 s
+
+
+def test_failures_are_words_only_in_explain() -> None:
+    """The memory limit and log lines a watcher adds are fields; `explain` alone words them."""
+    oom = ContainerFailed("vllm", 137, oom=True, memory_limit="14Gi")
+    assert explain(oom)[0] == "the vllm container was killed for running out of memory (OOMKilled at its 14Gi limit)"
+    crash = ContainerFailed("vllm", 1, restarts=3, previous=True, log_lines=("Traceback", "ValueError: x"))
+    assert explain(crash)[0].endswith("(exit code 1, 3 restarts); its last log lines:\n  Traceback\n  ValueError: x")
+    slow = NotReadyInTime(60, 0, 1, DOWNLOADING, download=DownloadProgress(1_500_000_000, 3_000_000_000, 1, 2, 1e6))
+    message, hint = explain(slow)
+    assert "stuck at 'Downloading model'; downloaded 1.5 GB of 3.0 GB" in message and "node_cache" in hint
+
+
+def test_a_revision_owns_only_its_live_pods() -> None:
+    rev = Revision("vllm", "app=vllm", {"llmctl.io/config-hash": "abc"})
+    mine = {"metadata": {"name": "a", "annotations": {"llmctl.io/config-hash": "abc"}}}
+    assert rev.owns(mine)
+    assert not rev.owns({"metadata": {"name": "b", "annotations": {"llmctl.io/config-hash": "old"}}})
+    assert not rev.owns({"metadata": {**mine["metadata"], "deletionTimestamp": "2024-01-01T00:00:00Z"}})

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from tests.doubles.kube_api import DEFAULT_NODE, PROMETHEUS_OPERATOR_CRDS, KubeDouble, Scenario, Step
+from tests.doubles.kube import DEFAULT_NODE, PROMETHEUS_OPERATOR_CRDS, KubeDouble, Scenario, Step
 
 NS = "vllm"
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from llmctl.errors import LlmctlError
-from llmctl.k8s.client import ApplyResult, Kube, KubeApiError
+from llmctl.k8s.apply import ApplyResult
+from llmctl.k8s.client import Kube, KubeApiError
 from tests.fixtures.kube import PROMETHEUS_OPERATOR_CRDS, Scenario, Step
 
 NS = "vllm"
@@ -51,11 +52,11 @@ def test_from_kubeconfig_reports_a_missing_file(tmp_path):
     assert "cannot load Kubernetes credentials" in exc.value.message and exc.value.hint
 
 
-def test_apply_reports_created_configured_unchanged(k, kube):
+def test_apply_reports_created_updated_unchanged(k, kube):
     assert k.apply(namespace()) == ApplyResult("Namespace", None, NS, "created")
     assert k.apply(config_map("env", {"A": "1"})) == ApplyResult("ConfigMap", NS, "env", "created")
     assert k.apply(config_map("env", {"A": "1"})).action == "unchanged"
-    assert k.apply(config_map("env", {"A": "2"})).action == "configured"
+    assert k.apply(config_map("env", {"A": "2"})).action == "updated"
     assert k.get("v1", "ConfigMap", "env", NS)["data"] == {"A": "2"}
     applies = [r for r in kube.requests_matching("PATCH") if r.content_type == "application/apply-patch+yaml"]
     assert {r.field_manager for r in applies} == {"llmctl"} and all(r.query["force"] == "true" for r in applies)
@@ -67,7 +68,7 @@ def test_apply_dry_run_changes_nothing_and_still_reports_the_action(k, kube):
     assert kube.get("v1", "ConfigMap", "env", NS) is None
     k.apply(config_map("env", {"A": "1"}))
     assert k.apply(config_map("env", {"A": "1"}), dry_run=True).action == "unchanged"
-    assert k.apply(config_map("env", {"A": "9"}), dry_run=True).action == "configured"
+    assert k.apply(config_map("env", {"A": "9"}), dry_run=True).action == "updated"
     assert kube.get("v1", "ConfigMap", "env", NS)["data"] == {"A": "1"}
 
 

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 
 from llmctl.config import LlmctlConfig
+from llmctl.monitoring.target import Scope
 
 HERE = Path(__file__).parent
 
 
-def rules_test_config(**monitoring) -> LlmctlConfig:
-    """The config tests/monitoring/rules_test.yaml was written for."""
+def rules_test_scope(**monitoring) -> Scope:
+    """What tests/monitoring/rules_test.yaml was written for (the renderers' input, derived once)."""
     mon = {"slo_p95_latency_s": 2.0, "slo_p95_ttft_s": 0.5, "queue_alert_threshold": 10, "dcgm": True}
     mon.update(monitoring)
-    return LlmctlConfig.model_validate(
+    return Scope.of(LlmctlConfig.model_validate(
         {"project": {"name": "demo"}, "deploy": {"namespace": "vllm"}, "monitoring": mon}
-    )
+    ))
 
 
 def require_tool(name: str) -> str:

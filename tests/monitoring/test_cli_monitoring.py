@@ -4,11 +4,22 @@ Kubernetes API double."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import re
+import selectors
+import signal
+import socket
+import subprocess
 import sys
-import textwrap
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 
+import pytest
 import yaml
+
+from llmctl.k8s.client import Kube
 
 SELECTOR = "app.kubernetes.io/managed-by=llmctl,app.kubernetes.io/instance=demo"
 CONFIG = "project:\n  name: demo\n"
@@ -70,7 +81,7 @@ def test_up_prunes_what_config_no_longer_wants(llmctl, kube):
     assert owned(kube, "apps/v1", "DaemonSet", "monitoring") == {"demo-dcgm-exporter"}
     llmctl.write_config(CONFIG)
     done = json.loads(llmctl("monitoring", "up", "-o", "json", check=True).stdout)
-    assert {"kind": "DaemonSet", "name": "demo-dcgm-exporter", "namespace": "monitoring", "action": "pruned"} in done["objects"]
+    assert {"kind": "DaemonSet", "name": "demo-dcgm-exporter", "namespace": "monitoring", "action": "deleted"} in done["objects"]
 
 
 def test_operator_mode_when_its_crds_exist(llmctl, kube):
@@ -126,36 +137,82 @@ def test_render_needs_no_cluster(llmctl):
     assert llmctl("monitoring", "render", "--mode", "sideways").returncode == 2
 
 
-FAKE_KUBECTL = textwrap.dedent("""\
-    #!{python}
-    # Stands in for `kubectl port-forward`: records its arguments, announces a port, exits.
-    import json, sys, time
-    open({record!r}, "w").write(json.dumps(sys.argv[1:]))
-    print("Forwarding from 127.0.0.1:45678 -> 3000", flush=True)
-    time.sleep(0.5)
-""")
+@contextmanager
+def running_dashboard(llmctl, *args: str):
+    """`llmctl dashboard ...` as a user runs it: yields (process, the URL it printed); Ctrl-C at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmctl", "dashboard", *args], cwd=llmctl.cwd, env=llmctl.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout=120):
+                raise AssertionError("llmctl dashboard printed no URL within 120 s")
+        url = proc.stdout.readline().strip()
+        if not url:
+            raise AssertionError(f"llmctl dashboard exited {proc.wait(30)}: {proc.stderr.read()}")
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
-def test_dashboard_port_forwards_grafana(llmctl, kube, tmp_path):
+def ui_pod(kube, component: str) -> str:
+    """The name of the stack's ready pod of `component` (grafana, prometheus)."""
+    def ready():
+        for pod in kube.list("v1", "Pod", "monitoring", f"app.kubernetes.io/name={component}"):
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or []):
+                return pod["metadata"]["name"]
+        return None
+    return kube.wait_for(ready, timeout=30)
+
+
+def test_dashboard_port_forwards_grafana_until_ctrl_c(llmctl, kube, upstream_http):
     setup(llmctl, kube)
     llmctl("monitoring", "up", check=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    record = tmp_path / "kubectl-args.json"
-    fake = bin_dir / "kubectl"
-    fake.write_text(FAKE_KUBECTL.format(python=sys.executable, record=str(record)))
-    fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{llmctl.env['PATH']}"}
-    done = llmctl("dashboard", "--no-browser", "--show-password", env=env, check=True)
-    assert done.stdout.strip() == "http://127.0.0.1:45678"
-    assert f"login: admin / {admin_password(kube)}" in done.stderr
-    args = json.loads(record.read_text())
-    assert args[:6] == ["port-forward", "--address", "127.0.0.1", "-n", "monitoring", "svc/demo-grafana"]
-    assert args[6] == ":80"
+    ui_pod(kube, "grafana")
+    kube.expose("demo-grafana", 3000, upstream_http.address)  # Grafana's container port, as a real server
+    with running_dashboard(llmctl, "--no-browser", "--show-password") as (proc, url):
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+        with urllib.request.urlopen(f"{url}/hello", timeout=30) as resp:
+            assert resp.read() == b"hello from upstream"
+        assert proc.poll() is None, "the dashboard keeps forwarding until Ctrl-C"
+    assert proc.returncode == 0
+    stderr = proc.stderr.read()
+    assert f"login: admin / {admin_password(kube)}" in stderr
+    assert "forwarding; Ctrl-C to stop" in stderr and "warning" not in stderr
+    assert kube.requests_matching("GET", "/portforward")[-1].status == 101
 
-    llmctl("dashboard", "--prometheus", "--port", "9999", "--no-browser", env=env, check=True)
-    args = json.loads(record.read_text())
-    assert args[5:7] == ["svc/demo-prometheus", "9999:9090"]
+
+def test_dashboard_prometheus_on_a_chosen_port(llmctl, kube, upstream_http):
+    setup(llmctl, kube)
+    llmctl("monitoring", "up", check=True)
+    ui_pod(kube, "prometheus")
+    kube.expose("demo-prometheus", 9090, upstream_http.address)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running_dashboard(llmctl, "--prometheus", "--port", str(port), "--no-browser") as (proc, url):
+        assert url == f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/hello", timeout=30) as resp:
+            assert resp.read() == b"hello from upstream"
+    assert proc.returncode == 0
+    assert "login" not in proc.stderr.read()
+
+
+def test_dashboard_warns_on_a_refused_connection_and_stops_when_the_pod_goes(llmctl, kube):
+    setup(llmctl, kube)
+    llmctl("monitoring", "up", check=True)
+    pod = ui_pod(kube, "grafana")  # running, but nothing exposed: Grafana does not listen (yet)
+    with running_dashboard(llmctl, "--no-browser") as (proc, url):
+        with pytest.raises((urllib.error.URLError, http.client.RemoteDisconnected, ConnectionResetError)):
+            urllib.request.urlopen(f"{url}/", timeout=30)
+        Kube.from_kubeconfig(str(kube.kubeconfig_path)).delete("v1", "Pod", pod, "monitoring")
+        assert proc.wait(timeout=30) == 1
+    stderr = " ".join(proc.stderr.read().split())  # rich wraps warnings at COLUMNS
+    assert f"warning: pod monitoring/{pod}: nothing listens on port 3000 (connection refused); fix: " in stderr
+    assert f"error: pod monitoring/{pod} does not exist" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_dashboard_without_stack_points_to_up(llmctl, kube):
@@ -163,16 +220,3 @@ def test_dashboard_without_stack_points_to_up(llmctl, kube):
     done = llmctl("dashboard", "--no-browser")
     assert done.returncode == 1
     assert "no Grafana Service in namespace monitoring" in done.stderr
-
-
-def test_dashboard_reports_a_failed_port_forward(llmctl, kube, tmp_path):
-    setup(llmctl, kube)
-    llmctl("monitoring", "up", check=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "kubectl"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('error: no ready pods for svc/demo-grafana\\n')\nsys.exit(1)\n")
-    fake.chmod(0o755)
-    done = llmctl("dashboard", "--no-browser", env={"PATH": f"{bin_dir}:{llmctl.env['PATH']}"})
-    assert done.returncode == 1
-    assert "kubectl port-forward failed: error: no ready pods for svc/demo-grafana" in done.stderr

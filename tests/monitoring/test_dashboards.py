@@ -6,7 +6,7 @@ import json
 
 from llmctl.monitoring.dashboards import all_queries, dashboards, endpoint_dashboard
 from llmctl.monitoring.rules import alert_rules
-from tests.monitoring.conftest import rules_test_config
+from tests.monitoring.conftest import rules_test_scope
 from tests.monitoring.promql import check_parse, metric_names
 
 EXPECTED_PANELS = {
@@ -30,12 +30,12 @@ def panels(board: dict) -> dict[str, dict]:
 
 
 def test_panels_per_issue_and_gpu_only_with_dcgm():
-    assert set(panels(endpoint_dashboard(rules_test_config(dcgm=False)))) == EXPECTED_PANELS
-    assert set(panels(endpoint_dashboard(rules_test_config(dcgm=True)))) == EXPECTED_PANELS | GPU_PANELS
+    assert set(panels(endpoint_dashboard(rules_test_scope(dcgm=False)))) == EXPECTED_PANELS
+    assert set(panels(endpoint_dashboard(rules_test_scope(dcgm=True)))) == EXPECTED_PANELS | GPU_PANELS
 
 
 def test_every_panel_has_queries_with_ref_ids_and_the_datasource():
-    board = endpoint_dashboard(rules_test_config())
+    board = endpoint_dashboard(rules_test_scope())
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for title, panel in panels(board).items():
@@ -47,21 +47,21 @@ def test_every_panel_has_queries_with_ref_ids_and_the_datasource():
 
 
 def test_dashboard_file_is_the_json_model():
-    files = dashboards(rules_test_config())
+    files = dashboards(rules_test_scope())
     assert list(files) == ["llmctl-demo.json"]
     board = json.loads(files["llmctl-demo.json"])
     assert board["uid"] == "llmctl-demo" and board["refresh"] == "30s"
 
 
 def test_every_panel_query_and_alert_expression_parses(tmp_path, promtool):
-    cfg = rules_test_config(dcgm=True)
-    exprs = all_queries(cfg) + [r.expr for r in alert_rules(cfg)] + [r.signal for r in alert_rules(cfg)]
+    scope = rules_test_scope(dcgm=True)
+    exprs = all_queries(scope) + [r.expr for r in alert_rules(scope)] + [r.signal for r in alert_rules(scope)]
     check_parse(promtool, exprs, tmp_path)
 
 
 def test_gpu_queries_are_the_only_dcgm_metrics():
-    with_gpu = set().union(*map(metric_names, all_queries(rules_test_config(dcgm=True))))
-    without = set().union(*map(metric_names, all_queries(rules_test_config(dcgm=False))))
+    with_gpu = set().union(*map(metric_names, all_queries(rules_test_scope(dcgm=True))))
+    without = set().union(*map(metric_names, all_queries(rules_test_scope(dcgm=False))))
     assert with_gpu - without == {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"}
 
 

@@ -8,11 +8,12 @@ import json
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from llmctl.config import LlmctlConfig
-from llmctl.errors import ConfigError
 from llmctl.monitoring.manifests import config_files, operator_manifests, self_contained_manifests
 from llmctl.monitoring.rules import rule_groups
+from llmctl.monitoring.target import Scope
 from tests.monitoring.conftest import require_tool, run_tool
 
 FULL = {
@@ -31,6 +32,10 @@ def config(**overrides) -> LlmctlConfig:
     return LlmctlConfig.model_validate(data)
 
 
+def scope(**overrides) -> Scope:
+    return Scope.of(config(**overrides))
+
+
 def by_kind_name(docs):
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
@@ -39,14 +44,14 @@ def by_kind_name(docs):
 def test_self_contained_objects_validate_strictly(overrides):
     cfg = config(**overrides)
     version = cfg.cluster.kubernetes_version + ".0"
-    for doc in self_contained_manifests(cfg):
+    for doc in self_contained_manifests(Scope.of(cfg)):
         kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_operator_objects_validate_against_crds(crd_validator):
     cfg = config()
     version = cfg.cluster.kubernetes_version + ".0"
-    docs = by_kind_name(operator_manifests(cfg, {"release": "kube-prometheus-stack"}))
+    docs = by_kind_name(operator_manifests(Scope.of(cfg), {"release": "kube-prometheus-stack"}))
     crd_validator(docs["ServiceMonitor", "vllm-demo"])
     crd_validator(docs["PrometheusRule", "vllm-demo"])
     kubernetes_validate.validate(docs["ConfigMap", "vllm-demo-dashboards"], version, strict=True)
@@ -55,14 +60,14 @@ def test_operator_objects_validate_against_crds(crd_validator):
 def test_crd_check_is_strict(crd_validator):
     import jsonschema
 
-    monitor = by_kind_name(operator_manifests(config()))["ServiceMonitor", "vllm-demo"]
+    monitor = by_kind_name(operator_manifests(scope()))["ServiceMonitor", "vllm-demo"]
     monitor["spec"]["endpoints"][0]["intervall"] = "30s"
     with pytest.raises(jsonschema.ValidationError):
         crd_validator(monitor)
 
 
 def test_operator_mode_contract():
-    docs = by_kind_name(operator_manifests(config(), {"release": "kps"}))
+    docs = by_kind_name(operator_manifests(scope(), {"release": "kps"}))
     monitor = docs["ServiceMonitor", "vllm-demo"]
     assert monitor["metadata"]["labels"]["release"] == "kps"
     assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
@@ -71,14 +76,14 @@ def test_operator_mode_contract():
         "app.kubernetes.io/managed-by": "llmctl",
         "app.kubernetes.io/instance": "demo",
     }
-    assert docs["PrometheusRule", "vllm-demo"]["spec"]["groups"] == rule_groups(config())
+    assert docs["PrometheusRule", "vllm-demo"]["spec"]["groups"] == rule_groups(scope())
     board = docs["ConfigMap", "vllm-demo-dashboards"]
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(board["data"]["llmctl-demo.json"])["uid"] == "llmctl-demo"
 
 
 def test_every_object_is_labelled_for_down():
-    for doc in self_contained_manifests(config()) + operator_manifests(config()):
+    for doc in self_contained_manifests(scope()) + operator_manifests(scope()):
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "llmctl"
         if doc["kind"] != "Namespace":
@@ -86,7 +91,7 @@ def test_every_object_is_labelled_for_down():
 
 
 def test_cluster_ip_by_default_and_grafana_locked_down():
-    docs = by_kind_name(self_contained_manifests(config()))
+    docs = by_kind_name(self_contained_manifests(scope()))
     services = [d for d in docs.values() if d["kind"] == "Service"]
     assert {s["spec"]["type"] for s in services} == {"ClusterIP"}
     env = {e["name"]: e for e in docs["Deployment", "demo-grafana"]["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -99,27 +104,27 @@ def test_cluster_ip_by_default_and_grafana_locked_down():
 
 
 def test_load_balancer_is_opt_in_and_source_limited():
-    docs = self_contained_manifests(config(expose="load-balancer", load_balancer_source_ranges=["203.0.113.0/24"]))
+    docs = self_contained_manifests(scope(expose="load-balancer", load_balancer_source_ranges=["203.0.113.0/24"]))
     services = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
     for name in ("demo-grafana", "demo-prometheus"):
         assert services[name]["type"] == "LoadBalancer"
         assert services[name]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
     assert services["demo-alertmanager"]["type"] == "ClusterIP"
-    with pytest.raises(ConfigError, match="load_balancer_source_ranges"):
-        self_contained_manifests(config(expose="load-balancer"))
+    with pytest.raises(ValidationError, match="load_balancer_source_ranges"):  # refused by the config itself
+        config(expose="load-balancer")
 
 
 def test_prometheus_scrape_and_retention():
     cfg = config()
-    prom = yaml.safe_load(config_files(cfg)["prometheus"])
+    prom = yaml.safe_load(config_files(Scope.of(cfg))["prometheus"])
     assert prom["global"]["scrape_interval"] == "30s"
     job = prom["scrape_configs"][0]
     assert job["job_name"] == "vllm-demo"
     assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["vllm"]
-    sts = by_kind_name(self_contained_manifests(cfg))["StatefulSet", "demo-prometheus"]
+    sts = by_kind_name(self_contained_manifests(Scope.of(cfg)))["StatefulSet", "demo-prometheus"]
     assert "--storage.tsdb.retention.time=15d" in sts["spec"]["template"]["spec"]["containers"][0]["args"]
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
-    role = by_kind_name(self_contained_manifests(cfg))["Role", "demo-prometheus-discovery"]
+    role = by_kind_name(self_contained_manifests(Scope.of(cfg)))["Role", "demo-prometheus-discovery"]
     assert role["metadata"]["namespace"] == "vllm"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 
@@ -128,7 +133,7 @@ def test_prometheus_config_passes_promtool(tmp_path):
     """promtool checks everything but the Kubernetes SD blocks, which Debian's build leaves out
     (it has no Kubernetes discovery); those are swapped for file SD and asserted on above."""
     promtool = require_tool("promtool")
-    prom = yaml.safe_load(config_files(config())["prometheus"])
+    prom = yaml.safe_load(config_files(scope())["prometheus"])
     for job in prom["scrape_configs"]:
         sd = job.pop("kubernetes_sd_configs")
         assert [s["role"] for s in sd] == ["pod"]
@@ -141,7 +146,7 @@ def test_prometheus_config_passes_promtool(tmp_path):
 
 def test_alertmanager_config_passes_amtool_and_reads_secrets_from_files(tmp_path):
     amtool = require_tool("amtool")
-    text = config_files(config())["alertmanager"]
+    text = config_files(scope())["alertmanager"]
     path = tmp_path / "alertmanager.yml"
     path.write_text(text)
     result = run_tool(amtool, "check-config", str(path))
@@ -152,11 +157,14 @@ def test_alertmanager_config_passes_amtool_and_reads_secrets_from_files(tmp_path
     assert receivers["pagerduty"]["pagerduty_configs"][0]["routing_key_file"].endswith("/routing_key")
     routes = {r["receiver"]: r for r in am["route"]["routes"]}
     assert routes["pagerduty"]["matchers"] == ['severity="critical"']
-    deploy = by_kind_name(self_contained_manifests(config()))["Deployment", "demo-alertmanager"]
+    deploy = by_kind_name(self_contained_manifests(scope()))["Deployment", "demo-alertmanager"]
     secrets = {v["secret"]["secretName"] for v in deploy["spec"]["template"]["spec"]["volumes"] if "secret" in v}
     assert secrets == {"slack-hook", "pd-key"}
 
 
 def test_email_without_smtp_relay_is_a_config_error():
-    with pytest.raises(ConfigError, match="SMTP"):
-        config_files(config(alertmanager={"email_to": "oncall@example.com"}))
+    with pytest.raises(ValidationError, match="SMTP"):
+        config(alertmanager={"email_to": "oncall@example.com"})
+    with pytest.raises(ValidationError, match="smtp_auth_password_secret"):
+        config(alertmanager={"email_to": "oncall@example.com", "smtp_smarthost": "smtp:587",
+                             "smtp_auth_username": "alerts"})

@@ -19,8 +19,7 @@ import yaml
 
 from llmctl.monitoring.dashboards import all_queries
 from llmctl.monitoring.rules import alert_rules, rule_file
-from llmctl.monitoring.target import Target
-from tests.monitoring.conftest import require_tool, rules_test_config
+from tests.monitoring.conftest import require_tool, rules_test_scope
 from tests.monitoring.promql import SYNTHETIC, concrete, metric_names
 
 pytestmark = pytest.mark.engine
@@ -51,17 +50,17 @@ def post(server, path: str, body: dict) -> int:
 
 
 def live_config():
-    return rules_test_config(dcgm=False)  # no GPU here: DCGM series cannot exist
+    return rules_test_scope(dcgm=False)  # no GPU here: DCGM series cannot exist
 
 
 @pytest.fixture
 def prometheus(live_server, tmp_path):
     """A Prometheus server (Debian's binary) scraping the live server every second."""
     binary = require_tool("prometheus")
-    cfg = live_config()
-    target = Target.from_config(cfg)
+    scope = live_config()
+    target = scope.target
     server = urllib.parse.urlsplit(live_server.url)
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(cfg)))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(scope)))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules.yaml")],
@@ -126,8 +125,8 @@ def query(base: str, expr: str) -> list:
 
 
 def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_server):
-    cfg = live_config()
-    target = Target.from_config(cfg)
+    scope = live_config()
+    target = scope.target
     poll(lambda: query(prometheus, f'up{{{target.sel}}} == 1'), "the first scrape of the server")
 
     for i in range(3):
@@ -135,7 +134,7 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
     assert post(live_server, "/generate", {"prompt": "hi", "max_tokens": 4, "stream": True}) == 200
     assert post(live_server, "/generate", {"prompt": "bad", "max_tokens": 0}) == 400
 
-    queries = {concrete(q) for q in all_queries(cfg)} | {r.signal for r in alert_rules(cfg)}
+    queries = {concrete(q) for q in all_queries(scope)} | {r.signal for r in alert_rules(scope)}
     missing = set(queries)
 
     def all_have_data() -> bool:
@@ -150,7 +149,7 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
         raise AssertionError(f"{err}\nno data for:\n" + "\n".join(sorted(missing))) from None
 
     # Every full alert expression runs, and Prometheus evaluates every rule without error.
-    for rule in alert_rules(cfg):
+    for rule in alert_rules(scope):
         query(prometheus, rule.expr)
 
     def rules_evaluated():
@@ -158,7 +157,7 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
         return rules if rules and all(r["health"] != "unknown" for r in rules) else None
 
     rules = poll(rules_evaluated, "the alert rules to be evaluated")
-    assert {r["name"] for r in rules} == {r.name for r in alert_rules(cfg)}
+    assert {r["name"] for r in rules} == {r.name for r in alert_rules(scope)}
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     # Healthy server, light traffic: no alert fires.
     assert [r["name"] for r in rules if r["state"] == "firing"] == []
@@ -170,7 +169,7 @@ def test_queries_name_only_metrics_the_server_exposes(live_server):
     with urllib.request.urlopen(f"{live_server.url}/metrics", timeout=10) as response:
         text = response.read().decode()
     exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
-    cfg = live_config()
-    used = set().union(*(metric_names(q) for q in all_queries(cfg) + [r.expr for r in alert_rules(cfg)]))
+    scope = live_config()
+    used = set().union(*(metric_names(q) for q in all_queries(scope) + [r.expr for r in alert_rules(scope)]))
     assert used - SYNTHETIC <= exposed, sorted(used - SYNTHETIC - exposed)
     assert {"vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm_model_loaded"} <= used

@@ -7,23 +7,23 @@ import shutil
 import yaml
 
 from llmctl.monitoring.rules import alert_rules, rule_file
-from tests.monitoring.conftest import HERE, rules_test_config, run_tool
+from tests.monitoring.conftest import HERE, rules_test_scope, run_tool
 
 
-def write_rules(tmp_path, cfg) -> None:
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(cfg), sort_keys=False))
+def write_rules(tmp_path, scope) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(scope), sort_keys=False))
     shutil.copy(HERE / "rules_test.yaml", tmp_path / "rules_test.yaml")
 
 
 def test_rule_file_passes_promtool_check(tmp_path, promtool):
-    write_rules(tmp_path, rules_test_config())
+    write_rules(tmp_path, rules_test_scope())
     result = run_tool(promtool, "check", "rules", str(tmp_path / "rules.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_rule_unit_tests_pass(tmp_path, promtool):
-    write_rules(tmp_path, rules_test_config())
+    write_rules(tmp_path, rules_test_scope())
     result = run_tool(promtool, "test", "rules", str(tmp_path / "rules_test.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -35,20 +35,20 @@ def test_every_rule_has_a_firing_and_a_not_firing_case():
     for case in cases:
         for check in case["alert_rule_test"]:
             (firing if check["exp_alerts"] else quiet).add(check["alertname"])
-    names = {rule.name for rule in alert_rules(rules_test_config())}
+    names = {rule.name for rule in alert_rules(rules_test_scope())}
     assert firing == names
     assert quiet == names
 
 
 def test_thresholds_come_from_config():
-    cfg = rules_test_config(slo_p95_latency_s=7.5, slo_p95_ttft_s=0.25, queue_alert_threshold=3)
-    exprs = {rule.name: rule.expr for rule in alert_rules(cfg)}
+    scope = rules_test_scope(slo_p95_latency_s=7.5, slo_p95_ttft_s=0.25, queue_alert_threshold=3)
+    exprs = {rule.name: rule.expr for rule in alert_rules(scope)}
     assert exprs["LlmctlLatencyP95AboveSLO"].endswith("> 7.5")
     assert exprs["LlmctlTTFTP95AboveSLO"].endswith("> 0.25")
     assert exprs["LlmctlQueueBuilding"] == '(vllm:num_requests_waiting{job="vllm-demo"}) > 3'
 
 
 def test_gpu_rule_only_with_dcgm():
-    names = {rule.name for rule in alert_rules(rules_test_config(dcgm=False))}
+    names = {rule.name for rule in alert_rules(rules_test_scope(dcgm=False))}
     assert "LlmctlGpuMemoryHigh" not in names
     assert len(names) == 8

@@ -65,10 +65,13 @@ def test_generate_stream_sends_deltas_then_counts(client):
     assert final["finish_reason"] == "length" and final["ttft_s"] <= final["latency_s"]
 
 
-def test_request_id_is_echoed(client):
+def test_request_id_is_echoed_and_names_the_engine_request(client):
     r = client.post("/generate", json={"prompt": "Hi", "max_tokens": 1}, headers={"X-Request-ID": "req-123"})
     assert r.headers["x-request-id"] == "req-123"
     assert client.get("/v1/models").headers["x-request-id"]
+    # vLLM names its request after X-Request-Id; the server gives it the id it made up too.
+    r = client.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 1})
+    assert r.json()["id"] == f"cmpl-{r.headers['x-request-id']}"
 
 
 def test_openai_client_completions_and_chat(live_server):
@@ -101,22 +104,32 @@ def test_openai_client_completions_and_chat(live_server):
     assert chunks[-1].usage.completion_tokens == 4
 
 
-def test_metrics_count_what_clients_saw(client, live_server):
+def test_metrics_count_what_clients_saw_on_every_generation_route(client, live_server):
     before = live_server.metrics()
-    seen_tokens, seen_prompt = 0, 0
+    seen: dict[str, list[int]] = {}  # endpoint -> [prompt tokens, completion tokens] the clients were told
+
+    def saw(endpoint: str, prompt: int, completion: int) -> None:
+        totals = seen.setdefault(endpoint, [0, 0])
+        totals[0] += prompt
+        totals[1] += completion
+
     for i in range(3):
         body = client.post("/generate", json={"prompt": f"count {i}", "max_tokens": 5 + i}).json()
-        seen_tokens += body["tokens_generated"]
-        seen_prompt += body["prompt_tokens"]
+        saw("/generate", body["prompt_tokens"], body["tokens_generated"])
     with client.stream("POST", "/v1/completions", json={"prompt": "x", "max_tokens": 7, "stream": True,
                                                          "stream_options": {"include_usage": True}}) as r:
         usage = [e for e in sse_events(r) if isinstance(e, dict) and e.get("usage")][-1]["usage"]
-    seen_tokens += usage["completion_tokens"]
-    seen_prompt += usage["prompt_tokens"]
+    saw("/v1/completions", usage["prompt_tokens"], usage["completion_tokens"])
+    usage = client.post("/v1/completions", json={"prompt": "two", "max_tokens": 3, "n": 2}).json()["usage"]
+    saw("/v1/completions", usage["prompt_tokens"], usage["completion_tokens"])
     usage = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "y"}],
                                                        "max_tokens": 3}).json()["usage"]
-    seen_tokens += usage["completion_tokens"]
-    seen_prompt += usage["prompt_tokens"]
+    saw("/v1/chat/completions", usage["prompt_tokens"], usage["completion_tokens"])
+    usage = client.post("/v1/responses", json={"input": "z", "max_output_tokens": 4}).json()["usage"]
+    saw("/v1/responses", usage["input_tokens"], usage["output_tokens"])
+    usage = client.post("/v1/messages", json={"model": live_server.model_name, "max_tokens": 4,
+                                              "messages": [{"role": "user", "content": "w"}]}).json()["usage"]
+    saw("/v1/messages", usage["input_tokens"], usage["output_tokens"])
     after = live_server.metrics()
 
     def delta(name: str, **labels) -> float:
@@ -125,14 +138,16 @@ def test_metrics_count_what_clients_saw(client, live_server):
                        if n == name and all(dict(items).get(k) == x for k, x in labels.items()))
         return total(after) - total(before)
 
-    assert delta("vllm_requests_total", status="success", endpoint="/generate") == 3
-    assert delta("vllm_requests_total", status="success") == 5
-    assert delta("vllm_tokens_generated_total") == seen_tokens
-    assert delta("vllm_prompt_tokens_total") == seen_prompt
-    assert delta("vllm_request_latency_seconds_count") == 5
-    assert delta("vllm_time_to_first_token_seconds_count") == 5
+    requests = {"/generate": 3, "/v1/completions": 2, "/v1/chat/completions": 1, "/v1/responses": 1, "/v1/messages": 1}
+    for endpoint, (prompt, completion) in seen.items():
+        assert delta("vllm_requests_total", status="success", endpoint=endpoint) == requests[endpoint], endpoint
+        assert delta("vllm_prompt_tokens_total", endpoint=endpoint) == prompt, endpoint
+        assert delta("vllm_tokens_generated_total", endpoint=endpoint) == completion, endpoint
+        assert delta("vllm_request_latency_seconds_count", endpoint=endpoint) == requests[endpoint], endpoint
+        assert delta("vllm_time_to_first_token_seconds_count", endpoint=endpoint) == requests[endpoint], endpoint
+    assert delta("vllm_requests_total") == sum(requests.values())
     # vLLM's own series live on the same /metrics and agree.
-    assert delta("vllm:generation_tokens_total") == seen_tokens
+    assert delta("vllm:generation_tokens_total") == sum(c for _, c in seen.values())
     assert after[("vllm_model_loaded", ())] == 1
     assert ("vllm_active_requests", ()) in after
     assert sum(1 for name, _ in after if name.startswith("vllm:")) > 50
@@ -151,24 +166,26 @@ BAD_REQUESTS = [
     ("/generate", {"prompt": "x", "stop": 3}, "stop"),
     ("/generate", {"prompt": "x", "max_tokens": 5, "min_tokens": 9}, "min_tokens"),
     ("/generate", [1, 2], "body"),
-    ("/v1/completions", {"prompt": [1, 2, 99999], "max_tokens": 2}, "prompt"),
-    ("/v1/completions", {"prompt": ["a", "b"], "max_tokens": 2}, "prompt"),
-    ("/v1/completions", {"prompt": "x", "n": 2}, "n"),
+    ("/v1/completions", {"prompt": [1, 2, 99999], "max_tokens": 2}, "out of vocabulary"),
     ("/v1/completions", {"prompt": "x", "model": "gpt-4"}, "model"),
-    ("/v1/chat/completions", {"messages": []}, "messages"),
-    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+    ("/v1/completions", {"prompt": "x", "stop": ""}, "stop"),
+    ("/v1/completions", {"prompt": "x", "seed": 2**64}, "seed"),
+    ("/v1/completions", {"prompt": "x", "logprobs": 9999}, "logprobs"),
+    ("/v1/chat/completions", {"messages": []}, "conversation"),
+    ("/v1/chat/completions", {"messages": "hi"}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 0}, "n must be at least 1"),
 ]
 
 
-@pytest.mark.parametrize(("path", "payload", "param"), BAD_REQUESTS)
-def test_bad_input_gets_one_error_shape(client, path, payload, param):
+@pytest.mark.parametrize(("path", "payload", "what"), BAD_REQUESTS)
+def test_bad_input_gets_one_error_shape(client, path, payload, what):
+    """vLLM's validation, vLLM's error shape, a 4xx (never a 5xx); `what` is named in param or message."""
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     r = client.post(path, content=content, headers={"content-type": "application/json"})
-    assert r.status_code in (400, 404), r.text
+    assert 400 <= r.status_code < 500, r.text
     error = r.json()["error"]
-    assert set(error) == {"message", "type", "param"} and error["message"]
-    if param != "body":
-        assert (error["param"] or "").startswith(param), error
+    assert set(error) == {"message", "type", "param", "code"} and error["message"] and error["code"] == r.status_code
+    assert what in (error["param"] or "") or what in error["message"], error
 
 
 def test_context_length_error_gives_token_counts(client, live_server):
@@ -198,12 +215,17 @@ def test_body_over_one_mib_is_413(client):
     assert r.status_code == 413
 
 
-def test_auth(live_server):
+def test_auth_on_every_route_but_the_probes(live_server):
     url = live_server.url
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": live_server.api_key}):
         r = httpx.post(f"{url}/generate", json={"prompt": "x", "max_tokens": 1}, headers=headers)
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
-    assert httpx.get(f"{url}/v1/models").status_code == 401
+    # vLLM's routes, the ones its own --api-key leaves open (/invocations, /tokenize, /docs...) included
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/responses"),
+                         ("POST", "/invocations"), ("POST", "/tokenize"), ("GET", "/version"), ("GET", "/docs"),
+                         ("GET", "/openapi.json"), ("POST", "/scale_elastic_ep"), ("GET", "/no/such/route")]:
+        r = httpx.request(method, f"{url}{path}", json={})
+        assert r.status_code == 401, (path, r.status_code)
     for open_path in ("/health", "/ready", "/metrics"):
         assert httpx.get(f"{url}{open_path}").status_code == 200
 
@@ -230,6 +252,48 @@ def test_flood_gets_429_with_retry_after_and_the_rest_complete(live_server):
     assert live_server.metric("vllm_active_requests") == 0
 
 
+GENERATION_BODIES = {
+    "/generate": {"prompt": "x", "max_tokens": 2},
+    "/v1/completions": {"prompt": "x", "max_tokens": 2},
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+    "/v1/responses": {"input": "x", "max_output_tokens": 2},
+    "/v1/messages": {"model": "tiny-llama", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]},
+    "/invocations": {"prompt": "x", "max_tokens": 2},
+}
+
+
+def test_every_generation_route_gets_429_when_slots_and_queue_are_full(live_server):
+    """With the engine paused, MAX_CONCURRENT_REQUESTS + MAX_QUEUED_REQUESTS requests fill the
+    server; one more on any generation route is a 429 at once, and the others then complete."""
+    capacity = live_server.max_concurrent + live_server.max_queued
+    rejected = live_server.metric("vllm_requests_total", status="rejected")
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=live_server.url, headers=live_server.headers, timeout=120,
+                                     limits=httpx.Limits(max_connections=capacity + 8)) as c:
+            with live_server.engine_paused():
+                held = [asyncio.ensure_future(c.post("/generate", json={"prompt": f"hold {i}", "max_tokens": 2}))
+                        for i in range(capacity)]
+                for _ in range(400):
+                    if live_server.metric("vllm_queued_requests") == live_server.max_queued:
+                        break
+                    await asyncio.sleep(0.05)
+                extra = {path: await c.post(path, json=body) for path, body in GENERATION_BODIES.items()}
+                # routes that do not generate are not queued
+                models = await c.get("/v1/models")
+            return [await h for h in held], extra, models
+
+    held, extra, models = asyncio.run(scenario())
+    for path, r in extra.items():
+        assert r.status_code == 429, (path, r.status_code, r.text)
+        assert r.headers["retry-after"].isdigit() and r.json()["error"]["type"] == "rate_limit_error"
+    assert models.status_code == 200
+    assert [r.status_code for r in held] == [200] * capacity
+    assert live_server.metric("vllm_requests_total", status="rejected") - rejected == len(GENERATION_BODIES)
+    for path in GENERATION_BODIES:
+        assert live_server.metric("vllm_requests_total", status="rejected", endpoint=path) >= 1, path
+
+
 def _raw_post(live_server, path: str, body: dict) -> socket.socket:
     host, port = live_server.url.removeprefix("http://").split(":")
     data = json.dumps(body).encode()
@@ -239,16 +303,25 @@ def _raw_post(live_server, path: str, body: dict) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
-def test_client_disconnect_aborts_the_engine_request(live_server, stream):
-    aborted = live_server.metric("vllm_requests_total", status="aborted")
+LONG = {"max_tokens": 900, "ignore_eos": True}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/generate", {"prompt": "long", "stream": True, **LONG}),
+    ("/generate", {"prompt": "long", **LONG}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "long"}], "stream": True, **LONG}),
+    ("/v1/completions", {"prompt": "long", **LONG}),
+], ids=["generate-stream", "generate-plain", "chat-stream", "completions-plain"])
+def test_client_disconnect_aborts_the_engine_request(live_server, path, body):
+    aborted = live_server.metric("vllm_requests_total", status="aborted", endpoint=path)
     finished = live_server.metric("vllm:request_success_total", finished_reason="length")
     tokens = live_server.metric("vllm:generation_tokens_total")
     with live_server.engine_paused():  # the request cannot finish before the client hangs up
-        sock = _raw_post(live_server, "/generate", {"prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": stream})
+        sock = _raw_post(live_server, path, body)
         wait_for(lambda: live_server.metric("vllm_active_requests") == 1, "the request to be admitted")
         sock.close()
-        wait_for(lambda: live_server.metric("vllm_requests_total", status="aborted") == aborted + 1, "our abort count")
+        wait_for(lambda: live_server.metric("vllm_requests_total", status="aborted", endpoint=path) == aborted + 1,
+                 "our abort count")
     # The engine now gets the request and its abort. A one-token request queued behind them
     # finishes in one step; had the abort not reached the engine, 900 tokens would still be running.
     follow_up = httpx.post(f"{live_server.url}/generate", headers=live_server.headers, timeout=60,

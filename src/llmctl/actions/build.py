@@ -1,8 +1,8 @@
 """`llmctl build`: ensure the build infrastructure, ship the context, run CodeBuild, record the digest.
 
-Plan: the S3 build bucket, the ECR repository, the build log group, the CodeBuild service role
-(least privilege) and the CodeBuild project are idempotent steps (observe, then create/update).
-Then the context is zipped deterministically; an image already in ECR for its hash is reused
+Plan (`build_infra.py`): the S3 build bucket, the ECR repository, the build log group, the
+CodeBuild service role (least privilege) and the CodeBuild project are idempotent steps (observe,
+then create/update). Then the context is zipped deterministically (`build_context.py`); an image already in ECR for its hash is reused
 unless forced; otherwise the zip is uploaded, a build started and watched (phases, log lines),
 and the pushed image's digest recorded in local state for `llmctl deploy`.
 """
@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from llmctl.actions.build_context import ContextArchive, image_tag, zip_context
+from llmctl.actions.build_infra import infrastructure
 from llmctl.aws import codebuild as cb
 from llmctl.aws import ecr as ecr_api
-from llmctl.aws import iam as iam_api
 from llmctl.aws import logs as logs_api
 from llmctl.aws import s3 as s3_api
-from llmctl.aws.session import aws_error, error_code
-from llmctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, LlmctlError
-from llmctl.plan import Plan, Step, StepResult
+from llmctl.aws import secretsmanager as secrets_api
+from llmctl.errors import EXIT_INTERRUPTED, ConfigError, LlmctlError
+from llmctl.plan import StepResult
 
-LOG_RETENTION_DAYS = 30
 FAILURE_LOG_LINES = 50
 STATE_IMAGE = "image"  # {"uri", "repository", "tag", "digest", "build_id"}: deploy's default image
 STATE_BUILD = "last_build"  # {"id", "tag", "repository"}: the default of `build status` / `build logs`
@@ -87,9 +86,9 @@ class BuildManager:
         try:
             spec = yaml.safe_load(source.read_text())
         except yaml.YAMLError as exc:
-            raise LlmctlError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})", exit_code=EXIT_USAGE) from None
+            raise ConfigError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(spec, dict) or "phases" not in spec:
-            raise LlmctlError(f"{source}: not a CodeBuild buildspec (no phases)", exit_code=EXIT_USAGE)
+            raise ConfigError(f"{source}: not a CodeBuild buildspec (no phases)")
         env = spec.setdefault("env", {})
         if secret_arn:
             env["secrets-manager"] = {
@@ -104,70 +103,14 @@ class BuildManager:
         name = self.cfg.build.dockerhub_secret
         if not name:
             return None
-        try:
-            return self.aws.secretsmanager.describe_secret(SecretId=name)["ARN"]
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                raise LlmctlError(
-                    f"build.dockerhub_secret: no secret {name!r} in Secrets Manager ({self.names.region})",
-                    hint=f"create it: aws secretsmanager create-secret --name {name} "
-                    "--secret-string '{\"username\":\"...\",\"password\":\"<access token>\"}', or unset build.dockerhub_secret",
-                    exit_code=EXIT_USAGE,
-                ) from None
-            raise aws_error(exc, f"looking up secret {name}") from None
-
-    # --- infrastructure -----------------------------------------------------------------------
-    def infrastructure(self, account: str, secret_arn: str | None) -> Plan:
-        n, tags = self.names, self.names.aws_tags
-        bucket = n.build_bucket(account)
-        repo_arn = f"arn:aws:ecr:{n.region}:{account}:repository/{n.ecr_repository}"
-        plan = Plan()
-        plan.add(s3_api.bucket_step(self.aws.s3, bucket, n.region, tags))
-        plan.add(self.repository_step())
-        plan.add(logs_api.log_group_step(self.aws.logs, n.codebuild_log_group, LOG_RETENTION_DAYS, tags))
-        plan.add(
-            iam_api.role_step(
-                self.aws.iam,
-                n.codebuild_role,
-                codebuild_trust_policy(account),
-                {"llmctl-image-build": codebuild_role_policy(n.region, account, bucket, repo_arn, n.codebuild_log_group, secret_arn)},
-                tags,
-                description=f"llmctl: CodeBuild image build for {n.deployment}",
+        arn = secrets_api.secret_arn(self.aws.secretsmanager, name)
+        if arn is None:
+            raise ConfigError(
+                f"build.dockerhub_secret: no secret {name!r} in Secrets Manager ({self.names.region})",
+                hint=f"create it: aws secretsmanager create-secret --name {name} "
+                "--secret-string '{\"username\":\"...\",\"password\":\"<access token>\"}', or unset build.dockerhub_secret",
             )
-        )
-        plan.add(cb.project_step(self.aws.codebuild, self.project_spec(account, bucket), tags, sleep=self.sleep))
-        return plan
-
-    def repository_step(self) -> Step:
-        """The ECR repository every build pushes to (CodeBuild's and `build --local`'s)."""
-        return ecr_api.repository_step(self.aws.ecr, self.names.ecr_repository, self.cfg.build.keep_images, self.names.aws_tags)
-
-    def project_spec(self, account: str, bucket: str) -> dict:
-        n, build = self.names, self.cfg.build
-        return {
-            "name": n.codebuild_project,
-            "description": f"llmctl image build for {n.deployment}",
-            # Each build overrides the location with its content-addressed zip.
-            "source": {"type": "S3", "location": f"{bucket}/builds/"},
-            "artifacts": {
-                "type": "S3",
-                "location": bucket,
-                "path": "artifacts",
-                "namespaceType": "BUILD_ID",
-                "name": "image",
-                "packaging": "NONE",
-            },
-            "environment": {
-                "type": "LINUX_CONTAINER",
-                "image": build.image,
-                "computeType": build.compute_type,
-                "privilegedMode": True,  # docker build needs the Docker daemon
-                "imagePullCredentialsType": "CODEBUILD",
-            },
-            "serviceRole": iam_api.role_arn(account, n.codebuild_role),
-            "timeoutInMinutes": build.timeout_minutes,
-            "logsConfig": {"cloudWatchLogs": {"status": "ENABLED", "groupName": n.codebuild_log_group}},
-        }
+        return arn
 
     # --- the command --------------------------------------------------------------------------
     def run(self, options: BuildOptions) -> BuildResult:
@@ -181,20 +124,16 @@ class BuildManager:
                 self.out.warn("build.dockerhub_secret is not set: CodeBuild pulls the base image anonymously (Docker Hub rate limits apply)")
             self.out.info(f"build context {context}: {len(archive.files)} files, sha256 {archive.sha256[:16]}")
             account = self.aws.account_id
-            plan = self.infrastructure(account, secret_arn)
-            report = self.report_step
+            plan = infrastructure(self.aws, self.names, self.cfg, account, secret_arn, sleep=self.sleep)
+
+            def report(result: StepResult) -> None:
+                self.out.report(result, dry_run=options.dry_run)
+
             if options.dry_run:
                 steps = plan.describe(report)
                 return BuildResult("PLANNED", context_sha256=archive.sha256, steps=[s.to_dict() for s in steps])
             steps = [s.to_dict() for s in plan.execute(report)]
             return self._build(archive, account, buildspec, options, steps)
-
-    def report_step(self, result: StepResult) -> None:
-        word = {"create": "created", "update": "updated", "none": "unchanged"}.get(result.action, result.action)
-        if result.status == "planned":
-            word = f"would {result.action}"
-        detail = f" ({result.detail})" if result.detail else ""
-        self.out.step(word, f"{result.title}{detail}")
 
     def _build(self, archive: ContextArchive, account: str, buildspec: str, options: BuildOptions, steps: list[dict]) -> BuildResult:
         n = self.names
@@ -216,7 +155,7 @@ class BuildManager:
         build = cb.start_build(self.aws.codebuild, n.codebuild_project, f"{bucket}/{archive.key}", env, buildspec)
         build_id = build["id"]
         self.state.set(STATE_BUILD, {"id": build_id, "tag": tag, "repository": repo_uri})
-        self.out.step("started", f"build {build_id}")
+        self.out.step("created", f"build {build_id}")
         if not options.wait:
             self.out.info(f"follow it: llmctl build logs {build_id} --follow   (or: llmctl build status {build_id})")
             return BuildResult("IN_PROGRESS", None, None, tag, build_id, archive.sha256, steps)
@@ -229,7 +168,7 @@ class BuildManager:
         digest = ecr_api.image_digest(self.aws.ecr, self.names.ecr_repository, tag)
         if not digest:
             return None
-        self.out.step("skipped", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
+        self.out.step("unchanged", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
         self._record_image(repo_uri, tag, digest, build_id=None)
         return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, context_sha256, steps)
 
@@ -250,7 +189,9 @@ class BuildManager:
                         reported.add(phase["phaseType"])
                         seconds = phase.get("durationInSeconds")
                         took = f" in {seconds}s" if seconds is not None else ""
-                        self.out.step(phase["phaseStatus"].lower(), f"[{elapsed}] {phase['phaseType']}{took}")
+                        ok = phase["phaseStatus"] == "SUCCEEDED"
+                        self.out.step("done" if ok else "failed", f"[{elapsed}] {phase['phaseType']}{took}"
+                                      + ("" if ok else f" ({phase['phaseStatus']})"))
                 if build.get("currentPhase") != current and build.get("buildStatus") == "IN_PROGRESS":
                     current = build.get("currentPhase")
                     self.out.info(f"[{elapsed}] phase {current}...")
@@ -262,7 +203,7 @@ class BuildManager:
                 if build.get("buildStatus") != "IN_PROGRESS":
                     if build["buildStatus"] != "SUCCEEDED":
                         raise self._failure(build)
-                    self.out.step("succeeded", f"[{elapsed}] build {build_id}")
+                    self.out.step("done", f"[{elapsed}] build {build_id}")
                     return build
                 if self.clock() - started > limit:
                     raise LlmctlError(
@@ -294,7 +235,7 @@ class BuildManager:
         )
 
     def _finish(self, build: dict) -> str:
-        """Record the image a finished CodeBuild build pushed."""
+        """The image a finished CodeBuild build pushed: its tag from the build, its digest from ECR."""
         env = {v["name"]: v["value"] for v in build.get("exportedEnvironmentVariables") or []}
         overrides = {v["name"]: v["value"] for v in build.get("environment", {}).get("environmentVariables") or []}
         last = self.state.get(STATE_BUILD) or {}
@@ -318,7 +259,7 @@ class BuildManager:
         if reported_digest and reported_digest != digest:
             self.out.warn(f"the build reported {reported_digest} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
         self._record_image(repo_uri, tag, digest, build_id)
-        self.out.step("recorded", f"{repo_uri}@{digest} (deploy uses it by default)")
+        self.out.step("done", f"recorded {repo_uri}@{digest} (deploy uses it by default)")
         return digest
 
     def _record_image(self, repo_uri: str, tag: str, digest: str, build_id: str | None) -> None:
@@ -331,7 +272,7 @@ class BuildManager:
             if ":" not in build_id:
                 build_id = f"{project}:{build_id}"
             if not build_id.startswith(f"{project}:"):
-                raise LlmctlError(f"{build_id} is not a build of deployment {self.names.deployment} (project {project})", exit_code=EXIT_USAGE)
+                raise ConfigError(f"{build_id} is not a build of deployment {self.names.deployment} (project {project})")
             return build_id
         latest = cb.latest_build_id(self.aws.codebuild, project)
         if latest is None:
@@ -387,76 +328,3 @@ def failing_phase(build: dict) -> dict | None:
 def _clock_text(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
-
-
-def codebuild_trust_policy(account: str) -> dict:
-    """Only CodeBuild, and only on behalf of this account (confused-deputy guard)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "codebuild.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-            }
-        ],
-    }
-
-
-def codebuild_role_policy(region: str, account: str, bucket: str, repo_arn: str, log_group: str, secret_arn: str | None) -> dict:
-    """Least privilege: its build objects, its log group, its ECR repository, the one secret."""
-    log_group_arn = f"arn:aws:logs:{region}:{account}:log-group:{log_group}"
-    statements = [
-        {
-            "Sid": "BuildSource",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-            "Resource": [f"arn:aws:s3:::{bucket}/builds/*"],
-        },
-        {
-            "Sid": "BuildArtifacts",
-            "Effect": "Allow",
-            "Action": ["s3:PutObject"],
-            "Resource": [f"arn:aws:s3:::{bucket}/artifacts/*"],
-        },
-        {
-            "Sid": "BuildBucket",
-            "Effect": "Allow",
-            "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
-            "Resource": [f"arn:aws:s3:::{bucket}"],
-        },
-        {
-            "Sid": "BuildLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [log_group_arn, f"{log_group_arn}:*"],
-        },
-        {
-            # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
-            "Sid": "EcrLogin",
-            "Effect": "Allow",
-            "Action": ["ecr:GetAuthorizationToken"],
-            "Resource": ["*"],
-        },
-        {
-            "Sid": "EcrPushPull",
-            "Effect": "Allow",
-            "Action": [
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:CompleteLayerUpload",
-                "ecr:DescribeImages",
-                "ecr:GetDownloadUrlForLayer",
-                "ecr:InitiateLayerUpload",
-                "ecr:PutImage",
-                "ecr:UploadLayerPart",
-            ],
-            "Resource": [repo_arn],
-        },
-    ]
-    if secret_arn:
-        statements.append(
-            {"Sid": "DockerHubSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [secret_arn]}
-        )
-    return {"Version": "2012-10-17", "Statement": statements}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 # Files CodeBuild and Docker read even when .dockerignore excludes them.
@@ -108,9 +108,9 @@ def context_files(root: Path) -> list[str]:
 
 def zip_context(root: Path, dest: Path) -> ContextArchive:
     if not root.is_dir():
-        raise LlmctlError(f"build context {root} is not a folder", hint="set build.context to a folder with a Dockerfile", exit_code=2)
+        raise ConfigError(f"build context {root} is not a folder", hint="set build.context to a folder with a Dockerfile")
     if not (root / "Dockerfile").is_file():
-        raise LlmctlError(f"build context {root} has no Dockerfile", hint="set build.context to a folder with a Dockerfile", exit_code=2)
+        raise ConfigError(f"build context {root} has no Dockerfile", hint="set build.context to a folder with a Dockerfile")
     files = context_files(root)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w") as archive:

@@ -18,8 +18,9 @@ from pathlib import Path
 from llmctl import images
 from llmctl.actions.build import BuildManager, BuildResult
 from llmctl.actions.build_context import image_tag, zip_context
+from llmctl.actions.build_infra import repository_step
 from llmctl.aws import ecr as ecr_api
-from llmctl.plan import Plan
+from llmctl.plan import Plan, StepResult
 
 
 @dataclass
@@ -44,12 +45,16 @@ class LocalBuilder:
             archive = zip_context(context, Path(tmp) / "context.zip")
         engine = self.detect(options.engine)
         m.out.info(f"build context {context}: {len(archive.files)} files, sha256 {archive.sha256[:16]}; engine {engine.name} ({engine.path})")
-        plan = Plan([m.repository_step()])
+        plan = Plan([repository_step(m.aws, m.names, m.cfg)])
+
+        def report(result: StepResult) -> None:
+            m.out.report(result, dry_run=options.dry_run)
+
         if options.dry_run:
-            steps = [s.to_dict() for s in plan.describe(m.report_step)]
-            m.out.step("would build", f"the image with {engine.name} and push it to ECR repository {m.names.ecr_repository}")
+            steps = [s.to_dict() for s in plan.describe(report)]
+            m.out.step("done", f"build the image with {engine.name} and push it to ECR repository {m.names.ecr_repository}", dry_run=True)
             return BuildResult("PLANNED", context_sha256=archive.sha256, steps=steps)
-        steps = [s.to_dict() for s in plan.execute(m.report_step)]
+        steps = [s.to_dict() for s in plan.execute(report)]
 
         repo_uri = ecr_api.describe_repository(m.aws.ecr, m.names.ecr_repository)["repositoryUri"]
         build_args = {"VLLM_VERSION": m.cfg.build.vllm_version}
@@ -59,17 +64,17 @@ class LocalBuilder:
         refs = [f"{repo_uri}:{tag}", f"{repo_uri}:latest"]
         m.out.info(f"building {refs[0]} with {engine.name} (for {images.PLATFORM})")
         engine.build(context, refs, build_args, m.out.log_line)
-        m.out.step("built", refs[0])
+        m.out.step("done", f"built {refs[0]}")
 
         username, password = ecr_api.registry_credentials(m.aws.ecr)
         registry = repo_uri.split("/", 1)[0]
         with engine.logged_in(registry, username, password) as authfile:
-            m.out.step("logged in", f"{registry} (ECR authorization token)")
+            m.out.step("done", f"logged in to {registry} (ECR authorization token)")
             # The content tag first: its digest is the one recorded; `latest` follows it.
             reported = engine.push(refs[0], authfile, m.out.log_line)
-            m.out.step("pushed", refs[0])
+            m.out.step("done", f"pushed {refs[0]}")
             engine.push(refs[1], authfile, m.out.log_line)
-            m.out.step("pushed", refs[1])
+            m.out.step("done", f"pushed {refs[1]}")
         digest = m.record_pushed(
             repo_uri, tag, None, reported,
             pusher=f"{engine.name} push of {refs[0]}", hint="check the push output above, then re-run `llmctl build --local`",

@@ -2,8 +2,9 @@
 
 Both use the one dated price table in `llmctl.pricing` (shared with `cluster up` pre-flight and
 `bench`). The estimate for a config is `pricing.estimate` plus the storage the build and the
-model add; the running rate prices each resource teardown discovers for this deployment, so the
-two commands can never disagree about what exists.
+model add; the running rate prices each resource the inventory (`actions/inventory.py`) finds for
+this deployment, the same discovery teardown deletes from, so the two commands can never disagree
+about what exists.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ DEFAULT_MODEL_GB = 13.5
 def estimate_config(cfg, *, image_gb: float | None = None, model_gb: float | None = None, live_client=None) -> pricing.CostEstimate:
     """Hourly and monthly cost of the deployment `cfg` describes: control plane, GPU nodes, NAT
     gateway, load balancer, EBS, and the ECR image and S3 model storage."""
+    from llmctl.aws.pricing import live_node_price
+
     node_hourly = source = None
     if live_client is not None:
-        node_hourly = pricing.live_node_price(live_client, cfg.cluster.instance_types[0], cfg.aws.region)
+        node_hourly = live_node_price(live_client, cfg.cluster.instance_types[0], cfg.aws.region)
         if node_hourly is not None:
             source = "AWS Pricing API (nodes); price table for the rest"
     notes = []
@@ -37,8 +40,16 @@ def estimate_config(cfg, *, image_gb: float | None = None, model_gb: float | Non
     return est
 
 
+def running_now(discovery) -> pricing.CostEstimate:
+    """`cost --running`: discover what this deployment has (`actions.inventory.Discovery`), priced."""
+    inventory = discovery.discover(include_build=True)
+    estimate = running_cost(inventory.resources, discovery.names.region)
+    estimate.notes += inventory.warnings
+    return estimate
+
+
 def running_cost(resources, region: str) -> pricing.CostEstimate:
-    """The rate of what exists now: one line per priced resource teardown discovered."""
+    """The rate of what exists now: one line per priced resource discovered."""
     lines = []
     unpriced = []
     for res in resources:
@@ -59,8 +70,11 @@ def price_resources(resources, aws) -> None:
     """Set `monthly_cost` on each discovered resource the price table covers (in place).
 
     Sizes come from read-only look-ups (instance types, volume sizes, image and object bytes);
-    a look-up that fails leaves the resource unpriced rather than failing the plan.
+    a look-up AWS refuses leaves the resource unpriced rather than failing the plan.
     """
+    from llmctl.aws import ec2, ecr, s3
+    from llmctl.errors import LlmctlError
+
     region = aws.region
     mult = pricing.region_multiplier(region)[0]
     month = pricing.HOURS_PER_MONTH
@@ -73,39 +87,23 @@ def price_resources(resources, aws) -> None:
             elif res.type in ("aws_lb", "aws_elb"):
                 res.monthly_cost = round(pricing.NLB_HOURLY * mult * month, 2)
             elif res.type == "aws_instance":
-                res.monthly_cost = _instance_monthly(aws, res.name, region)
+                res.monthly_cost = _instance_monthly(ec2.describe_instance(aws.ec2, res.name), region)
             elif res.type == "aws_ebs_volume":
-                size = aws.client("ec2").describe_volumes(VolumeIds=[res.name])["Volumes"][0]["Size"]
-                res.monthly_cost = round(size * pricing.EBS_GP3_GB_MONTH * mult, 2)
+                size = ec2.volume_size_gib(aws.ec2, res.name)
+                res.monthly_cost = None if size is None else round(size * pricing.EBS_GP3_GB_MONTH * mult, 2)
             elif res.type == "aws_ecr_repository":
-                res.monthly_cost = round(_ecr_bytes(aws.client("ecr"), res.name) / GB * pricing.ECR_GB_MONTH, 2)
+                res.monthly_cost = round(ecr.image_bytes(aws.ecr, res.name) / GB * pricing.ECR_GB_MONTH, 2)
             elif res.type == "aws_s3_bucket":
-                res.monthly_cost = round(_bucket_bytes(aws.client("s3"), res.name) / GB * pricing.S3_GB_MONTH, 2)
-        except Exception:  # noqa: BLE001 - a price is informative; a failed size look-up must not stop teardown
+                res.monthly_cost = round(s3.bucket_bytes(aws.s3, res.name) / GB * pricing.S3_GB_MONTH, 2)
+        except LlmctlError:  # a price is informative; a refused size look-up must not stop teardown
             res.monthly_cost = None
 
 
-def _instance_monthly(aws, instance_id: str, region: str) -> float | None:
-    reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
-    inst = reservations[0]["Instances"][0]
-    if inst.get("State", {}).get("Name") in ("terminated", "shutting-down"):
+def _instance_monthly(inst: dict | None, region: str) -> float | None:
+    if inst is None or inst.get("State", {}).get("Name") in ("terminated", "shutting-down"):
         return 0.0
     try:
         hourly = pricing.hourly(inst["InstanceType"], region, spot=inst.get("InstanceLifecycle") == "spot")
     except KeyError:
         return None
     return round(hourly * pricing.HOURS_PER_MONTH, 2)
-
-
-def _ecr_bytes(ecr, repository: str) -> int:
-    total = 0
-    for page in ecr.get_paginator("describe_images").paginate(repositoryName=repository):
-        total += sum(image.get("imageSizeInBytes", 0) for image in page.get("imageDetails", []))
-    return total
-
-
-def _bucket_bytes(s3, bucket: str) -> int:
-    total = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        total += sum(v.get("Size", 0) for v in page.get("Versions", []))
-    return total

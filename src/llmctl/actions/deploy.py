@@ -1,9 +1,10 @@
 """`llmctl deploy`: render the endpoint's objects, apply them server-side, prune what is gone.
 
 `render()` is pure (config + names + image + role ARN + API key in, documents out) and
-golden-tested. `apply_documents()` applies them in dependency order with the `llmctl` field
-manager, then deletes objects of this deployment (by label) that are no longer rendered, so a
-second run reports every object unchanged. The rollout that follows lives in `rollout.py`.
+golden-tested. `apply_documents()` hands them to `Kube.apply_and_prune` (`k8s/apply.py`: one
+apply order, the `llmctl` field manager), which deletes objects of this deployment (by label)
+that are no longer rendered, so a second run reports every object unchanged. The rollout that
+follows lives in `rollout/`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import base64
 import hashlib
 import json
 import secrets
+import shlex
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from llmctl.config import LlmctlConfig, Names
-from llmctl.config.names import FIELD_MANAGER
+from llmctl.config.model import ServerConfig
 from llmctl.errors import ConfigError, LlmctlError
+from llmctl.k8s.apply import ApplyResult
 
 PART_OF = "llmctl-endpoint"
 LABEL_NAME = "app.kubernetes.io/name"
@@ -30,21 +33,18 @@ DRAIN_MARGIN_S = 15  # SIGTERM drain plus time for the load balancer to stop sen
 NODE_CACHE_ROOT = "/var/lib/llmctl/models"
 STARTUP_PROBE_PERIOD_S = 10
 
-# Apply order: what a later object refers to exists first. The Service goes before the Deployment
-# so the load balancer is provisioned while the model downloads.
-KIND_ORDER = (
-    ("v1", "Namespace"),
-    ("v1", "ServiceAccount"),
-    ("v1", "Secret"),
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("apps/v1", "Deployment"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+# Kinds `deploy` may have created and so may prune, dependents first (never the Namespace: it may
+# hold more than the endpoint).
+PRUNED_KINDS = (
     ("keda.sh/v1alpha1", "ScaledObject"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "ServiceAccount"),
 )
-# Kinds `deploy` may have created and so may prune (never the Namespace: it may hold more).
-PRUNABLE = tuple(k for k in KIND_ORDER if k[1] != "Namespace")
 
 
 def role_arn(account_id: str, names: Names) -> str:
@@ -114,7 +114,18 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         env["MAX_NUM_SEQS"] = str(server.max_num_seqs)
     if model.quantization:
         env["QUANTIZATION"] = model.quantization
-    return env
+    return {**env, **server_engine_env(server)}
+
+
+def server_engine_env(server: ServerConfig) -> dict[str, str]:
+    """The server.* vLLM options that have no default of their own: only those that are set."""
+    env = {"TOOL_CALL_PARSER": server.tool_call_parser, "REASONING_PARSER": server.reasoning_parser,
+           "ENABLE_LORA": "true" if server.enable_lora else None,
+           "MAX_LORAS": server.max_loras and str(server.max_loras),
+           "MAX_LORA_RANK": server.max_lora_rank and str(server.max_lora_rank),
+           "LORA_MODULES": shlex.join(f"{name}={path}" for name, path in server.lora_modules.items()),
+           "VLLM_EXTRA_ARGS": shlex.join(server.vllm_extra_args)}
+    return {name: value for name, value in env.items() if value}
 
 
 def peak_replicas(cfg: LlmctlConfig) -> int:
@@ -218,17 +229,6 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
     return docs
 
 
-def redact(documents: list[dict]) -> list[dict]:
-    """The documents with the API key replaced (for printing and files)."""
-    import copy
-
-    out = copy.deepcopy(documents)
-    for doc in out:
-        if doc.get("kind") == "Secret" and API_KEY_FIELD in (doc.get("data") or {}):
-            doc["data"][API_KEY_FIELD] = base64.b64encode(REDACTED_API_KEY.encode()).decode()
-    return out
-
-
 def file_name(doc: dict, index: int) -> str:
     return f"{index:02d}-{doc['kind'].lower()}-{doc['metadata']['name']}.yaml"
 
@@ -252,24 +252,14 @@ def write_documents(documents: list[dict], directory) -> list[str]:
 # --- apply ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class ObjectResult:
-    kind: str
-    name: str
-    namespace: str | None
-    action: str  # created | configured | unchanged | pruned
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def existing_api_key(kube, names: Names) -> str | None:
     secret = kube.get("v1", "Secret", names.api_key_secret, names.namespace)
     value = ((secret or {}).get("data") or {}).get(API_KEY_FIELD)
     return base64.b64decode(value).decode() if value else None
 
 
-def apply_documents(kube, documents: list[dict], names: Names, report: Callable[[ObjectResult], None] = lambda r: None) -> list[ObjectResult]:
+def apply_documents(kube, documents: list[dict], names: Names,
+                    report: Callable[[ApplyResult], None] = lambda r: None) -> list[ApplyResult]:
     """Server-side apply in dependency order, then prune what this deployment no longer renders."""
     if any(d["kind"] == "ScaledObject" for d in documents) and not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
         raise LlmctlError(
@@ -277,28 +267,7 @@ def apply_documents(kube, documents: list[dict], names: Names, report: Callable[
             hint="install KEDA (`helm install keda kedacore/keda -n keda --create-namespace`) or set "
                  "deploy.autoscaling.engine: hpa",
         )
-    order = {kind: i for i, kind in enumerate(KIND_ORDER)}
-    ordered = sorted(documents, key=lambda d: order.get((d["apiVersion"], d["kind"]), len(order)))
-    results = []
-    for doc in ordered:
-        applied = kube.apply(doc, field_manager=FIELD_MANAGER)
-        result = ObjectResult(doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace"), applied.action)
-        results.append(result)
-        report(result)
-    rendered = {(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in documents}
-    for api_version, kind in PRUNABLE:
-        if kind == "ScaledObject" and not kube.has_kind(api_version, kind):
-            continue
-        for obj in kube.list(api_version, kind, namespace=names.namespace, label_selector=prune_selector(names)):
-            name = obj["metadata"]["name"]
-            if (api_version, kind, name) in rendered:
-                continue
-            kube.delete(api_version, kind, name, names.namespace)
-            result = ObjectResult(kind, name, names.namespace, "pruned")
-            results.append(result)
-            report(result)
-    return results
-
+    return kube.apply_and_prune(documents, prune_selector(names), PRUNED_KINDS, [names.namespace], report=report)
 
 
 # --- the whole command ---------------------------------------------------------------------------
@@ -306,7 +275,7 @@ def apply_documents(kube, documents: list[dict], names: Names, report: Callable[
 
 @dataclass
 class DeployOutcome:
-    objects: list[ObjectResult]
+    objects: list[ApplyResult]
     image: str
     api_key: str
     api_key_created: bool
@@ -337,14 +306,17 @@ def endpoint_url(address: str, port: int) -> str:
 
 
 def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, timeout_s: float,
-           report: Callable[[ObjectResult], None] = lambda r: None,
+           report: Callable[[ApplyResult], None] = lambda r: None,
            emit: Callable = lambda e: None,
            on_applied: Callable[[], None] = lambda: None,
            smoke: bool = True) -> DeployOutcome:
     """Apply, follow the rollout to Ready, wait for the endpoint's address, send one request."""
     import time
 
-    from llmctl.actions.rollout import RolloutTarget, RolloutWatcher, smoke_request, wait_for_address
+    from llmctl.actions.rollout.diagnosis import DownloadSource
+    from llmctl.actions.rollout.endpoint import smoke_request, wait_for_address
+    from llmctl.actions.rollout.pods import Revision
+    from llmctl.actions.rollout.watcher import RolloutTarget, RolloutWatcher
 
     started = time.monotonic()
     api_key = existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
@@ -357,16 +329,15 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
     if want == 0:
         return outcome
+    config_hash = deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]
     target = RolloutTarget(
-        namespace=names.namespace,
-        selector=",".join(f"{k}={v}" for k, v in pod_selector(names).items()),
-        config_hash=deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH],
+        revision=Revision(names.namespace, ",".join(f"{k}={v}" for k, v in pod_selector(names).items()),
+                          {ANNOTATION_CONFIG_HASH: config_hash}),
         replicas=want,
         image=image,
         timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
         requested_timeout_s=timeout_s,
-        download_hint={"bucket": cfg.model.bucket, "prefix": cfg.model.prefix, "role_arn": role_arn,
-                       "service_account": names.service_account},
+        download=DownloadSource(cfg.model.bucket, cfg.model.prefix, role_arn, names.service_account),
     )
     result = RolloutWatcher(kube, target, emit).run()
     outcome.ready_replicas = result.ready_replicas

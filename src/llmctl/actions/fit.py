@@ -10,8 +10,9 @@ of full-length sequences that fit is the concurrency the node can serve.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
+
+from llmctl.errors import LlmctlError
 
 GIB = 1024**3
 MANIFEST = "llmctl-manifest.json"
@@ -153,10 +154,13 @@ def check_fit(cfg, spec, manifest: dict | None, model_config: dict | None) -> Fi
 
 def read_model_metadata(s3, bucket: str, prefix: str) -> tuple[dict | None, dict | None]:
     """(manifest, config.json) of the model in S3; None for each that is absent or unreadable."""
+    from llmctl.aws.s3 import read_json
+
     out: list[dict | None] = []
     for key in (f"{prefix}/{MANIFEST}", f"{prefix}/config.json"):
         try:
-            out.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-        except Exception:  # noqa: BLE001 - absent, denied or not JSON: the fit check says "unknown"
-            out.append(None)
+            document = read_json(s3, bucket, key)
+        except LlmctlError:  # denied, or S3 refused: the fit check says "unknown"
+            document = None
+        out.append(document if isinstance(document, dict) else None)
     return out[0], out[1]

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmctl.actions.rollout import (
+from llmctl.actions.deploy import server_engine_env
+from llmctl.actions.rollout.events import (
     DOWNLOADING,
     LOADING,
     READY,
@@ -31,7 +32,7 @@ from llmctl.actions.rollout import (
     Timeline,
     parse_progress_line,
 )
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError, LlmctlError
 from llmctl.procs import Background, free_port, port_free
 
 LOCAL_BUCKET = "llmctl-local-models"
@@ -131,7 +132,7 @@ class LocalStack:
     def _pick_port(self, port: int | None) -> int:
         if port is not None:
             if not port_free(port):
-                raise LlmctlError(f"--port {port}: already in use on 127.0.0.1", hint="pick another port or omit --port to get a free one", exit_code=2)
+                raise ConfigError(f"--port {port}: already in use on 127.0.0.1", hint="pick another port or omit --port to get a free one")
             return port
         return free_port(self.cfg.server.port)
 
@@ -145,22 +146,19 @@ class LocalStack:
     def _model_source(self, model_dir: Path | None) -> Path:
         if model_dir is not None:
             if not (model_dir / "config.json").is_file():
-                raise LlmctlError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder", exit_code=2)
+                raise ConfigError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder")
             return model_dir
         from llmctl.tinymodel import make_tiny_llama
 
         return make_tiny_llama(self.root / "tiny-model")
 
-    def _s3_client(self, s3_url: str):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=s3_url, region_name=self.cfg.aws.region, **{k.lower(): v for k, v in EMBEDDED_S3_CREDENTIALS.items()})
-
     def _upload(self, s3_url: str, source: Path) -> None:
         from llmctl.actions.model import upload_model
+        from llmctl.aws.s3 import create_bucket
+        from llmctl.aws.session import endpoint_client
 
-        s3 = self._s3_client(s3_url)
-        s3.create_bucket(Bucket=LOCAL_BUCKET)
+        s3 = endpoint_client("s3", s3_url, self.cfg.aws.region, EMBEDDED_S3_CREDENTIALS)
+        create_bucket(s3, LOCAL_BUCKET, self.cfg.aws.region)
         upload_model(s3, source, LOCAL_BUCKET, self.cfg.model.prefix, self.names.aws_tags)
 
     def _download(self, s3_url: str, on_line: Callable[[str], None]) -> Path:
@@ -205,6 +203,7 @@ class LocalStack:
             "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
             "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            **server_engine_env(server),
         }
         self.server.start([self.python, "-m", "server"], env=env)
         _wait_http(f"{url}/ready", timeout_s=timeout_s, process=self.server, what="the vLLM server")

@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError
 
 MANIFEST_NAME = "llmctl-manifest.json"
 MANIFEST_VERSION = 1
@@ -55,23 +53,23 @@ def model_files(model_dir: Path) -> list[Path]:
     """The folder's files to upload (llmctl's own and hidden files left out), after checking it is
     a Hugging Face model: config.json, weights, tokenizer."""
     if not model_dir.is_dir():
-        raise LlmctlError(f"{model_dir} is not a folder", exit_code=2)
+        raise ConfigError(f"{model_dir} is not a folder")
     config = model_dir / "config.json"
     try:
         json.loads(config.read_text())
     except FileNotFoundError:
-        raise LlmctlError(f"{model_dir} has no config.json", hint="point at a Hugging Face model folder", exit_code=2) from None
+        raise ConfigError(f"{model_dir} has no config.json", hint="point at a Hugging Face model folder") from None
     except ValueError as exc:
-        raise LlmctlError(f"{config} is not valid JSON ({exc})", exit_code=2) from None
+        raise ConfigError(f"{config} is not valid JSON ({exc})") from None
     files = sorted(
         p for p in model_dir.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
         and p.name != MANIFEST_NAME and ".llmctl-part" not in p.name
     )
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-        raise LlmctlError(f"{model_dir} has no weights (*.safetensors or *.bin)", exit_code=2)
+        raise ConfigError(f"{model_dir} has no weights (*.safetensors or *.bin)")
     if not any(p.name in TOKENIZER_FILES for p in files):
-        raise LlmctlError(f"{model_dir} has no tokenizer ({', '.join(TOKENIZER_FILES)})", exit_code=2)
+        raise ConfigError(f"{model_dir} has no tokenizer ({', '.join(TOKENIZER_FILES)})")
     return files
 
 
@@ -103,23 +101,15 @@ def build_manifest(model_dir: Path, files: list[Path], part_size: int = PART_SIZ
 
 def _remote_state(s3, bucket: str, prefix: str) -> tuple[dict, dict]:
     """({path: manifest entry} from the remote manifest, {path: size} of the objects there)."""
-    from botocore.exceptions import ClientError
+    from llmctl.aws.s3 import object_sizes, read_json
 
+    manifest = read_json(s3, bucket, _key(prefix, MANIFEST_NAME))
     try:
-        manifest = json.loads(s3.get_object(Bucket=bucket, Key=_key(prefix, MANIFEST_NAME))["Body"].read())
         entries = {e["path"]: e for e in manifest.get("files", [])}
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
-            raise
-        entries = {}
-    except (ValueError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError):  # none, or not a manifest: every file is uploaded
         entries = {}
     start = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    sizes = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start):
-        for obj in page.get("Contents", []):
-            sizes[obj["Key"][len(start):]] = obj["Size"]
-    return entries, sizes
+    return entries, object_sizes(s3, bucket, start)
 
 
 def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, str],
@@ -128,52 +118,32 @@ def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, 
     """Upload `model_dir` to s3://bucket/prefix; unchanged files (same size and sha256 as the remote
     manifest says, and present) are skipped. `progress(bytes_done, bytes_total)` is called as bytes go.
     `part_size` is the slice the manifest's per-part digests cover (the downloader's default part)."""
-    from boto3.s3.transfer import TransferConfig, create_transfer_manager
-    from botocore.exceptions import BotoCoreError, ClientError
-    from s3transfer.subscribers import BaseSubscriber
+    from llmctl.aws.s3 import put_json, upload_files
 
     model_dir = Path(model_dir)
     manifest = build_manifest(model_dir, model_files(model_dir), part_size)
     result = UploadResult(bucket, prefix.strip("/"))
-    try:
-        remote, sizes = _remote_state(s3, bucket, prefix)
-        todo = []
-        for entry in manifest["files"]:
-            old = remote.get(entry["path"])
-            same = old and old.get("sha256") == entry["sha256"] and old.get("size") == entry["size"]
-            if same and sizes.get(entry["path"]) == entry["size"]:
-                result.skipped.append(entry["path"])
-            else:
-                todo.append(entry)
-        result.bytes_total = sum(e["size"] for e in todo)
-        tagging = urllib.parse.urlencode(sorted(tags.items()))
+    remote, sizes = _remote_state(s3, bucket, prefix)
+    todo = []
+    for entry in manifest["files"]:
+        old = remote.get(entry["path"])
+        same = old and old.get("sha256") == entry["sha256"] and old.get("size") == entry["size"]
+        if same and sizes.get(entry["path"]) == entry["size"]:
+            result.skipped.append(entry["path"])
+        else:
+            todo.append(entry)
+    result.bytes_total = sum(e["size"] for e in todo)
 
-        lock = threading.Lock()
+    def on_bytes(count: int) -> None:
+        result.bytes_uploaded += count
+        if progress:
+            progress(result.bytes_uploaded, result.bytes_total)
 
-        class Progress(BaseSubscriber):
-            def on_progress(self, future, bytes_transferred, **kwargs):
-                with lock:  # called from the transfer threads
-                    result.bytes_uploaded += bytes_transferred
-                    if progress:
-                        progress(result.bytes_uploaded, result.bytes_total)
-
-        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=concurrency)
-        with create_transfer_manager(s3, config) as manager:
-            futures = [
-                manager.upload(str(model_dir / e["path"]), bucket, _key(prefix, e["path"]),
-                               extra_args={"Tagging": tagging}, subscribers=[Progress()])
-                for e in todo
-            ]
-            for future, entry in zip(futures, todo, strict=True):
-                future.result()
-                result.uploaded.append(entry["path"])
-        # Last: a downloader that sees this manifest finds every file it lists.
-        s3.put_object(Bucket=bucket, Key=_key(prefix, MANIFEST_NAME), Body=json.dumps(manifest, indent=2).encode(),
-                      ContentType="application/json", Tagging=tagging)
-    except (ClientError, BotoCoreError) as exc:
-        from llmctl.aws.session import aws_error
-
-        raise aws_error(exc, f"uploading {model_dir} to s3://{bucket}/{result.prefix}") from None
+    upload_files(s3, bucket, [(model_dir / e["path"], _key(prefix, e["path"])) for e in todo], tags, on_bytes,
+                 part_size=PART_SIZE, concurrency=concurrency)
+    result.uploaded += [e["path"] for e in todo]
+    # Last: a downloader that sees this manifest finds every file it lists.
+    put_json(s3, bucket, _key(prefix, MANIFEST_NAME), manifest, tags)
     return result
 
 
@@ -182,7 +152,7 @@ def upload_model_from_config(cfg, names, aws, model_dir: Path, *, bucket: str | 
     """`llmctl model upload`: the configured bucket/prefix unless overridden; `progress(delta)`."""
     bucket = bucket or cfg.model.bucket
     if not bucket:
-        raise LlmctlError("model.bucket is not set", hint="set model.bucket in llmctl.yaml or pass --bucket", exit_code=2)
+        raise ConfigError("model.bucket is not set", hint="set model.bucket in llmctl.yaml or pass --bucket")
     sent = [0]
 
     def on_bytes(done: int, total: int) -> None:

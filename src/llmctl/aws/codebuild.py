@@ -1,11 +1,12 @@
-"""CodeBuild adapter: the image-build project, starting builds and reading their state."""
+"""CodeBuild adapter: the image-build project (and its deletion), starting builds, reading their state."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from llmctl.aws.session import aws_error, error_code
+from llmctl.aws.errors import AWS_ERRORS, aws_call, aws_error, error_code, error_message
+from llmctl.aws.tagging import tag_list, tags
 from llmctl.errors import LlmctlError
 from llmctl.plan import Action, Step
 
@@ -15,10 +16,8 @@ FAILED_STATUSES = ("FAILED", "FAULT", "TIMED_OUT", "STOPPED", "CLIENT_ERROR")
 
 
 def get_project(codebuild, name: str) -> dict | None:
-    try:
-        projects = codebuild.batch_get_projects(names=[name]).get("projects", [])
-    except Exception as exc:
-        raise aws_error(exc, f"looking up CodeBuild project {name}") from None
+    projects = aws_call(f"looking up CodeBuild project {name}",
+                        lambda: codebuild.batch_get_projects(names=[name]).get("projects", []))
     return projects[0] if projects else None
 
 
@@ -35,26 +34,25 @@ def _differs(project: dict, spec: dict) -> list[str]:
     return [key for key in _OWNED if key in spec and not covers(project.get(key), spec[key])]
 
 
-def project_step(codebuild, spec: dict, tags: dict[str, str], *, sleep: Callable[[float], None] = time.sleep) -> Step:
+def project_step(codebuild, spec: dict, wanted_tags: dict[str, str], *, sleep: Callable[[float], None] = time.sleep) -> Step:
     """Ensure the project described by `spec` (create_project arguments without tags)."""
     name = spec["name"]
-    tag_list = [{"key": k, "value": v} for k, v in sorted(tags.items())]
 
     def observe() -> Action:
         project = get_project(codebuild, name)
         if project is None:
             return "create"
-        current_tags = {t["key"]: t["value"] for t in project.get("tags") or []}
-        changed = _differs(project, spec) or any(current_tags.get(k) != v for k, v in tags.items())
+        current_tags = tags(project.get("tags"), "key", "value")
+        changed = _differs(project, spec) or any(current_tags.get(k) != v for k, v in wanted_tags.items())
         return "update" if changed else "none"
 
     def apply() -> str | None:
         project = get_project(codebuild, name)
         if project is None:
-            _retry_new_role(lambda: codebuild.create_project(**spec, tags=tag_list), name, sleep)
+            _retry_new_role(lambda: codebuild.create_project(**spec, tags=tag_list(wanted_tags, "key", "value")), name, sleep)
             return None
-        current_tags = {t["key"]: t["value"] for t in project.get("tags") or []}
-        merged = [{"key": k, "value": v} for k, v in sorted({**current_tags, **tags}.items())]
+        current_tags = tags(project.get("tags"), "key", "value")
+        merged = tag_list({**current_tags, **wanted_tags}, "key", "value")
         changed = _differs(project, spec)
         _retry_new_role(lambda: codebuild.update_project(**spec, tags=merged), name, sleep)
         return ", ".join(changed) or "tags"
@@ -68,9 +66,9 @@ def _retry_new_role(call: Callable[[], object], name: str, sleep: Callable[[floa
         try:
             call()
             return
-        except Exception as exc:
-            message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
-            if error_code(exc) == "InvalidInputException" and "not authorized to perform: sts:AssumeRole" in message and attempt < attempts - 1:
+        except AWS_ERRORS as exc:
+            assume_denied = "not authorized to perform: sts:AssumeRole" in error_message(exc)
+            if error_code(exc) == "InvalidInputException" and assume_denied and attempt < attempts - 1:
                 sleep(5)
                 continue
             raise aws_error(exc, f"creating or updating CodeBuild project {name}") from None
@@ -85,14 +83,14 @@ def start_build(codebuild, project: str, source_location: str, env: dict[str, st
             buildspecOverride=buildspec,
             environmentVariablesOverride=[{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in env.items()],
         )["build"]
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         raise aws_error(exc, f"starting a build of {project}") from None
 
 
 def get_build(codebuild, build_id: str) -> dict:
     try:
         builds = codebuild.batch_get_builds(ids=[build_id]).get("builds", [])
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         raise aws_error(exc, f"reading build {build_id}") from None
     if not builds:
         raise LlmctlError(f"build {build_id} not found", hint="`llmctl build status` shows this deployment's latest build")
@@ -102,14 +100,19 @@ def get_build(codebuild, build_id: str) -> dict:
 def latest_build_id(codebuild, project: str) -> str | None:
     try:
         ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         if error_code(exc) == "ResourceNotFoundException":
             return None
         raise aws_error(exc, f"listing builds of {project}") from None
     if not ids:
         return None
-    builds = codebuild.batch_get_builds(ids=ids[:100]).get("builds", [])
+    builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:100]).get("builds", []))
     return max(builds, key=lambda b: str(b.get("startTime", "")))["id"] if builds else ids[0]
+
+
+def delete_project(codebuild, name: str) -> None:
+    aws_call(f"deleting CodeBuild project {name}", lambda: codebuild.delete_project(name=name),
+             absent="ResourceNotFoundException")
 
 
 def log_location(build: dict, default_group: str) -> tuple[str, str]:

@@ -1,10 +1,16 @@
-"""EC2 look-ups for the pre-flight: instance type facts and where a type is offered."""
+"""EC2: instance type facts and offerings (pre-flight), sizes (cost), and the delete side of what
+a cluster's controllers leave (security groups, PVC volumes)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from llmctl.aws.session import aws_error, error_code
+from llmctl.aws.errors import AWS_ERRORS, aws_call, aws_error, error_code
+
+# A security group or volume stays "in use" for a while after what used it is gone.
+_IN_USE = ("DependencyViolation", "VolumeInUse")
 
 
 @dataclass
@@ -24,13 +30,13 @@ def describe_instance_types(ec2, instance_types: list[str]) -> dict[str, Instanc
     """Facts of each type; a type EC2 does not know is missing from the answer."""
     try:
         found = ec2.describe_instance_types(InstanceTypes=list(instance_types))["InstanceTypes"]
-    except Exception as exc:  # noqa: BLE001 - botocore ClientError, sorted by code
+    except AWS_ERRORS as exc:
         if error_code(exc) == "InvalidInstanceType":
             found = []
             for itype in instance_types:  # one bad name fails the batch: ask one by one
                 try:
                     found += ec2.describe_instance_types(InstanceTypes=[itype])["InstanceTypes"]
-                except Exception as inner:  # noqa: BLE001 - botocore ClientError, sorted by code
+                except AWS_ERRORS as inner:
                     if error_code(inner) != "InvalidInstanceType":
                         raise aws_error(inner, "describing EC2 instance types") from None
         else:
@@ -58,6 +64,49 @@ def offered_zones(ec2, instance_type: str) -> list[str]:
             LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [instance_type]}]
         ):
             zones.update(o["Location"] for o in page.get("InstanceTypeOfferings", []))
-    except Exception as exc:  # noqa: BLE001 - botocore ClientError, sorted by code
+    except AWS_ERRORS as exc:
         raise aws_error(exc, f"listing where {instance_type} is offered") from None
     return sorted(zones)
+
+
+def volume_size_gib(ec2, volume_id: str) -> int | None:
+    """The EBS volume's size, or None when it is gone."""
+    volumes = aws_call(f"looking up EBS volume {volume_id}", lambda: ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"],
+                       absent="InvalidVolume.NotFound", default=[])
+    return volumes[0]["Size"] if volumes else None
+
+
+def describe_instance(ec2, instance_id: str) -> dict | None:
+    reservations = aws_call(f"looking up EC2 instance {instance_id}",
+                            lambda: ec2.describe_instances(InstanceIds=[instance_id])["Reservations"],
+                            absent="InvalidInstanceID.NotFound", default=[])
+    return next((i for r in reservations for i in r.get("Instances", [])), None)
+
+
+def delete_security_group(ec2, group_id: str, *, retry_s: float = 5.0, attempts: int = 12,
+                          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Retried while still in use (an ENI of a just-deleted load balancer); gone already is done."""
+    _delete(lambda: ec2.delete_security_group(GroupId=group_id), f"deleting security group {group_id}",
+            "InvalidGroup.NotFound", retry_s, attempts, sleep)
+
+
+def delete_volume(ec2, volume_id: str, *, retry_s: float = 5.0, attempts: int = 12,
+                  sleep: Callable[[float], None] = time.sleep) -> None:
+    """Retried while still attached to a terminating node; gone already is done."""
+    _delete(lambda: ec2.delete_volume(VolumeId=volume_id), f"deleting EBS volume {volume_id}",
+            "InvalidVolume.NotFound", retry_s, attempts, sleep)
+
+
+def _delete(call: Callable[[], object], doing: str, gone: str, retry_s: float, attempts: int,
+            sleep: Callable[[float], None]) -> None:
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except AWS_ERRORS as exc:
+            code = error_code(exc)
+            if code == gone:
+                return
+            if code not in _IN_USE or attempt == attempts - 1:
+                raise aws_error(exc, doing) from None
+        sleep(retry_s)

@@ -1,13 +1,18 @@
-"""The IRSA role the vLLM pod assumes: read-only access to the model prefix, nothing else.
+"""IRSA: the cluster's IAM OIDC provider, and the role the vLLM pod assumes through it.
 
-Trust: the cluster's OIDC provider, for exactly one service account (`sub`) and audience STS.
-Permissions: `s3:GetObject` on `<bucket>/<prefix>/*` and `s3:ListBucket` on the bucket limited
-by `s3:prefix`. `iam.role_step` creates the role or updates it to exactly these documents.
+The role has read-only access to the model prefix, nothing else. Trust: the cluster's OIDC
+provider, for exactly one service account (`sub`) and audience STS. Permissions:
+`s3:GetObject` on `<bucket>/<prefix>/*` and `s3:ListBucket` on the bucket limited by
+`s3:prefix`. `iam.role_step` creates the role or updates it to exactly these documents.
+eksctl creates and deletes the OIDC provider; llmctl finds it, and removes one a failed
+`eksctl delete cluster` left behind.
 """
 
 from __future__ import annotations
 
-from llmctl.aws.iam import role_arn, role_step
+from llmctl.aws.errors import aws_call
+from llmctl.aws.iam import NO_SUCH_ENTITY, role_step
+from llmctl.aws.tagging import tags
 from llmctl.plan import Step
 
 POLICY_NAME = "vllm-model-read"
@@ -20,6 +25,29 @@ def issuer_host(issuer: str) -> str:
 
 def oidc_provider_arn(account_id: str, issuer: str, partition: str = "aws") -> str:
     return f"arn:{partition}:iam::{account_id}:oidc-provider/{issuer_host(issuer)}"
+
+
+def oidc_providers(iam) -> list[str]:
+    """The ARN of every IAM OIDC provider in the account."""
+    return aws_call("listing IAM OIDC providers",
+                    lambda: [p["Arn"] for p in iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", [])])
+
+
+def provider_of(providers: list[str], issuer: str | None) -> str | None:
+    """The provider among `providers` that trusts the cluster's `issuer`."""
+    if not issuer:
+        return None
+    return next((arn for arn in providers if arn.endswith(f":oidc-provider/{issuer_host(issuer)}")), None)
+
+
+def oidc_provider_tags(iam, arn: str) -> dict[str, str]:
+    return aws_call(f"reading the tags of OIDC provider {arn}",
+                    lambda: tags(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn).get("Tags")))
+
+
+def delete_oidc_provider(iam, arn: str) -> None:
+    aws_call("deleting the cluster's OIDC provider",
+             lambda: iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn), absent=NO_SUCH_ENTITY)
 
 
 def trust_policy(account_id: str, issuer: str, namespace: str, service_account: str, partition: str = "aws") -> dict:
@@ -74,6 +102,3 @@ def irsa_role_step(iam, name: str, *, account_id: str, issuer: str, namespace: s
         tags,
         description=f"vLLM pods ({namespace}/{service_account}) read s3://{bucket}/{prefix}/",
     )
-
-
-__all__ = ["POLICY_NAME", "irsa_role_step", "oidc_provider_arn", "permissions_policy", "role_arn", "trust_policy"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from llmctl.aws.session import aws_error, error_code
+from llmctl.aws.errors import AWS_ERRORS, DENIED, aws_error, error_code
 
 # (on-demand, spot) quota codes by instance family letter.
 QUOTAS = {
@@ -44,12 +44,12 @@ def read_quota(client, code: str) -> float | None:
     for attempt, call in enumerate((client.get_service_quota, client.get_aws_default_service_quota)):
         try:
             return float(call(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
-        except Exception as exc:  # noqa: BLE001 - sorted below
+        except AWS_ERRORS as exc:
             found = error_code(exc)
             if found in _UNKNOWN:
                 continue  # not applied in this account (or region): try the default
-            if found is None or found in ("AccessDenied", "AccessDeniedException") or attempt:
-                return None  # unreachable, not allowed, or no default to read: the caller warns
+            if found in DENIED or attempt:
+                return None  # not allowed, or no default to read: the caller warns
             raise aws_error(exc, f"reading EC2 quota {code}") from None
     return None
 

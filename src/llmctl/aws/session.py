@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from llmctl.errors import LlmctlError
+from llmctl.errors import ConfigError
 
 
 class AwsClients:
@@ -38,10 +38,9 @@ class AwsClients:
         try:
             return boto3.session.Session(profile_name=self.profile, region_name=self.region)
         except botocore.exceptions.ProfileNotFound:
-            raise LlmctlError(
+            raise ConfigError(
                 f"aws.profile: {self.profile!r} is not in your AWS config",
                 hint="run `aws configure list-profiles` or unset aws.profile",
-                exit_code=2,
             ) from None
 
     def client(self, service: str):
@@ -69,33 +68,27 @@ class AwsClients:
 
     def identity(self) -> dict[str, str]:
         """STS caller identity, with the usual failures turned into a fix."""
-        import botocore.exceptions
+        from botocore.exceptions import NoCredentialsError
+
+        from llmctl.aws.errors import AWS_ERRORS, aws_error
 
         try:
             return self.client("sts").get_caller_identity()
-        except botocore.exceptions.NoCredentialsError:
-            raise LlmctlError(
-                "no AWS credentials found",
-                hint="run `aws configure` or `aws sso login`, or set AWS_PROFILE",
-            ) from None
-        except botocore.exceptions.ClientError as exc:
+        except (NoCredentialsError, *AWS_ERRORS) as exc:
             raise aws_error(exc, "checking AWS identity") from None
 
+    def price_list_client(self):
+        """The Pricing API (answered in us-east-1 only), with short timeouts and no retries: it is optional."""
+        from botocore.config import Config
 
-def aws_error(exc: Exception, doing: str) -> LlmctlError:
-    """Turn a botocore ClientError into one line naming the operation and the fix."""
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
-    hints = {
-        "AccessDenied": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
-        "AccessDeniedException": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
-        "UnauthorizedOperation": "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs",
-        "ExpiredToken": "your AWS session expired; log in again (`aws sso login`)",
-        "ExpiredTokenException": "your AWS session expired; log in again (`aws sso login`)",
-        "InvalidClientTokenId": "the AWS credentials are not valid; check AWS_PROFILE",
-    }
-    return LlmctlError(f"{doing}: {code}: {message}", hint=hints.get(code))
+        config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=5,
+                        user_agent_extra="llmctl")
+        return self.session.client("pricing", region_name="us-east-1", config=config)
 
 
-def error_code(exc: Exception) -> str | None:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+def endpoint_client(service: str, endpoint_url: str, region: str, credentials: dict[str, str]):
+    """A client of one explicit endpoint with fixed credentials (`llmctl local`'s embedded S3)."""
+    import boto3
+
+    keys = {k.lower(): v for k, v in credentials.items()}
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, **keys)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from llmctl.cli.context import OutputOption, get_app
+from llmctl.errors import EXIT_INTERRUPTED
 
 Opt = typer.Option
 
@@ -60,7 +61,8 @@ def bench(
     replicas: Annotated[Optional[int], Opt("--replicas", min=1, help="Replicas serving the endpoint (for cost).")] = None,
     output: OutputOption = None,
 ) -> None:
-    from llmctl.actions.bench import BenchOptions, Hooks, resolve_target, run_bench
+    from llmctl.actions.bench import BenchOptions, Hooks, run_bench
+    from llmctl.actions.bench_target import resolve_target
     from llmctl.bench.metrics import parse_slo
     from llmctl.errors import ConfigError, LlmctlError
     from llmctl.ui.bench import BenchProgress, render_summary
@@ -128,6 +130,6 @@ def bench(
     doc = run_bench(opts, target, hooks)
     app.output.result(doc, lambda d: render_summary(app.output, d))
     if doc["llmctl"].get("interrupted"):
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not doc.get("completed"):
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from llmctl.cli.context import App, OutputOption, get_app
+from llmctl.cli.context import OutputOption, get_app
 
 build_app = typer.Typer(
     help="Build the server image in AWS CodeBuild (or locally with --local) and push it to ECR.",
@@ -21,18 +21,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(build_app, name="build")
 
 
-def _manager(app: App):
-    from llmctl.actions.build import BuildManager
-
-    return BuildManager(app.aws, app.names, app.config, app.state, app.output, config_dir=app.config_file.resolve().parent)
-
-
 @build_app.callback()
 def build(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if ECR has an image for this context.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the build id and return.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be created; change nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: check the inputs, read what exists and print what would be created or updated; upload and start nothing.")] = False,
     wait_timeout: Annotated[
         Optional[float], typer.Option("--wait-timeout", min=1.0, help="Stop waiting after this many seconds (the build keeps running).")
     ] = None,
@@ -49,21 +43,23 @@ def build(
     With --local: only the ECR repository; the image is built on this machine and pushed."""
     if ctx.invoked_subcommand is not None:
         return
+    from llmctl.errors import ConfigError
+
     app = get_app(ctx, output)
     if local:
         for given, flag in ((no_wait, "--no-wait"), (wait_timeout is not None, "--wait-timeout"), (poll_interval is not None, "--poll-interval")):
             if given:
-                raise typer.BadParameter("watches a CodeBuild build; --local builds in the foreground", param_hint=flag)
-        from llmctl.actions.build_local import LocalBuilder, LocalBuildOptions
+                raise ConfigError(f"{flag} watches a CodeBuild build; --local builds in the foreground", hint=f"drop {flag} or --local")
+        from llmctl.actions.build_local import LocalBuildOptions
 
-        result = LocalBuilder(_manager(app)).run(LocalBuildOptions(engine=engine, force=force, dry_run=dry_run))
+        result = app.local_builder().run(LocalBuildOptions(engine=engine, force=force, dry_run=dry_run))
     else:
         if engine is not None:
-            raise typer.BadParameter("picks the engine of a local build; add --local", param_hint="--engine")
+            raise ConfigError("--engine picks the engine of a local build", hint="add --local, or drop --engine")
         from llmctl.actions.build import BuildOptions
 
         options = BuildOptions(force=force, wait=not no_wait, dry_run=dry_run, poll_s=5.0 if poll_interval is None else poll_interval, wait_timeout_s=wait_timeout)
-        result = _manager(app).run(options)
+        result = app.build_manager().run(options)
 
     def render(data: dict) -> None:
         if data["status"] == "PLANNED":
@@ -84,7 +80,7 @@ def status(
 ) -> None:
     """Show a build's status and phases."""
     app = get_app(ctx, output)
-    data = _manager(app).status(build_id)
+    data = app.build_manager().status(build_id)
 
     def render(data: dict) -> None:
         app.output.print(f"{data['build_id']}: {data['status']} (phase {data['phase']})")
@@ -106,6 +102,6 @@ def logs(
 ) -> None:
     """Print a build's CloudWatch log (stderr); with --follow, until the build ends."""
     app = get_app(ctx)
-    status = _manager(app).logs(build_id, follow, poll_interval)
+    status = app.build_manager().logs(build_id, follow, poll_interval)
     if status not in ("SUCCEEDED", "IN_PROGRESS"):
         raise typer.Exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -14,12 +13,6 @@ cluster_app = typer.Typer(help="Create and inspect the EKS GPU cluster (eksctl).
 
 def register(app: typer.Typer) -> None:
     app.add_typer(cluster_app, name="cluster")
-
-
-def _manager(app: App):
-    from llmctl.actions.cluster import ClusterManager
-
-    return ClusterManager(app.config, app.names, app.aws, app.output, workdir=app.state.root)
 
 
 def _show_preflight(app: App, pre) -> None:
@@ -41,14 +34,14 @@ def _plan_rows(results) -> list[tuple]:
 @cluster_app.command("up")
 def up(
     ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run the pre-flight, print cost and plan; change nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: run the pre-flight, read what exists and print the cost and the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     gpu_timeout: Annotated[float | None, typer.Option("--gpu-timeout", min=1.0, help="Seconds to wait for an allocatable GPU (default cluster.gpu_wait_timeout_s).")] = None,
     output: OutputOption = None,
 ) -> None:
     """Create the cluster, OIDC provider, GPU node group, IRSA role and device plugin; wait for a GPU."""
     app = get_app(ctx, output)
-    manager = _manager(app)
+    manager = app.cluster_manager()
     with app.output.status("pre-flight checks..."):
         pre = manager.preflight()
     plan = manager.plan(gpu_timeout)
@@ -72,21 +65,17 @@ def up(
         if check.status == "warn":
             app.output.warn(f"{check.name}: {check.detail}")
     if not yes:
-        if not sys.stdin.isatty():
-            from llmctl.errors import LlmctlError
-
-            raise LlmctlError("`cluster up` creates billable AWS resources; confirm with --yes when not on a terminal",
-                              hint="review `llmctl cluster up --dry-run`, then run `llmctl cluster up --yes`", exit_code=2)
-        if not typer.confirm(f"Create/update cluster {app.names.cluster} (about ${pre.cost.monthly_total:,.0f}/month)?"):
-            raise typer.Abort()
+        app.output.confirm(f"Create/update cluster {app.names.cluster} (about ${pre.cost.monthly_total:,.0f}/month)?",
+                           refusal="`cluster up` creates billable AWS resources and needs confirmation",
+                           hint="review `llmctl cluster up --dry-run`, then run `llmctl cluster up --yes`")
     app.output.info(f"cluster up: {app.names.cluster} in {app.names.region}")
-    results = plan.execute(lambda r: app.output.step(r.status, f"{r.title}" + (f"  ({r.detail})" if r.detail else "")))
+    results = plan.execute(app.output.report)
     context = manager.context_name()
     data = {"cluster": app.names.cluster, "region": app.names.region, "kubeconfig_context": context,
             "steps": [r.to_dict() for r in results], "cost": pre.cost.to_dict()}
 
     def render(data: dict) -> None:
-        changed = sum(r["status"] != "skipped" for r in data["steps"])
+        changed = sum(r["status"] != "unchanged" for r in data["steps"])
         app.output.print(f"cluster {data['cluster']} is ready ({changed} step(s) changed, "
                          f"{len(data['steps']) - changed} already done)")
         app.output.print(f"kubeconfig context: {context}  (kubectl config use-context {context})")
@@ -99,7 +88,7 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     """Control plane, node groups, GPU nodes, device plugin health and the IRSA role."""
     app = get_app(ctx, output)
     with app.output.status("reading cluster state..."):
-        data = _manager(app).status()
+        data = app.cluster_manager().status()
 
     def render(data: dict) -> None:
         out = app.output
@@ -145,14 +134,14 @@ def render(
     app = get_app(ctx)
     text = (dump_documents(device_plugin_objects(app.config, app.names)) if device_plugin
             else render_cluster_config(app.config, app.names))
-    app.output.out.file.write(text)
+    app.output.document(text)
 
 
 @cluster_app.command("down")
 def down(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: discover what exists, print the plan and stop; delete nothing.")] = False,
     output: OutputOption = None,
 ) -> None:
     """Delete the endpoint and the cluster (teardown steps 1-4); build resources stay."""

@@ -43,4 +43,4 @@ def schema(ctx: typer.Context) -> None:
 
     from llmctl.config import LlmctlConfig
 
-    get_app(ctx).output.out.file.write(json.dumps(LlmctlConfig.model_json_schema(), indent=2) + "\n")
+    get_app(ctx).output.document(json.dumps(LlmctlConfig.model_json_schema(), indent=2))

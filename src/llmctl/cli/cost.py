@@ -25,19 +25,12 @@ def cost(
 
     app = get_app(ctx, output)
     if running:
-        from llmctl.cli.teardown import make_teardown
-
-        discovery = make_teardown(app)
-        discovery.kube_factory = None  # Kubernetes objects cost nothing themselves; their AWS side is found by tags
+        # Kubernetes objects cost nothing themselves; their AWS side is found by tags.
         with app.output.status(f"discovering what deployment {app.names.deployment!r} has running..."):
-            inventory = discovery.discover(include_build=True)
-        estimate = actions.running_cost(inventory.resources, app.names.region)
-        estimate.notes += inventory.warnings
+            estimate = actions.running_now(app.inventory(kubernetes=False))
         title = f"Running now: deployment {app.names.deployment} in {app.names.region}"
     else:
-        from llmctl import pricing
-
-        client = pricing.pricing_client(app.config.aws.profile) if live else None
+        client = app.pricing_client() if live else None
         estimate = actions.estimate_config(app.config, image_gb=image_gb, model_gb=model_gb, live_client=client)
         title = f"Estimate: deployment {app.names.deployment} in {app.names.region}"
     data = {"mode": "running" if running else "estimate", **estimate.to_dict()}

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def deploy(
     ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render the manifests; touch no cluster.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render only: print (or write) the manifests; no cluster is contacted.")] = False,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", help="With --dry-run: write one YAML file per object here.")
     ] = None,
@@ -31,12 +31,13 @@ def deploy(
 ) -> None:
     """Render, server-side apply, prune, then show the rollout, the timeline, the endpoint and a test request."""
     from llmctl.actions import deploy as actions
-    from llmctl.errors import LlmctlError
+    from llmctl.errors import ConfigError, LlmctlError
 
     app = get_app(ctx, output)
     cfg, names, out = app.config, app.names, app.output
     if output_dir is not None and not dry_run:
-        raise typer.BadParameter("only with --dry-run (a real deploy applies to the cluster)", param_hint="--output-dir")
+        raise ConfigError("--output-dir works only with --dry-run (a real deploy applies to the cluster)",
+                          hint="add --dry-run, or drop --output-dir")
     resolved = actions.resolve_image(image, cfg, app.state.get("image"))
 
     if dry_run:
@@ -58,7 +59,7 @@ def deploy(
             else:
                 from llmctl.render import dump_documents
 
-                out.print(dump_documents(data["documents"]), markup=False, highlight=False, soft_wrap=True)
+                out.document(dump_documents(data["documents"]))
 
         out.result(data, render_dry)
         return
@@ -70,20 +71,17 @@ def deploy(
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     display = RolloutDisplay(out)
 
-    def report(result: actions.ObjectResult) -> None:
-        out.step(result.action, f"{result.kind} {result.name}")
-
     def on_applied() -> None:
         if cfg.deploy.replicas:
             out.info("rollout:")
-            display.__enter__()
+            display.start()
 
     try:
         outcome = actions.deploy(cfg, names, kube, image=resolved, role_arn=arn,
                                  timeout_s=timeout or cfg.deploy.startup_timeout_s,
-                                 report=report, emit=display, on_applied=on_applied)
+                                 report=out.report, emit=display, on_applied=on_applied)
     finally:
-        display.__exit__(None, None, None)
+        display.stop()
     data = outcome.to_dict(show_api_key=show_api_key)
     data["secret"] = f"{names.namespace}/{names.api_key_secret}"
 

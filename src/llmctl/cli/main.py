@@ -2,44 +2,84 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
+from collections.abc import MutableMapping
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer._click import core as click
+from typer.core import TyperGroup
 
 from llmctl import __version__
-from llmctl.cli.context import App
+from llmctl.cli.context import App, OutputFormat
 from llmctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, LlmctlError
 from llmctl.ui import Output
 
+# Each command name -> the module whose `register(app)` defines it, in the order `--help` lists them.
+COMMANDS = {
+    "init": "init", "doctor": "doctor", "cost": "cost", "deploy": "deploy", "status": "status", "logs": "status",
+    "bench": "bench", "dashboard": "monitoring", "teardown": "teardown", "config": "config_cmd", "model": "model",
+    "build": "build", "cluster": "cluster", "monitoring": "monitoring", "local": "local",
+}
+
+
+class _LazyCommands(MutableMapping):
+    """The root group's commands: every name, each built into its click command on first use.
+
+    Why lazy: Typer makes a click command by inspecting a function's signature and options;
+    building all 25 on every run cost about 0.4x the framework floor of `benchmarks/cli_startup.py`
+    (123 ms of CPU against the floor's 271 ms, measured), more than all the rest llmctl adds to
+    `config show`. A run builds the command it invokes; `--help` builds all to list them."""
+
+    def __init__(self):
+        self.built: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self.built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            registry = typer.Typer(rich_markup_mode=None)
+            import_module(f"llmctl.cli.{COMMANDS[name]}").register(registry)
+            self.built.update(typer.main.get_group(registry).commands)
+        return self.built[name]
+
+    def __contains__(self, name) -> bool:
+        return name in COMMANDS or name in self.built
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.built[name]
+
+    def __iter__(self):
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
+
+class _Root(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.commands = _LazyCommands()
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+
 app = typer.Typer(
     name="llmctl",
+    cls=_Root,
+    rich_markup_mode=None,  # click's plain help: rich's panels import markdown-it and pygments to print it
     help="Take a fine-tuned LLM from S3 to a vLLM endpoint on EKS GPU nodes, and back down.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-# Command modules, in the order `--help` lists them. Each defines `register(app)`.
-COMMAND_MODULES = (
-    "init",
-    "config_cmd",
-    "doctor",
-    "cost",
-    "model",
-    "build",
-    "cluster",
-    "deploy",
-    "status",
-    "bench",
-    "monitoring",
-    "teardown",
-    "local",
 )
 
 
@@ -53,7 +93,7 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default: ./llmctl.yaml or LLMCTL_CONFIG).", show_default=False)] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="Output format: text or json.")] = "text",
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")] = OutputFormat.text,
     region: Annotated[Optional[str], typer.Option("--region", help="AWS region (overrides aws.region).")] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="AWS profile (overrides aws.profile).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
@@ -61,29 +101,25 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
-    from llmctl.config import config_path
-
-    if output not in ("text", "json"):
-        raise typer.BadParameter(f"{output!r} is not one of 'text', 'json'", param_hint="--output")
     overrides: dict = {}
     if region:
         overrides.setdefault("aws", {})["region"] = region
     if profile:
         overrides.setdefault("aws", {})["profile"] = profile
     ctx.obj = App(
-        config_file=config_path(config),
-        output=Output(json_output=output == "json", quiet=quiet, color=False if no_color else None, debug=debug),
+        config_arg=config,
+        output=Output(json_output=output is OutputFormat.json, quiet=quiet, color=False if no_color else None,
+                      debug=debug),
         overrides=overrides,
     )
 
 
-for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(f"llmctl.cli.{_name}") is not None:
-        importlib.import_module(f"llmctl.cli.{_name}").register(app)
-
-
 def run(argv: list[str] | None = None) -> None:
-    """Console-script entry: map every outcome to an exit code (0, 1, 2, 130)."""
+    """Console-script entry: map every outcome to an exit code (0, 1, 2, 130).
+
+    Usage errors have one shape whoever finds them: the framework's parse errors (an unknown
+    command or option, a value outside a choice) and llmctl's `ConfigError` both print one
+    `error: ...; fix: ...` line on stderr and exit 2."""
     from typer._click import exceptions as click_errors
 
     argv = sys.argv[1:] if argv is None else argv
@@ -97,9 +133,17 @@ def run(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except typer.Exit as exc:
         code = exc.exit_code
+    except click_errors.NoArgsIsHelpError as exc:  # `llmctl` or a group alone: its help, as a usage error
+        exc.show()
+        code = EXIT_USAGE
+    except click_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "llmctl"
+        message = exc.format_message().replace("Value error, ", "").rstrip(".")
+        Output().error(message, f"`{where} --help` lists the commands and options")
+        code = EXIT_USAGE
     except click_errors.ClickException as exc:
         exc.show()
-        code = EXIT_USAGE if isinstance(exc, click_errors.UsageError) else exc.exit_code
+        code = exc.exit_code
     except LlmctlError as exc:
         if debug:
             import traceback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,25 +12,29 @@ from llmctl.cli.context import App, OutputOption, get_app
 
 monitoring_app = typer.Typer(help="Prometheus, Alertmanager and Grafana for the endpoint.", no_args_is_help=True)
 
-ModeOption = Annotated[
-    str,
-    typer.Option("--mode", help="auto (operator when its CRDs exist), operator, or self-contained."),
-]
+
+class Mode(str, Enum):
+    auto = "auto"
+    operator = "operator"
+    self_contained = "self-contained"
+
+
+class RenderMode(str, Enum):
+    operator = "operator"
+    self_contained = "self-contained"
+
+
+ModeOption = Annotated[Mode, typer.Option("--mode", help="auto: operator when its CRDs exist, else self-contained.")]
 KubeconfigOption = Annotated[str | None, typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")]
 ContextOption = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Server-side dry run: the cluster validates every object and reports what would change; "
+                      "nothing is written or deleted.")]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(monitoring_app, name="monitoring")
     app.command("dashboard", help="Port-forward Grafana (or Prometheus) and print or open its URL.")(dashboard)
-
-
-def _mode(value: str, allow_auto: bool = True) -> str | None:
-    choices = ("auto", "operator", "self-contained") if allow_auto else ("operator", "self-contained")
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint="--mode")
-    return None if value == "auto" else value
 
 
 def _manager(app: App, kubeconfig: str | None, context: str | None):
@@ -38,14 +43,10 @@ def _manager(app: App, kubeconfig: str | None, context: str | None):
     return MonitoringManager(app.kube(kubeconfig, context), app.config, app.names)
 
 
-def _report(app: App):
-    return lambda r: app.output.step(r.action, f"{r.kind} {r.namespace + '/' if r.namespace else ''}{r.name}")
-
-
 @monitoring_app.command("up")
 def up(
     ctx: typer.Context,
-    mode: ModeOption = "auto",
+    mode: ModeOption = Mode.auto,
     dry_run: DryRunOption = False,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
@@ -53,9 +54,9 @@ def up(
 ) -> None:
     """Deploy the monitoring stack (or, with the Prometheus Operator, a ServiceMonitor, rules and dashboards)."""
     app = get_app(ctx, output)
-    chosen = _mode(mode)
     manager = _manager(app, kubeconfig, context)
-    used, results = manager.up(chosen, dry_run=dry_run, report=_report(app))
+    used, results = manager.up(None if mode is Mode.auto else mode.value, dry_run=dry_run,
+                               report=lambda r: app.output.report(r, dry_run=dry_run))
 
     def render(data: dict) -> None:
         app.output.print(f"monitoring ({data['mode']}) {'planned' if dry_run else 'up'} in namespace "
@@ -74,7 +75,8 @@ def down(
 ) -> None:
     """Delete every monitoring object `up` created for this deployment (found by label)."""
     app = get_app(ctx, output)
-    results = _manager(app, kubeconfig, context).down(dry_run=dry_run, report=_report(app))
+    results = _manager(app, kubeconfig, context).down(dry_run=dry_run,
+                                                      report=lambda r: app.output.report(r, dry_run=dry_run))
 
     def render(data: dict) -> None:
         app.output.print(f"{len(data['objects'])} monitoring objects {'would be deleted' if dry_run else 'deleted'}")
@@ -85,21 +87,22 @@ def down(
 @monitoring_app.command("render")
 def render_cmd(
     ctx: typer.Context,
-    mode: Annotated[str, typer.Option("--mode", help="operator or self-contained.")] = "self-contained",
+    mode: Annotated[RenderMode, typer.Option("--mode", help="Which mode's objects.")] = RenderMode.self_contained,
     directory: Annotated[Path | None, typer.Option("--dir", help="Write one file per object here instead of stdout.")] = None,
 ) -> None:
     """Print the monitoring manifests (no cluster needed; the Grafana password Secret is left out)."""
     from llmctl.actions.deploy import write_documents
     from llmctl.actions.monitoring import render
+    from llmctl.monitoring.target import Scope
     from llmctl.render import dump_documents
 
     app = get_app(ctx)
-    docs = render(app.config, _mode(mode, allow_auto=False))
+    docs = render(Scope.of(app.config, app.names), mode.value)
     if directory is not None:
         for path in write_documents(docs, directory):
-            app.output.step("written", path)
+            app.output.step("created", path)
         return
-    app.output.print(dump_documents(docs), end="", markup=False, highlight=False, soft_wrap=True)
+    app.output.document(dump_documents(docs))
 
 
 def dashboard(
@@ -114,16 +117,16 @@ def dashboard(
     """Port-forward Grafana (or Prometheus) to 127.0.0.1 until Ctrl-C; nothing is exposed publicly."""
     import webbrowser
 
-    from llmctl.actions.monitoring import PortForward, find_kubectl
-
     app = get_app(ctx)
     manager = _manager(app, kubeconfig, context)
-    service, remote = manager.ui_service(prometheus)
-    forward = PortForward(find_kubectl(), manager.stack.namespace, service, remote, port, kubeconfig, context)
-    local = forward.start()
-    try:
-        url = f"http://127.0.0.1:{local}"
-        app.output.result({"url": url, "service": service}, lambda d: app.output.print(d["url"]))
+
+    def warn(err) -> None:  # a connection that failed; the forward goes on
+        app.output.warn(err.message + (f"; fix: {err.hint}" if err.hint else ""))
+
+    service, forward = manager.ui_forward(prometheus, port, on_error=warn)
+    with forward:
+        url = forward.url
+        app.output.result({"url": url, "service": service, "pod": forward.pod}, lambda d: app.output.print(d["url"]))
         if not prometheus:
             password = manager.grafana_password()
             if password and show_password:
@@ -135,8 +138,7 @@ def dashboard(
         if not no_browser and app.output.interactive:
             webbrowser.open(url)
         app.output.info("forwarding; Ctrl-C to stop")
-        code = forward.wait()
-        if code:
-            raise typer.Exit(1)
-    finally:
-        forward.stop()
+        try:
+            forward.wait()  # raises when the pod goes away
+        except KeyboardInterrupt:  # Ctrl-C is how a dashboard session ends, not an interruption
+            app.output.info("stopped")

@@ -66,4 +66,4 @@ def logs(
     app = get_app(ctx)
     for line in read_logs(app.kube(), app.names, container=container.value, follow=follow, previous=previous,
                           tail_lines=tail):
-        app.output.out.print(line, markup=False, highlight=False, soft_wrap=True)
+        app.output.document(line)

@@ -1,17 +1,16 @@
-"""`llmctl teardown`: plan, confirm, delete in order, verify nothing billable is left.
+"""`llmctl teardown`: parse, run the teardown action (plan, confirm, delete in order, verify), render.
 
 `run_teardown(app, include_build=False, ...)` is also what `llmctl cluster down` runs (steps 1-4).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from llmctl.cli.context import OutputOption, get_app
-from llmctl.errors import ConfigError, LlmctlError
+from llmctl.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +21,7 @@ def teardown(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help="Also the CodeBuild project and role, ECR repository, build bucket, log groups and secrets.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Observe: discover what exists, print the plan and its cost and stop; delete nothing.")] = False,
     delete_model_bucket: Annotated[str | None, typer.Option("--delete-model-bucket", metavar="NAME", help="Also delete the model bucket (must equal model.bucket; needs --all).")] = None,
     output: OutputOption = None,
 ) -> None:
@@ -40,105 +39,52 @@ def teardown(
         raise typer.Exit(code)
 
 
-def make_teardown(app, model_bucket: str | None = None):
-    """The `Teardown` action for this run: config's names, AWS clients, the cluster's kube context."""
-    from llmctl.actions.teardown import Teardown
-
-    names = app.names
-
-    def kube_factory():
-        from llmctl.eksctl import kubeconfig_context
-
-        return app.kube(context=kubeconfig_context(names.cluster, names.region))
-
-    return Teardown(
-        names=names,
-        aws=app.aws,
-        kube_factory=kube_factory,
-        model_bucket=model_bucket,
-        config_model_bucket=app.config.model.bucket,
-        log=app.output.log_line,
-    )
-
-
 def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bucket: str | None = None) -> int:
-    """Discover, print the plan, confirm, execute, verify; returns the exit code (0 or 1)."""
-    from llmctl.actions.teardown import STEP_TITLES
+    """The teardown action, its plan and result rendered; returns the exit code (0, or 1 when leftovers remain)."""
+    from llmctl.actions.teardown import TeardownStopped
 
     out = app.output
-    action = make_teardown(app, model_bucket)
-    steps = (1, 2, 3, 4, 5) if include_build else (1, 2, 3, 4)
-    with out.status(f"discovering what deployment {app.names.deployment!r} owns..."):
-        inv = action.discover(include_build=True)
-    doomed = inv.in_steps(steps) + inv.in_steps([0])
-    kept = [] if include_build else inv.in_steps([5])
-    data: dict = {
-        "deployment": app.names.deployment,
-        "region": app.names.region,
-        "scope": "all" if include_build else "cluster",
-        "dry_run": dry_run,
-        "plan": [r.to_dict() for r in sorted(doomed, key=lambda r: (r.step or 9))],
-        "monthly_cost_removed": inv.monthly_cost(steps),
-        "kept": [r.to_dict() for r in kept],
-        "warnings": inv.warnings,
-        "results": [],
-        "verification": None,
-    }
-    for warning in inv.warnings:
-        out.warn(warning)
-    _render_plan(out, data, STEP_TITLES)
-    if dry_run:
-        out.result(data, lambda d: None)
-        return 0
-    if any(r.step for r in doomed) and not yes:
-        _confirm(out, len(doomed), app.names.deployment)
+    def confirm(report) -> None:
+        if yes:
+            return
+        what = f"{len(report.plan)} resource(s) of deployment {report.deployment!r}"
+        out.confirm(f"Delete these {what}?", refusal=f"refusing to delete {what} without confirmation",
+                    hint="re-run with --yes to confirm, or --dry-run to only print the plan")
 
-    results = data["results"]
-    plan = action.plan(include_build=include_build)
     try:
-        plan.execute(report=lambda r: (results.append(r.to_dict()), out.step(r.status, f"{r.title}" + (f": {r.detail}" if r.detail else ""))))
-    except LlmctlError as exc:
-        failed = plan.steps[len(results)]
-        results.append({"title": failed.title, "kind": failed.kind, "action": "delete", "status": "failed", "detail": exc.message})
-        out.step("failed", f"{failed.title}: {exc.message}")
-        data["error"] = {"message": exc.message, "hint": exc.hint}
-        out.result(data, lambda d: None)
-        raise LlmctlError(
-            f"teardown stopped at '{failed.title}': {exc.message}",
-            hint=(exc.hint + "; " if exc.hint else "") + "re-run the same command: finished steps are skipped",
-        ) from None
-
-    with out.status("verifying: discovering again..."):
-        data["verification"] = verification = action.verify(include_build=include_build)
-    out.result(data, lambda d: _render_verification(out, d["verification"]))
-    return 0 if verification["clean"] else 1
-
-
-def _confirm(out, count: int, deployment: str) -> None:
-    if not sys.stdin.isatty():
-        raise LlmctlError(
-            f"refusing to delete {count} resource(s) of deployment {deployment!r} without confirmation (no terminal to ask on)",
-            hint="re-run with --yes to confirm, or --dry-run to only print the plan",
-        )
-    if not typer.confirm(f"Delete these {count} resource(s) of deployment {deployment!r}?", default=False, err=True):
-        raise typer.Abort()
+        report = app.teardown(model_bucket=model_bucket).run(
+            include_build=include_build, dry_run=dry_run, show_plan=lambda report: _show_plan(out, report), confirm=confirm)
+    except TeardownStopped as stopped:
+        out.result(stopped.report.to_dict(), lambda d: None)
+        raise
+    if dry_run:
+        out.result(report.to_dict(), lambda d: None)
+        return 0
+    out.result(report.to_dict(), lambda d: _render_verification(out, d["verification"]))
+    return 0 if report.verification["clean"] else 1
 
 
 def _money(value) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
-def _render_plan(out, data: dict, titles: dict) -> None:
+def _show_plan(out, report) -> None:
+    from llmctl.actions.inventory import UNSTEPPED
+    from llmctl.actions.teardown import STEP_TITLES
+
+    for warning in report.warnings:
+        out.warn(warning)
     if out.json:
         return
+    data = report.to_dict()
     rows = [("-", r["step"] or "?", r["type"], r["name"], _money(r["monthly_cost"]), r["note"]) for r in data["plan"]]
     if not rows:
         out.print(f"Nothing of deployment {data['deployment']!r} found in {data['region']}.")
     else:
         out.table(f"llmctl teardown: deployment {data['deployment']} in {data['region']}", ["", "step", "type", "resource", "monthly", "note"], rows)
         out.print(f"Plan: {len(rows)} to destroy, {_money(data['monthly_cost_removed'])}/month stops being billed (estimate).")
-        if any(r["step"] == 0 for r in data["plan"]):
-            out.print(f"Step ? ({titles[0]}): listed for you to remove; llmctl has no step that deletes that type.")
+        if any(r["step"] == UNSTEPPED for r in data["plan"]):
+            out.print(f"Step ? ({STEP_TITLES[UNSTEPPED]}): listed for you to remove; llmctl has no step that deletes that type.")
     if data["kept"]:
         kept = ", ".join(f"{r['type']} {r['name']}" for r in data["kept"])
         out.print(f"Kept (run `llmctl teardown --all` to remove): {kept}")

@@ -8,6 +8,7 @@ name live in `names.py`.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Literal
 
@@ -21,7 +22,8 @@ DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # built once, by _build() below, rather than as each class is defined
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class ProjectConfig(Section):
@@ -135,6 +137,33 @@ class ServerConfig(Section):
     max_concurrent_requests: int = Field(32, ge=1, description="Requests in flight before queueing.")
     max_queued_requests: int = Field(64, ge=0, description="Requests waiting before 429.")
     drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
+    tool_call_parser: str | None = Field(
+        None, description="vLLM tool-call parser (hermes, llama3_json, mistral, ...): enables tools with tool_choice auto/required."
+    )
+    reasoning_parser: str | None = Field(None, description="vLLM reasoning parser (deepseek_r1, qwen3, ...).")
+    enable_lora: bool = Field(False, description="Serve LoRA adapters (vLLM --enable-lora).")
+    max_loras: int | None = Field(None, ge=1, description="LoRA adapters in one batch (vLLM default when unset).")
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = Field(
+        None, description="Largest LoRA rank served (vLLM default when unset)."
+    )
+    lora_modules: dict[str, str] = Field(
+        default_factory=dict, description="Adapters served from the start: name -> path in the container."
+    )
+    vllm_extra_args: list[str] = Field(
+        default_factory=list,
+        description="More `vllm serve` options, one word per item (e.g. [--enable-prefix-caching]); checked by vLLM at start-up.",
+    )
+
+    @model_validator(mode="after")
+    def _lora_needs_enable_lora(self) -> "ServerConfig":
+        lora_only = [f"server.{name}" for name in ("max_loras", "max_lora_rank") if getattr(self, name) is not None]
+        lora_only += ["server.lora_modules"] if self.lora_modules else []
+        if lora_only and not self.enable_lora:
+            raise ValueError(f"{', '.join(lora_only)} set but server.enable_lora is false: set server.enable_lora: true")
+        for name in self.lora_modules:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                raise ValueError(f"server.lora_modules name {name!r} may use only letters, digits, '.', '_' and '-'")
+        return self
 
 
 class Resources(Section):
@@ -195,6 +224,16 @@ class AlertmanagerConfig(Section):
     smtp_auth_password_secret: str | None = Field(None, description="Secret (key `password`) with the SMTP password.")
     pagerduty_routing_key_secret: str | None = Field(None, description="Secret (key `routing_key`) for PagerDuty.")
 
+    @model_validator(mode="after")
+    def _email_needs_a_relay(self) -> "AlertmanagerConfig":
+        if self.email_to and not self.smtp_smarthost:
+            raise ValueError("email_to needs an SMTP relay: set monitoring.alertmanager.smtp_smarthost (host:port) "
+                             "and smtp_from")
+        if self.smtp_auth_username and not self.smtp_auth_password_secret:
+            raise ValueError("smtp_auth_username needs smtp_auth_password_secret (a Secret in the monitoring "
+                             "namespace with key `password`)")
+        return self
+
 
 class MonitoringConfig(Section):
     namespace: str = Field("monitoring", pattern=DNS_LABEL)
@@ -208,6 +247,13 @@ class MonitoringConfig(Section):
     persistent_volume_size: str | None = Field(None, pattern=QUANTITY)
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
     dcgm: bool = Field(False, description="Deploy the DCGM exporter for GPU metrics.")
+
+    @model_validator(mode="after")
+    def _public_needs_source_ranges(self) -> "MonitoringConfig":
+        if self.expose == "load-balancer" and not self.load_balancer_source_ranges:
+            raise ValueError("expose is load-balancer but load_balancer_source_ranges is empty: list the CIDRs "
+                             "allowed to reach Grafana and Prometheus, or use `llmctl dashboard`")
+        return self
 
 
 class BenchConfig(Section):
@@ -248,3 +294,25 @@ def _did_you_mean(value: str, choices) -> str:
 
     close = difflib.get_close_matches(value, list(choices), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _build() -> None:
+    """Build every section's validator once, at import, without pydantic's plugin scan.
+
+    Building the first validator makes pydantic look for plugins (observability hooks) in the
+    entry points of every installed distribution; llmctl's config uses none, and the scan cost
+    every command that reads the config more than the models themselves (Typer builds its
+    parameter validators the same way). Children first, so each parent reuses their schemas."""
+    previous = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        for model in Section.__subclasses__():
+            model.model_rebuild()
+    finally:
+        if previous is None:
+            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
+        else:
+            os.environ["PYDANTIC_DISABLE_PLUGINS"] = previous
+
+
+_build()

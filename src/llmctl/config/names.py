@@ -70,10 +70,6 @@ class Names:
     def aws_tags(self) -> dict[str, str]:
         return {TAG_DEPLOYMENT: self.deployment, TAG_MANAGED_BY: "llmctl"}
 
-    def aws_tag_list(self, key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
-        """Tags in the `[{"Key": ..., "Value": ...}]` shape most AWS APIs take."""
-        return [{key: k, value: v} for k, v in self.aws_tags.items()]
-
     # --- Kubernetes --------------------------------------------------------------------------
     @property
     def k8s_labels(self) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Requests go through the client's ApiClient (so kubeconfig auth, including `aws eks get-token` exec
 credentials, keeps working) with raw paths resolved by discovery, not through the typed models:
-those validate bodies with pydantic and reject valid manifests (`nvidia.com/gpu: 1`).
+those validate bodies with pydantic and reject valid manifests (`nvidia.com/gpu: 1`). Server-side
+apply and prune live in `k8s/apply.py` (mixed in); reading a Node in `k8s/nodes.py`.
 """
 
 from __future__ import annotations
@@ -10,26 +11,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from llmctl.errors import LlmctlError
+from llmctl.k8s.apply import ServerSideApply
 
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 DEFAULT_TIMEOUT_S = 300.0
 _CONNECT_TIMEOUT_S = 10.0
-
-# apply_all order: what later objects depend on goes first
-_APPLY_ORDER = {
-    "CustomResourceDefinition": 0,
-    "Namespace": 1,
-    "ServiceAccount": 2, "Secret": 2, "ConfigMap": 2, "PersistentVolumeClaim": 2,
-    "ClusterRole": 3, "Role": 3, "ClusterRoleBinding": 3, "RoleBinding": 3,
-    "Service": 4,
-    "Deployment": 5, "DaemonSet": 5, "StatefulSet": 5, "ReplicaSet": 5, "Job": 5, "CronJob": 5,
-}
-_OTHERS = 6
 
 _HINTS = {
     401: "the cluster rejected the kubeconfig credentials; refresh them with "
@@ -50,14 +40,6 @@ class KubeApiError(LlmctlError):
 
 
 @dataclass(frozen=True)
-class ApplyResult:
-    kind: str
-    namespace: str | None
-    name: str
-    action: str  # "created" | "configured" | "unchanged"
-
-
-@dataclass(frozen=True)
 class _Resource:
     api_version: str
     kind: str
@@ -75,16 +57,6 @@ class _Resource:
         return "/".join(parts)
 
 
-def _comparable(obj: dict) -> dict:
-    """An object without what changes on every write or without any write (for dry-run comparisons)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = dict(out.get("metadata") or {})
-    for key in ("resourceVersion", "managedFields", "generation"):
-        meta.pop(key, None)
-    out["metadata"] = meta
-    return out
-
-
 def _iter_lines(resp) -> Iterator[str]:
     buffer = b""
     for chunk in resp.stream(amt=None, decode_content=False):
@@ -96,7 +68,7 @@ def _iter_lines(resp) -> Iterator[str]:
         yield buffer.decode("utf-8", errors="replace")
 
 
-class Kube:
+class Kube(ServerSideApply):
     def __init__(self, api_client):
         self._api = api_client
         self._resources: dict[tuple[str, str], _Resource] = {}
@@ -244,75 +216,7 @@ class Kube:
 
         return sorted(events, key=when)
 
-    # -- writing --------------------------------------------------------------------------------
-
-    def apply(self, obj: dict, field_manager: str = "llmctl", dry_run: bool = False) -> ApplyResult:
-        """Server-side apply (conflicts forced): created, configured, or unchanged when nothing moved."""
-        api_version, kind = obj.get("apiVersion"), obj.get("kind")
-        name = (obj.get("metadata") or {}).get("name")
-        if not (api_version and kind and name):
-            raise LlmctlError("cannot apply an object without apiVersion, kind and metadata.name",
-                              hint=f"got apiVersion={api_version!r} kind={kind!r} name={name!r}")
-        res = self._resource(api_version, kind)
-        namespace = self._namespace_of(res, obj)
-        if res.namespaced and not (obj.get("metadata") or {}).get("namespace"):
-            obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-        before = self.get(api_version, kind, name, namespace)
-        after = self._json("PATCH", res.path(namespace, name), body=obj, content_type=APPLY_CONTENT_TYPE,
-                           query=[("fieldManager", field_manager), ("force", "true"),
-                                  ("dryRun", "All" if dry_run else None)])
-        if before is None:
-            action = "created"
-        elif dry_run:
-            action = "unchanged" if _comparable(before) == _comparable(after) else "configured"
-        else:
-            same = after.get("metadata", {}).get("resourceVersion") == before["metadata"].get("resourceVersion")
-            action = "unchanged" if same else "configured"
-        return ApplyResult(kind, namespace, name, action)
-
-    def apply_all(self, objs: Iterable[dict], field_manager: str = "llmctl", dry_run: bool = False,
-                  crd_timeout_s: float = 30.0) -> list[ApplyResult]:
-        """Apply in dependency order (CRDs, Namespaces, SA/Secrets/ConfigMaps, RBAC, Services, workloads,
-        the rest); waits for applied CRDs to be served before objects of their kinds."""
-        ordered = sorted(objs, key=lambda o: _APPLY_ORDER.get(o.get("kind", ""), _OTHERS))
-        results: list[ApplyResult] = []
-        new_namespaces: set[str] = set()
-        new_kinds: set[tuple[str, str]] = set()
-        crd_kinds: list[tuple[str, str]] = []
-        for obj in ordered:
-            meta = obj.get("metadata") or {}
-            if crd_kinds and _APPLY_ORDER.get(obj.get("kind", ""), _OTHERS) > 0:
-                self._wait_for_kinds(crd_kinds, crd_timeout_s, dry_run)
-                crd_kinds = []
-            if dry_run and (meta.get("namespace") in new_namespaces or
-                            (obj.get("apiVersion"), obj.get("kind")) in new_kinds):
-                # the server cannot dry-run into a namespace, or a kind, that does not exist yet
-                results.append(ApplyResult(obj["kind"], meta.get("namespace"), meta["name"], "created"))
-                continue
-            result = self.apply(obj, field_manager=field_manager, dry_run=dry_run)
-            results.append(result)
-            if obj.get("kind") == "Namespace" and result.action == "created":
-                new_namespaces.add(result.name)
-            if obj.get("kind") == "CustomResourceDefinition":
-                spec = obj.get("spec") or {}
-                kinds = [(f"{spec.get('group')}/{v['name']}", (spec.get("names") or {}).get("kind"))
-                         for v in spec.get("versions") or [] if v.get("served", True)]
-                crd_kinds += kinds
-                if dry_run and result.action == "created":
-                    new_kinds.update(kinds)
-        return results
-
-    def _wait_for_kinds(self, kinds: list[tuple[str, str]], timeout_s: float, dry_run: bool) -> None:
-        if dry_run:
-            return
-        deadline = time.monotonic() + timeout_s
-        for api_version, kind in kinds:
-            while not self.has_kind(api_version, kind):
-                if time.monotonic() > deadline:
-                    raise LlmctlError(f"the cluster did not start serving {kind} ({api_version}) within "
-                                      f"{timeout_s:.0f}s after its CRD was applied",
-                                      hint="check the CRD's status conditions with `kubectl get crd -o yaml`")
-                time.sleep(0.05)
+    # -- writing (apply and prune: k8s/apply.py) ------------------------------------------------
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, wait: bool = False,
                timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from llmctl.config import LlmctlConfig
-from llmctl.monitoring.target import Target
+from llmctl.monitoring.target import Scope
 
 DATASOURCE_UID = "prometheus"  # the provisioned datasource; kube-prometheus-stack uses it too
 RATE = "$__rate_interval"
@@ -38,9 +37,9 @@ def _quantiles(metric: str, sel: str) -> tuple[Query, ...]:
     )
 
 
-def panel_rows(cfg: LlmctlConfig) -> list[tuple[str, list[PanelSpec]]]:
+def panel_rows(scope: Scope) -> list[tuple[str, list[PanelSpec]]]:
     """The dashboard as data: (row title, panels) in display order."""
-    t = Target.from_config(cfg)
+    t = scope.target
     s = t.sel
     rows = [
         (
@@ -149,28 +148,28 @@ def panel_rows(cfg: LlmctlConfig) -> list[tuple[str, list[PanelSpec]]]:
     return rows
 
 
-def all_queries(cfg: LlmctlConfig) -> list[str]:
-    return [q.expr for _, panels in panel_rows(cfg) for p in panels for q in p.queries]
+def all_queries(scope: Scope) -> list[str]:
+    return [q.expr for _, panels in panel_rows(scope) for p in panels for q in p.queries]
 
 
-def endpoint_dashboard(cfg: LlmctlConfig) -> dict:
+def endpoint_dashboard(scope: Scope) -> dict:
     """The Grafana dashboard JSON model for one deployment."""
     from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-    t = Target.from_config(cfg)
+    t = scope.target
     datasource = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
     board = (
         dashboard.Dashboard(f"llmctl {t.deployment}: vLLM endpoint")
-        .uid(dashboard_uid(cfg))
+        .uid(dashboard_uid(scope))
         .tags(["llmctl", "vllm"])
         .refresh("30s")
         .time("now-1h", "now")
         .timezone("browser")
     )
     panel_id = 0
-    for row_title, panels in panel_rows(cfg):
+    for row_title, panels in panel_rows(scope):
         panel_id += 1
         board = board.with_row(dashboard.Row(row_title).id(panel_id))
         for spec in panels:
@@ -188,10 +187,10 @@ def endpoint_dashboard(cfg: LlmctlConfig) -> dict:
     return json.loads(json.dumps(board.build(), cls=JSONEncoder))
 
 
-def dashboard_uid(cfg: LlmctlConfig) -> str:
-    return f"llmctl-{Target.from_config(cfg).deployment}"
+def dashboard_uid(scope: Scope) -> str:
+    return f"llmctl-{scope.target.deployment}"
 
 
-def dashboards(cfg: LlmctlConfig) -> dict[str, str]:
+def dashboards(scope: Scope) -> dict[str, str]:
     """File name -> dashboard JSON text, for ConfigMaps and Grafana provisioning."""
-    return {f"{dashboard_uid(cfg)}.json": json.dumps(endpoint_dashboard(cfg), indent=2, sort_keys=True)}
+    return {f"{dashboard_uid(scope)}.json": json.dumps(endpoint_dashboard(scope), indent=2, sort_keys=True)}

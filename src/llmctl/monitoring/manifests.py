@@ -3,20 +3,20 @@
 Self-contained mode: Prometheus (Kubernetes SD of the endpoint's pods), Alertmanager and Grafana
 in the monitoring namespace. Operator mode: a ServiceMonitor, a PrometheusRule and a dashboard
 ConfigMap for kube-prometheus-stack's Grafana sidecar. Both take their rules from
-`rules.rule_groups` and their dashboards from `dashboards.dashboards`.
+`rules.rule_groups` and their dashboards from `dashboards.dashboards`. Every renderer is handed one
+`Scope` (names derived once); the config's cross-field checks (an SMTP relay for email alerts, source
+ranges for a public load balancer) are validators in `config/model.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from llmctl.config import LlmctlConfig, Names
 from llmctl.config.names import LABEL_INSTANCE, LABEL_MANAGED_BY
-from llmctl.errors import ConfigError
 from llmctl.monitoring.dashboards import DATASOURCE_UID, dashboard_uid, dashboards
 from llmctl.monitoring.rules import rule_file, rule_groups
-from llmctl.monitoring.target import Target
+from llmctl.monitoring.target import Scope
 
 IMAGES = {
     "prometheus": "quay.io/prometheus/prometheus:v3.5.0",
@@ -26,28 +26,6 @@ IMAGES = {
 }
 SECRETS_DIR = "/etc/alertmanager/secrets"
 PART_OF = "llmctl-monitoring"
-
-
-@dataclass(frozen=True)
-class StackNames:
-    namespace: str
-    prometheus: str
-    alertmanager: str
-    grafana: str
-    grafana_secret: str
-    dcgm: str
-
-    @classmethod
-    def from_config(cls, cfg: LlmctlConfig) -> StackNames:
-        base = Names.from_config(cfg).deployment
-        return cls(
-            namespace=cfg.monitoring.namespace,
-            prometheus=f"{base}-prometheus",
-            alertmanager=f"{base}-alertmanager",
-            grafana=f"{base}-grafana",
-            grafana_secret=f"{base}-grafana-admin",
-            dcgm=f"{base}-dcgm-exporter",
-        )
 
 
 def _yaml(value) -> str:
@@ -74,26 +52,15 @@ def _receivers(cfg: LlmctlConfig) -> tuple[list[dict], list[dict], dict | None]:
         )
     smtp = None
     if am.email_to:
-        smarthost = am.smtp_smarthost
-        if not smarthost:
-            raise ConfigError(
-                "monitoring.alertmanager.email_to needs an SMTP relay",
-                hint="set monitoring.alertmanager.smtp_smarthost (host:port) and smtp_from",
-            )
+        smarthost = am.smtp_smarthost  # the config requires it with email_to
         smtp = {
             "smarthost": smarthost,
             "sender": am.smtp_from or f"llmctl@{smarthost.rsplit(':', 1)[0]}",
             "username": am.smtp_auth_username,
             "password_file": None,
         }
-        if smtp["username"]:
-            secret = am.smtp_auth_password_secret
-            if not secret:
-                raise ConfigError(
-                    "monitoring.alertmanager.smtp_auth_username needs smtp_auth_password_secret",
-                    hint="a Secret in the monitoring namespace with key `password`",
-                )
-            smtp["password_file"] = mount("smtp", secret, "password")
+        if smtp["username"]:  # the config requires smtp_auth_password_secret with it
+            smtp["password_file"] = mount("smtp", am.smtp_auth_password_secret, "password")
         receivers.append({"name": "email", "kind": "email", "critical_only": False, "to": am.email_to})
     if am.pagerduty_routing_key_secret:
         receivers.append(
@@ -103,13 +70,11 @@ def _receivers(cfg: LlmctlConfig) -> tuple[list[dict], list[dict], dict | None]:
     return receivers, secrets, smtp
 
 
-def config_files(cfg: LlmctlConfig) -> dict[str, str]:
+def config_files(scope: Scope) -> dict[str, str]:
     """The rendered Prometheus, Alertmanager and Grafana configuration files."""
     from llmctl.render import render_text
 
-    t = Target.from_config(cfg)
-    n = StackNames.from_config(cfg)
-    names = Names.from_config(cfg)
+    cfg, t, n = scope.cfg, scope.target, scope.stack
     receivers, _, smtp = _receivers(cfg)
     return {
         "prometheus": render_text(
@@ -120,12 +85,12 @@ def config_files(cfg: LlmctlConfig) -> dict[str, str]:
             job=t.job,
             app_namespace=t.namespace,
             namespace=n.namespace,
-            pod_selector=names.k8s_selector,
+            pod_selector=scope.names.k8s_selector,
             port=t.port,
             dcgm=t.dcgm,
             dcgm_selector=f"{LABEL_INSTANCE}={t.deployment},app.kubernetes.io/name=dcgm-exporter",
         ),
-        "rules": _yaml(rule_file(cfg)),
+        "rules": _yaml(rule_file(scope)),
         "alertmanager": render_text(
             "monitoring/alertmanager.yml.j2", deployment=t.deployment, receivers=receivers, smtp=smtp
         ),
@@ -139,13 +104,13 @@ def config_files(cfg: LlmctlConfig) -> dict[str, str]:
     }
 
 
-def stack_labels(cfg: LlmctlConfig) -> dict[str, str]:
+def stack_labels(names: Names) -> dict[str, str]:
     """Labels on every monitoring object of a deployment: what `monitoring down` deletes by."""
-    return {**Names.from_config(cfg).k8s_labels, "app.kubernetes.io/part-of": PART_OF}
+    return {**names.k8s_labels, "app.kubernetes.io/part-of": PART_OF}
 
 
-def stack_selector(cfg: LlmctlConfig) -> str:
-    return ",".join(f"{k}={v}" for k, v in stack_labels(cfg).items())
+def stack_selector(names: Names) -> str:
+    return ",".join(f"{k}={v}" for k, v in stack_labels(names).items())
 
 
 def _hash(*texts: str) -> str:
@@ -162,22 +127,15 @@ def _component_labels(labels: dict[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def self_contained_manifests(cfg: LlmctlConfig) -> list[dict]:
+def self_contained_manifests(scope: Scope) -> list[dict]:
     """Every object of the self-contained stack (the Grafana admin Secret is made by the action)."""
     from llmctl.render import render_documents
 
+    cfg, t, n = scope.cfg, scope.target, scope.stack
     mon = cfg.monitoring
-    load_balancer = mon.expose == "load-balancer"
-    if load_balancer and not mon.load_balancer_source_ranges:
-        raise ConfigError(
-            "monitoring.expose is load-balancer but monitoring.load_balancer_source_ranges is empty",
-            hint="list the CIDRs allowed to reach Grafana and Prometheus, or use `llmctl dashboard`",
-        )
-    t = Target.from_config(cfg)
-    n = StackNames.from_config(cfg)
-    labels = Names.from_config(cfg).k8s_labels
-    files = config_files(cfg)
-    boards = dashboards(cfg)
+    labels = scope.names.k8s_labels
+    files = config_files(scope)
+    boards = dashboards(scope)
     _, alert_secrets, _ = _receivers(cfg)
     return render_documents(
         "monitoring/stack.yaml.j2",
@@ -194,7 +152,7 @@ def self_contained_manifests(cfg: LlmctlConfig) -> list[dict]:
         dcgm_name=n.dcgm,
         files=files,
         dashboards=boards,
-        home_dashboard=f"{dashboard_uid(cfg)}.json",
+        home_dashboard=f"{dashboard_uid(scope)}.json",
         hashes={
             "prometheus": _hash(files["prometheus"], files["rules"]),
             "alertmanager": _hash(files["alertmanager"]),
@@ -203,7 +161,7 @@ def self_contained_manifests(cfg: LlmctlConfig) -> list[dict]:
         images=IMAGES,
         retention=mon.retention,
         volume_size=mon.persistent_volume_size,
-        load_balancer=load_balancer,
+        load_balancer=mon.expose == "load-balancer",
         source_ranges=mon.load_balancer_source_ranges,
         alert_secrets=alert_secrets,
         dcgm=t.dcgm,
@@ -211,7 +169,7 @@ def self_contained_manifests(cfg: LlmctlConfig) -> list[dict]:
     )
 
 
-def operator_manifests(cfg: LlmctlConfig, selector_labels: dict[str, str] | None = None) -> list[dict]:
+def operator_manifests(scope: Scope, selector_labels: dict[str, str] | None = None) -> list[dict]:
     """ServiceMonitor, PrometheusRule and dashboard ConfigMap for kube-prometheus-stack.
 
     `selector_labels` are the labels the cluster's Prometheus selects ServiceMonitors and rules by
@@ -219,18 +177,18 @@ def operator_manifests(cfg: LlmctlConfig, selector_labels: dict[str, str] | None
     """
     from llmctl.render import render_documents
 
-    t = Target.from_config(cfg)
-    labels = stack_labels(cfg)
+    t = scope.target
+    labels = stack_labels(scope.names)
     return render_documents(
         "monitoring/operator.yaml.j2",
         job=t.job,
-        namespace=cfg.monitoring.namespace,
+        namespace=scope.stack.namespace,
         app_namespace=t.namespace,
-        app_labels=Names.from_config(cfg).k8s_labels,
+        app_labels=scope.names.k8s_labels,
         port=t.port,
-        scrape_interval=cfg.monitoring.scrape_interval,
+        scrape_interval=scope.cfg.monitoring.scrape_interval,
         monitor_labels={**(selector_labels or {}), **labels},
         dashboard_labels={**labels, "grafana_dashboard": "1"},
-        rule_groups=rule_groups(cfg),
-        dashboards=dashboards(cfg),
+        rule_groups=rule_groups(scope),
+        dashboards=dashboards(scope),
     )

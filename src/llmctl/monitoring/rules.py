@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmctl.config import LlmctlConfig
-from llmctl.monitoring.target import Target
+from llmctl.monitoring.target import Scope
 
 GROUP_NAME = "llmctl-endpoint"
 
@@ -31,9 +30,9 @@ class AlertRule:
         return f"({self.signal}) {self.condition}"
 
 
-def alert_rules(cfg: LlmctlConfig) -> list[AlertRule]:
-    t = Target.from_config(cfg)
-    mon = cfg.monitoring
+def alert_rules(scope: Scope) -> list[AlertRule]:
+    t = scope.target
+    mon = scope.cfg.monitoring
     s = t.sel
     rules = [
         AlertRule(
@@ -112,7 +111,7 @@ def alert_rules(cfg: LlmctlConfig) -> list[AlertRule]:
     ]
     if t.dcgm:
         # vLLM reserves gpu_memory_utilization of the card up front; alert only beyond that.
-        limit = min(0.99, round(cfg.server.gpu_memory_utilization + 0.03, 2))
+        limit = min(0.99, round(scope.cfg.server.gpu_memory_utilization + 0.03, 2))
         g = t.gpu_sel
         rules.append(
             AlertRule(
@@ -128,9 +127,9 @@ def alert_rules(cfg: LlmctlConfig) -> list[AlertRule]:
     return rules
 
 
-def rule_groups(cfg: LlmctlConfig) -> list[dict]:
+def rule_groups(scope: Scope) -> list[dict]:
     """The `groups` list shared by the rule file and the PrometheusRule spec."""
-    deployment = Target.from_config(cfg).deployment
+    deployment = scope.target.deployment
     rules = [
         {
             "alert": r.name,
@@ -139,11 +138,11 @@ def rule_groups(cfg: LlmctlConfig) -> list[dict]:
             "labels": {"severity": r.severity, "llmctl_deployment": deployment},
             "annotations": {"summary": r.summary, "description": r.description},
         }
-        for r in alert_rules(cfg)
+        for r in alert_rules(scope)
     ]
     return [{"name": GROUP_NAME, "rules": rules}]
 
 
-def rule_file(cfg: LlmctlConfig) -> dict:
+def rule_file(scope: Scope) -> dict:
     """A Prometheus rule file (`promtool check rules` format)."""
-    return {"groups": rule_groups(cfg)}
+    return {"groups": rule_groups(scope)}

@@ -15,26 +15,29 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 STATUS_STYLE = {
-    "done": "green",
+    # outcomes (llmctl.outcome): step lines, plan and object tables
     "created": "green",
-    "changed": "yellow",
-    "configured": "yellow",
     "updated": "yellow",
-    "skipped": "dim",
+    "deleted": "red",
     "unchanged": "dim",
+    "done": "green",
+    "failed": "red",
+    # check verdicts (doctor, pre-flight)
     "ok": "green",
     "pass": "green",
     "warn": "yellow",
     "fail": "red",
-    "failed": "red",
+    # plan actions (what a dry run would do)
     "create": "green",
     "update": "yellow",
     "delete": "red",
+    "run": "green",
     "none": "dim",
 }
+# How a dry run words an outcome it would have.
+_WOULD = {"created": "would create", "updated": "would update", "deleted": "would delete", "done": "would run"}
 
 
 class Output:
@@ -67,6 +70,8 @@ class Output:
             self.out.print(*objects, **kwargs)
 
     def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, status_column: str | None = None) -> None:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left", header_style="bold")
         for column in columns:
             table.add_column(column)
@@ -85,11 +90,42 @@ class Output:
         if not self.quiet:
             self.err.print(message, soft_wrap=True)
 
-    def step(self, status: str, message: str) -> None:
-        """A line per finished step: `  created  S3 bucket foo`."""
-        if not self.quiet:
-            style = STATUS_STYLE.get(status, "")
-            self.err.print(f"  [{style}]{status:>9}[/]  {message}" if style else f"  {status:>9}  {message}")
+    def step(self, outcome: str, subject: str, *, dry_run: bool = False) -> None:
+        """The one step line, for every command: `  created  S3 bucket foo` (`would create` in a dry run).
+
+        `outcome` is a word of `llmctl.outcome`; `subject` is printed verbatim."""
+        if self.quiet:
+            return
+        from rich.markup import escape
+
+        word = _WOULD.get(outcome, outcome) if dry_run else outcome
+        style = STATUS_STYLE.get(outcome, "")
+        self.err.print(f"  [{style}]{word:>9}[/]  {escape(subject)}" if style else f"  {word:>9}  {escape(subject)}")
+
+    def report(self, result: Any, *, dry_run: bool = False) -> None:
+        """A step line for a finished plan step (`plan.StepResult`) or applied object (`k8s.apply.ApplyResult`):
+        anything with an `outcome` and a `subject`."""
+        self.step(result.outcome, result.subject, dry_run=dry_run)
+
+    def confirm(self, question: str, *, refusal: str, hint: str) -> None:
+        """Ask on stderr before something costly or destructive; return only on a yes.
+
+        Without a terminal to ask on it refuses (exit 2: the command needs --yes); a no stops like
+        Ctrl-C (exit 130), with nothing changed."""
+        from llmctl.errors import EXIT_INTERRUPTED, ConfigError, LlmctlError
+
+        if not sys.stdin.isatty():
+            raise ConfigError(f"{refusal} (no terminal to ask on)", hint=hint)
+        from rich.prompt import Confirm
+
+        if not Confirm.ask(question, console=self.err, default=False):
+            raise LlmctlError("not confirmed: nothing was changed", exit_code=EXIT_INTERRUPTED)
+
+    def document(self, text: str) -> None:
+        """A raw document on stdout exactly as given (YAML or JSON a render command prints, a log line):
+        no markup, no wrapping, in text and JSON mode alike."""
+        self.out.file.write(text if text.endswith("\n") else text + "\n")
+        self.out.file.flush()
 
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]warning:[/] {message}")

@@ -1,6 +1,6 @@
 """The rollout phase display: Scheduling -> Pulling image -> Downloading model -> Loading engine -> Ready.
 
-Fed with the plain `RolloutEvent`s of `llmctl.actions.rollout` from any source (Kubernetes
+Fed with the plain `RolloutEvent`s of `llmctl.actions.rollout.events` from any source (Kubernetes
 watches for `deploy`, local processes for `local up`). On a terminal it is a live panel with a
 ticking clock on the current phase and a download bar; otherwise one line per change, progress
 at most every few seconds, so logs and CI output stay short. Goes to stderr.
@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-from llmctl.actions.rollout import (
+from llmctl.actions.rollout.events import (
+    DOWNLOADING,
     PHASES,
     READY,
     DownloadProgress,
@@ -23,25 +24,9 @@ from llmctl.actions.rollout import (
     Timeline,
 )
 from llmctl.ui.console import Output
+from llmctl.units import human_bytes, human_seconds
 
 PLAIN_PROGRESS_EVERY_S = 5.0
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def human_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    if s < 60:
-        return f"{s:.1f}s"
-    minutes, seconds = divmod(round(s), 60)
-    return f"{minutes}m{seconds:02d}s"
 
 
 def progress_text(p: DownloadProgress) -> str:
@@ -52,7 +37,8 @@ def progress_text(p: DownloadProgress) -> str:
 
 
 class RolloutDisplay:
-    """`with RolloutDisplay(output) as show: show(event)`; `.timeline` holds what was seen."""
+    """`display.start()`, `display(event)` per event, `display.stop()` (or `with RolloutDisplay(output) as show`);
+    `.timeline` holds what was seen. `start()` may come late: `deploy` starts it once the objects are applied."""
 
     def __init__(self, output: Output, title: str = "rollout", clock: Callable[[], float] = time.monotonic):
         self.output = output
@@ -67,19 +53,27 @@ class RolloutDisplay:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        if self.output.interactive and not self.output.json:
+    def start(self) -> None:
+        """The live panel on a terminal (plain lines otherwise); starting twice is a no-op."""
+        if self.live is None and self.output.interactive and not self.output.json:
             from rich.live import Live
 
             self.live = Live(get_renderable=self._renderable, console=self.output.err, refresh_per_second=4,
                              transient=False)
             self.live.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """End the live panel (its last frame stays on screen); safe when never started."""
         if self.live is not None:
             self.live.stop()
             self.live = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -135,7 +129,7 @@ class RolloutDisplay:
                 finished = phase != current or phase == READY
                 mark = Text("✓", style="green") if finished else Text("…", style="yellow")
                 detail = ""
-                if phase == "Downloading model" and self.timeline.download:
+                if phase == DOWNLOADING and self.timeline.download:
                     detail = progress_text(self.timeline.download)
                 elapsed = "" if phase == READY else human_seconds(durations.get(phase))
                 if phase == READY:

@@ -103,7 +103,7 @@ def test_first_run_creates_everything_tagged_second_run_creates_nothing(build_pr
     again = json.loads(second.stdout)
     assert again["status"] == "SKIPPED" and again["digest"] == digest
     assert "created" not in second.stderr and "updated" not in second.stderr
-    assert second.stderr.count("unchanged") == 5
+    assert second.stderr.count("unchanged") == 6  # the five resources and the image already in ECR
     assert "already in ECR" in second.stderr
     assert len(cb.list_builds_for_project(projectName="demo-image-build")["ids"]) == 1
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="builds/")["Contents"]] == [f"builds/{result['context_sha256']}.zip"]

@@ -6,7 +6,7 @@ import json
 
 from botocore.stub import Stubber
 
-from llmctl.actions.build import codebuild_trust_policy
+from llmctl.actions.build_infra import codebuild_trust_policy
 from llmctl.actions.build_context import DockerIgnore
 from llmctl.aws import codebuild as cb
 from llmctl.aws import iam as iam_api

@@ -127,7 +127,7 @@ def test_auto_detection_passes_over_a_docker_without_daemon(local_project, aws, 
     done = llmctl(*LOCAL, "--dry-run", env={"PATH": str(folder)}, check=True)
     assert f"engine podman ({folder / 'podman'})" in flat(done.stderr)
     assert "would create  ECR repository llmctl/demo" in done.stderr
-    assert "would build the image with podman and push it to ECR repository llmctl/demo" in flat(done.stderr)
+    assert "would run build the image with podman and push it to ECR repository llmctl/demo" in flat(done.stderr)
     assert aws.client("ecr").describe_repositories()["repositories"] == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,25 @@ def mutating_calls(fake_eksctl) -> list[list[str]]:
     return [a for a in fake_eksctl.argv if a[0] in MUTATING]
 
 
+def _gpu_once_watched(kube) -> None:
+    """Give every node its GPU once a client watches nodes (the wait step)."""
+    kube.wait_for(lambda: any(r.query.get("watch") in ("true", "1", "True")
+                              for r in kube.requests_matching("GET", "/api/v1/nodes")), timeout=170)
+    for node in kube.list("v1", "Node"):
+        kube.set_allocatable(node["metadata"]["name"], {"nvidia.com/gpu": "1"}, after=0.3)
+
+
 def test_full_up_then_second_run_changes_nothing(cluster_env, aws, kube, fake_eksctl, shared_schemas):
     import jsonschema
     import yaml
 
-    fake_eksctl.gpu_delay = 2.0  # the GPU appears while `cluster up` is watching
+    # The GPU appears while `cluster up` is watching: the device plugin "registers" it only once the
+    # wait step's node watch is open (a fixed delay raced the steps before it on a loaded machine).
+    fake_eksctl.gpu_delay = None
+    registered = threading.Thread(target=_gpu_once_watched, args=(kube,), daemon=True)
+    registered.start()
     done = cluster_env("cluster", "up", "--yes", check=True, timeout=180)
+    registered.join(timeout=5)
 
     creates = fake_eksctl.calls("create", "cluster")
     assert len(creates) == 1 and creates[0][2] == "-f" and "--install-nvidia-plugin=false" in creates[0]
@@ -47,7 +61,7 @@ def test_full_up_then_second_run_changes_nothing(cluster_env, aws, kube, fake_ek
     before = len(fake_eksctl.argv)
     again = cluster_env("cluster", "up", "--yes", "--output", "json", check=True, timeout=180)
     steps = json.loads(again.stdout)["steps"]
-    assert [s["status"] for s in steps] == ["skipped"] * 7
+    assert [s["status"] for s in steps] == ["unchanged"] * 7
     assert mutating_calls(fake_eksctl) == [creates[0]]
     assert all(a == ["version"] for a in fake_eksctl.argv[before:])
     assert snapshot(aws, kube, cluster_env) == CLEAN_STATE
@@ -84,7 +98,7 @@ def test_gpu_wait_times_out_then_resumes(cluster_env, aws, kube, fake_eksctl):
     kube.set_allocatable(node, {"nvidia.com/gpu": "1"})
     kube.wait_for(lambda: kube.get("v1", "Node", node)["status"]["allocatable"].get("nvidia.com/gpu") == "1")
     again = cluster_env("cluster", "up", "--yes", "--output", "json", check=True, timeout=180)
-    assert [s["status"] for s in json.loads(again.stdout)["steps"]] == ["skipped"] * 7
+    assert [s["status"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 7
     assert snapshot(aws, kube, cluster_env) == CLEAN_STATE
 
 
@@ -107,8 +121,8 @@ def test_drifted_role_and_missing_device_plugin_are_repaired(cluster_env, aws, k
 
     again = cluster_env("cluster", "up", "--yes", "--output", "json", check=True, timeout=180)
     by_kind = {s["kind"]: s["status"] for s in json.loads(again.stdout)["steps"]}
-    assert by_kind["iam-role"] == "changed" and by_kind["k8s-daemonset"] == "done"
-    assert by_kind["eks-cluster"] == "skipped"
+    assert by_kind["iam-role"] == "updated" and by_kind["k8s-daemonset"] == "created"
+    assert by_kind["eks-cluster"] == "unchanged"
     assert snapshot(aws, kube, cluster_env) == CLEAN_STATE
 
 
@@ -120,5 +134,5 @@ def test_existing_device_plugin_is_detected(cluster_env, aws, kube, fake_eksctl)
                      "spec": {"containers": [{"name": "p", "image": "nvcr.io/nvidia/k8s-device-plugin:v0.16.0"}]}}}})
     done = cluster_env("cluster", "up", "--yes", "--output", "json", check=True, timeout=180)
     step = next(s for s in json.loads(done.stdout)["steps"] if s["kind"] == "k8s-daemonset")
-    assert step["status"] == "skipped" and "kube-system/nvidia-device-plugin" in step["detail"]
+    assert step["status"] == "unchanged" and "kube-system/nvidia-device-plugin" in step["detail"]
     assert kube.get("apps/v1", "DaemonSet", "nvidia-device-plugin-daemonset", "kube-system") is None

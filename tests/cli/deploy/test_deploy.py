@@ -7,7 +7,7 @@ import json
 import time
 
 from llmctl.actions.deploy import deploy
-from llmctl.actions.rollout import READY, PhaseStarted
+from llmctl.actions.rollout.events import READY, PhaseStarted
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE, config_text
@@ -28,8 +28,9 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
     done = run_deploy(project)
     assert done.returncode == 0, done.stderr
     err, out = done.stderr, done.stdout
-    for line in ("created  Namespace vllm", "created  ServiceAccount vllm-sa", "created  Secret vllm-llama-api-key",
-                 "created  Deployment vllm-llama", "created  Service vllm-llama"):
+    for line in ("created  Namespace vllm", "created  ServiceAccount vllm/vllm-sa",
+                 "created  Secret vllm/vllm-llama-api-key", "created  Deployment vllm/vllm-llama",
+                 "created  Service vllm/vllm-llama"):
         assert line in err
     positions = [err.index(phase) for phase in ("Scheduling...", "Pulling image...", "Downloading model...",
                                                 "Loading engine...", "] Ready")]
@@ -77,7 +78,7 @@ def test_pruning_removes_a_dropped_object(project, kube, stub_endpoint) -> None:
     second = run_deploy(project, "--output", "json")
     assert second.returncode == 0, second.stderr
     actions = {(o["kind"], o["action"]) for o in json.loads(second.stdout)["objects"]}
-    assert ("PodDisruptionBudget", "pruned") in actions and ("Deployment", "configured") in actions
+    assert ("PodDisruptionBudget", "deleted") in actions and ("Deployment", "updated") in actions
     assert kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm") is None
 
 

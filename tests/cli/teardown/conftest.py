@@ -240,9 +240,15 @@ def world(aws, kube, llmctl, fake_eksctl) -> World:
 
 
 def in_process_teardown(world: World, **overrides):
-    """The teardown action wired to moto, the double and the fake eksctl, for in-process tests."""
+    """The teardown action wired to moto, the double and the fake eksctl, for in-process tests.
+
+    `overrides` may name fields of the `Discovery` (e.g. `model_bucket`) or of the `Teardown`.
+    """
+    import dataclasses
+
     import yaml
 
+    from llmctl.actions.inventory import Discovery
     from llmctl.actions.teardown import Teardown
     from llmctl.aws.session import AwsClients
     from llmctl.config import LlmctlConfig, Names
@@ -263,6 +269,8 @@ def in_process_teardown(world: World, **overrides):
         "poll_s": 0.2,
     }
     options.update(overrides)
-    action = Teardown(**options)
+    discovery_fields = {f.name for f in dataclasses.fields(Discovery) if f.init}
+    discovery = Discovery(**{k: v for k, v in options.items() if k in discovery_fields})
+    action = Teardown(inventory=discovery, **{k: v for k, v in options.items() if k not in discovery_fields})
     action.lines = lines
     return action

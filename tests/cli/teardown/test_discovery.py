@@ -14,7 +14,7 @@ def by_step(inv) -> dict[int, set[tuple[str, str]]]:
 
 def test_discovery_finds_exactly_what_is_tagged(world):
     world.seed()
-    inv = in_process_teardown(world).discover(include_build=True)
+    inv = in_process_teardown(world).inventory.discover(include_build=True)
     steps = by_step(inv)
     assert inv.warnings == []
 
@@ -49,14 +49,14 @@ def test_discovery_finds_exactly_what_is_tagged(world):
 
 def test_model_bucket_only_when_named(world):
     world.seed()
-    plain = in_process_teardown(world).discover(include_build=True)
+    plain = in_process_teardown(world).inventory.discover(include_build=True)
     assert "llama-models-test" not in {r.name for r in plain.resources}
-    named = in_process_teardown(world, model_bucket="llama-models-test").discover(include_build=True)
+    named = in_process_teardown(world, model_bucket="llama-models-test").inventory.discover(include_build=True)
     assert ("aws_s3_bucket", "llama-models-test", 5) in {(r.type, r.name, r.step) for r in named.resources}
 
 
 def test_cluster_not_tagged_for_us_is_left_alone(world):
     world.c("eks").create_cluster(name=NAME, roleArn="arn:aws:iam::123456789012:role/x", resourcesVpcConfig={"subnetIds": []}, tags={"team": "search"})
-    inv = in_process_teardown(world).discover(include_build=True)
+    inv = in_process_teardown(world).inventory.discover(include_build=True)
     assert inv.resources == []
     assert "not tagged llmctl.io/deployment=llama" in inv.warnings[0]

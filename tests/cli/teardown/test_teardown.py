@@ -24,7 +24,7 @@ def test_no_terminal_and_no_yes_stops_before_anything(world, llmctl):
     world.seed_build()
     before = world.ours()
     done = llmctl("teardown", "--all")
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error: the command needs --yes where it cannot ask
     assert "without confirmation" in done.stderr and "--yes" in done.stderr
     assert world.ours() == before
 
@@ -41,7 +41,7 @@ def test_teardown_all_leaves_nothing_of_this_deployment(world, llmctl):
     done = llmctl("teardown", "--all", "--yes", "-o", "json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert [r["status"] for r in report["results"]] == ["done"] * 5
+    assert [r["status"] for r in report["results"]] == ["deleted"] * 5
     assert report["verification"]["clean"] and report["verification"]["leftovers"] == []
     assert world.nothing_left(), world.ours()
     assert world.foreign() == foreign
@@ -79,7 +79,7 @@ def test_failed_eksctl_stops_with_exit_1_and_a_rerun_finishes(world, llmctl, fak
     fake_eksctl.fail_at = None
     rerun = llmctl("teardown", "--all", "--yes")
     assert rerun.returncode == 0, rerun.stderr
-    assert "skipped" in rerun.stderr and "nothing billable left" in rerun.stdout
+    assert "unchanged" in rerun.stderr and "nothing billable left" in rerun.stdout
     assert world.nothing_left(), world.ours()
 
 
@@ -123,11 +123,11 @@ def test_interrupted_after_each_step_converges(world, after):
 
     with pytest.raises(Interrupted):
         in_process_teardown(world).plan(include_build=True).execute(report=stop_after)
-    assert [r.status for r in seen] == ["done"] * after
+    assert [r.status for r in seen] == ["deleted"] * after
 
     rerun = in_process_teardown(world)
     results = rerun.plan(include_build=True).execute()
-    assert [r.status for r in results[:after]] == ["skipped"] * after
+    assert [r.status for r in results[:after]] == ["unchanged"] * after
     assert rerun.verify(include_build=True)["clean"]
     assert world.nothing_left(), world.ours()
     assert world.foreign() == foreign

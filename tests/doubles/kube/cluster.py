@@ -25,6 +25,7 @@ import yaml
 
 from .controllers import Controllers
 from .kubelet import LogStore, PodSim, Scenario
+from .portforward import Forwards
 from .resources import Registry, ResourceType
 from .selectors import parse_label_selector
 from .server import KubeHTTPServer, RequestRecord
@@ -92,6 +93,8 @@ class KubeDouble:
       add_node / remove_node / set_allocatable(name, {"nvidia.com/gpu": "1"}, after=0.2)
       install_crds(PROMETHEUS_OPERATOR_CRDS) / install_keda()  (or apply the CRD objects through the API)
       on_load_balancer(create=fn(service)->hostname|None, delete=fn(service)); lb_delay (seconds)
+      expose(target, container_port, ("127.0.0.1", port))  matching pods listen on container_port: the
+                                     portforward subresource connects it to that real server
       create(obj) / get(...) / list(...) / events(...) / logs(ns, pod, container)
       requests (RequestRecord list), requests_matching(method=..., path=...), wait_for(predicate, timeout)
       errors: tracebacks from controller steps (the fixture fails a test that leaves any)
@@ -106,6 +109,8 @@ class KubeDouble:
         self.logs = LogStore(self.store.cond)
         self.controllers = Controllers(self)
         self.store.listeners.append(self.controllers.on_change)
+        self.forwards = Forwards(self)
+        self.store.listeners.append(self.forwards.on_change)
         self.token = uuid.uuid4().hex
         self.context = context
         self.server_version = server_version
@@ -318,8 +323,8 @@ class KubeDouble:
 
     # -- scripting ------------------------------------------------------------------------------
 
-    def script(self, target: str | dict, scenario: Scenario) -> None:
-        """Pods created from now on that match `target` follow `scenario` (latest script wins)."""
+    def _pod_matcher(self, target: str | dict) -> Callable[[dict], bool]:
+        """Pods of the workload named `target`, the pod named `target`, or pods matching a label selector."""
         if isinstance(target, dict) or "=" in target or " in " in target:
             selector = target if isinstance(target, str) else ",".join(f"{k}={v}" for k, v in target.items())
             label_ok = parse_label_selector(selector)
@@ -329,8 +334,19 @@ class KubeDouble:
         else:
             def matches(pod: dict) -> bool:
                 return target in (self._workload_name(pod), pod["metadata"]["name"])
+        return matches
+
+    def script(self, target: str | dict, scenario: Scenario) -> None:
+        """Pods created from now on that match `target` follow `scenario` (latest script wins)."""
+        matches = self._pod_matcher(target)
         with self.lock:
             self.scripts.append((matches, scenario))
+
+    def expose(self, target: str | dict, container_port: int, address: tuple[str, int]) -> None:
+        """Pods matching `target` (as for `script`, existing ones too) listen on `container_port` while their
+        container runs: a port-forward to it connects to `address`, a real server on this machine (the latest
+        matching exposure wins)."""
+        self.forwards.expose(self._pod_matcher(target), container_port, address)
 
     def add_node(self, name: str, *, gpus: int = 1, labels: dict | None = None, taints: list[dict] | None = None,
                  allocatable: dict | None = None, instance_type: str = "g4dn.xlarge") -> dict:

@@ -1,4 +1,5 @@
-"""The HTTP side of the Kubernetes double: routing, Status errors, watch and log streaming."""
+"""The HTTP side of the Kubernetes double: routing, Status errors, watch and log streaming (port-forward:
+`portforward.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from .portforward import serve_portforward
 from .resources import ResourceType
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ApiError, HistoryEntry, not_found
@@ -240,6 +242,8 @@ class Handler(BaseHTTPRequestHandler):
             sub = rest[2] if len(rest) > 2 else None
         if sub == "log" and rt.kind == "Pod" and self.command == "GET":
             return self._pod_log(namespace, name, query)
+        if sub == "portforward" and rt.kind == "Pod" and self.command in ("GET", "POST"):
+            return serve_portforward(self, namespace, name, query)
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if name is None and self.command == "GET" and _truthy(query.get("watch")):

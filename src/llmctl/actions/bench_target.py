@@ -1,0 +1,91 @@
+"""Which endpoint `llmctl bench` loads, first match wins.
+
+`--url` (+ `--api-key`); the local endpoint `llmctl local up` recorded in the state store (key
+"local"); the deployed endpoint (the Service's load-balancer address and the API key Secret,
+through the Kubernetes adapter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmctl.actions.rollout.endpoint import service_address
+from llmctl.errors import ConfigError, LlmctlError
+
+
+@dataclass
+class ResolvedTarget:
+    base_url: str
+    api_key: str | None
+    source: str  # flag | local | cluster
+    model: str | None = None
+    tokenizer_path: str | None = None
+    instance_type: str | None = None
+    replicas: int = 1
+    region: str = "us-east-1"
+    spot: bool = False
+
+
+def resolve_target(
+    url: str | None,
+    api_key: str | None,
+    *,
+    local: dict | None,
+    config_loader: Callable[[], Any],
+    names_loader: Callable[[], Any],
+    kube_factory: Callable[[], Any],
+) -> ResolvedTarget:
+    if url:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--url {url!r} is not an http(s) URL", hint="e.g. --url http://127.0.0.1:8000")
+        return ResolvedTarget(url.rstrip("/"), api_key, "flag")
+    if local and local.get("url"):
+        tokenizer = None
+        if local.get("model_path"):
+            tokenizer = local["model_path"]
+        elif local.get("state_dir"):
+            try:
+                candidate = Path(local["state_dir"]) / "models" / config_loader().model.prefix
+                tokenizer = str(candidate) if candidate.is_dir() else None
+            except LlmctlError:
+                tokenizer = None
+        return ResolvedTarget(local["url"].rstrip("/"), api_key or local.get("api_key"), "local", model=local.get("model"), tokenizer_path=tokenizer)
+    return _cluster_target(api_key, config_loader(), names_loader(), kube_factory)
+
+
+def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTarget:
+    hint = "pass --url (and --api-key), run `llmctl local up`, or `llmctl deploy` first"
+    try:
+        kube = kube_factory()
+        service = kube.get("v1", "Service", names.app, names.namespace)
+    except LlmctlError as exc:
+        raise LlmctlError(f"no endpoint to benchmark: {exc.message}", hint=hint) from None
+    except Exception as exc:  # no kubeconfig, unreachable cluster: the user needs the same hint
+        raise LlmctlError(f"no endpoint to benchmark: cannot reach the cluster ({type(exc).__name__}: {exc})", hint=hint) from None
+    if not service:
+        raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
+    host = service_address(service)
+    if not host:
+        raise LlmctlError(
+            f"Service {names.namespace}/{names.app} has no load-balancer address yet",
+            hint="wait for the load balancer (`llmctl status`), or pass --url",
+        )
+    ports = (service.get("spec") or {}).get("ports") or []
+    port = ports[0].get("port", cfg.server.port) if ports else cfg.server.port
+    if api_key is None:
+        from llmctl.actions.deploy import existing_api_key
+
+        api_key = existing_api_key(kube, names)
+    return ResolvedTarget(
+        f"http://{host}:{port}",
+        api_key,
+        "cluster",
+        model=cfg.model.served_name,
+        instance_type=cfg.cluster.instance_types[0],
+        replicas=cfg.deploy.replicas or 1,
+        region=cfg.aws.region,
+        spot=cfg.cluster.spot,
+    )

@@ -1,0 +1,28 @@
+"""EKS look-ups: the cluster, its OIDC issuer, its node groups (eksctl creates and deletes them)."""
+
+from __future__ import annotations
+
+from llmctl.aws.errors import aws_call
+
+NOT_FOUND = "ResourceNotFoundException"
+
+
+def describe_cluster(eks, name: str) -> dict | None:
+    """The cluster as `eks:DescribeCluster` answers, or None when there is none of that name."""
+    return aws_call(f"looking up EKS cluster {name}", lambda: eks.describe_cluster(name=name)["cluster"], absent=NOT_FOUND)
+
+
+def issuer(cluster: dict | None) -> str | None:
+    """The cluster's OIDC issuer URL (what IRSA trusts), from a `describe_cluster` answer."""
+    return (((cluster or {}).get("identity") or {}).get("oidc") or {}).get("issuer")
+
+
+def describe_nodegroup(eks, cluster: str, name: str) -> dict | None:
+    return aws_call(f"looking up node group {name}",
+                    lambda: eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"], absent=NOT_FOUND)
+
+
+def nodegroups(eks, cluster: str) -> list[dict]:
+    """Every node group of the cluster, described."""
+    names = aws_call(f"listing node groups of {cluster}", lambda: eks.list_nodegroups(clusterName=cluster).get("nodegroups", []))
+    return [group for name in names if (group := describe_nodegroup(eks, cluster, name)) is not None]

@@ -1,0 +1,102 @@
+"""The session's second (and last) server: LoRA on the CPU engine, then the SIGTERM drain.
+
+LoRA on vLLM's CPU engine needs float32 (with bfloat16 the worker dies), hence a second engine;
+its tests are few and share it. The drain test ends it, so it comes last in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import pytest
+
+from tests.fixtures.server import make_tiny_lora, running_server, wait_for
+
+pytestmark = pytest.mark.engine
+LOAD, UNLOAD = "/v1/load_lora_adapter", "/v1/unload_lora_adapter"
+
+
+@pytest.fixture(scope="module")
+def lora_server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora")
+    adapters = {"sql": make_tiny_lora(root / "sql", seed=1), "chat": make_tiny_lora(root / "chat", seed=2)}
+    with running_server(tiny_model_dir, root / "server.log", DTYPE="float32", ENABLE_LORA="true", MAX_LORAS="2",
+                        MAX_LORA_RANK="8", LORA_MODULES=f"sql={adapters['sql']}", DRAIN_TIMEOUT_S="120",
+                        VLLM_ALLOW_RUNTIME_LORA_UPDATING="true") as server:
+        yield server, adapters
+
+
+def greedy(server, model: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/completions", headers=server.headers, timeout=120,
+                      json={"model": model, "prompt": "The model serves", "max_tokens": 8, "temperature": 0,
+                            "ignore_eos": True})
+
+
+def test_an_adapter_from_lora_modules_is_served_and_changes_the_output(lora_server):
+    server, _ = lora_server
+    models = {m.id: m for m in server.openai().models.list().data}
+    assert set(models) == {"tiny-llama", "sql"} and models["sql"].parent == "tiny-llama"
+    counted = server.metric("vllm_requests_total", status="success", endpoint="/v1/completions")
+    base, adapted = greedy(server, "tiny-llama"), greedy(server, "sql")
+    assert base.status_code == adapted.status_code == 200, adapted.text
+    assert base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
+    assert adapted.json()["usage"]["completion_tokens"] == 8
+    assert server.metric("vllm_requests_total", status="success", endpoint="/v1/completions") - counted == 2
+
+
+def test_runtime_adapter_routes_need_the_key_then_load_and_unload(lora_server):
+    server, adapters = lora_server
+    load = {"lora_name": "chat", "lora_path": str(adapters["chat"])}
+    for path, body in ((LOAD, load), (UNLOAD, {"lora_name": "sql"}), ("/adapters", {"name": "x", "src": "/x"})):
+        r = httpx.post(f"{server.url}{path}", json=body, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", path
+    assert greedy(server, "chat").status_code == 404  # nothing was loaded
+
+    def post(path: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{server.url}{path}", json=body, headers=server.headers, timeout=120)
+
+    assert post(LOAD, load).status_code == 200
+    assert "chat" in {m.id for m in server.openai().models.list().data}
+    assert greedy(server, "chat").status_code == 200
+    assert post(UNLOAD, {"lora_name": "chat"}).status_code == 200
+    assert greedy(server, "chat").status_code == 404
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(lora_server):
+    server, _ = lora_server
+    max_tokens = 500
+    result: dict = {}
+
+    def long_stream():
+        with httpx.stream("POST", f"{server.url}/generate", headers=server.headers, timeout=300,
+                          json={"prompt": "drain", "max_tokens": max_tokens, "ignore_eos": True, "stream": True}) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        result["final"] = json.loads(lines[-2][len("data: "):])
+
+    worker = threading.Thread(target=long_stream)
+    with server.engine_paused():
+        worker.start()
+        wait_for(lambda: server.metric("vllm_active_requests") >= 1, "the request to be admitted", 60)
+
+        server.process.terminate()  # SIGTERM to the server process only, as the kubelet does
+
+        def ready_status():
+            response = httpx.get(f"{server.url}/ready", timeout=10)
+            return response if response.status_code == 503 else None
+
+        ready = wait_for(ready_status, "/ready to turn 503 after SIGTERM", 30)
+        assert ready.json()["status"] == "draining"
+        for path, body in (("/generate", {"prompt": "x", "max_tokens": 1}),
+                           ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1})):
+            refused = httpx.post(f"{server.url}{path}", headers=server.headers, json=body)
+            assert refused.status_code == 503 and refused.json()["error"]["type"] == "service_unavailable", path
+        assert server.metric("vllm_active_requests") == 1
+
+    worker.join(240)
+    assert result["final"]["tokens_generated"] == max_tokens and result["final"]["finish_reason"] == "length"
+    assert server.process.wait(60) == 0
+    log = server.log_tail(200000)
+    assert '"in_flight": 1' in log.split('"msg": "draining"')[1][:200]
+    assert '"msg": "drained"' in log
