@@ -48,8 +48,17 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: install system-deps image
-	$(PY) -m pytest
+# The image tests (`make image`, then tests/image) run when the change touches what the image is
+# built from (.ci/image-changed, against the previous commit): a cold image build on a fresh
+# machine costs 8-15 minutes, too much for every CI run. IMAGE_TESTS=1 runs them always,
+# IMAGE_TESTS=0 never; `pytest` alone runs them too (they call `make image` themselves).
+IMAGE_TESTS ?= auto
+test: install system-deps
+	@if [ "$(IMAGE_TESTS)" = 1 ] || { [ "$(IMAGE_TESTS)" = auto ] && .ci/image-changed; }; then \
+	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest; \
+	else \
+	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest -m "not image"; \
+	fi
 
 # --- the server image, built here from the project's own Dockerfile (docs/image.md) ----------
 # buildah as root with chroot isolation: RUN steps need neither a daemon nor an OCI runtime.
