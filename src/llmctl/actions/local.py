@@ -50,6 +50,7 @@ Emit = Callable[[RolloutEvent], None]
 # What happens on one machine: no pod to schedule, no image to pull.
 LOCAL_PHASES = (DOWNLOADING, LOADING, READY)
 TINY_MODEL_SOURCE = "tiny random model"
+HIDDEN_KEY = "(hidden: --show-api-key)"
 
 
 @dataclass
@@ -71,9 +72,6 @@ class LocalEndpoint:
         if not show_key:
             data["api_key"] = HIDDEN_KEY
         return data
-
-
-HIDDEN_KEY = "(hidden: --show-api-key)"
 
 
 class LocalStack:
