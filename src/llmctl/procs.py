@@ -55,9 +55,9 @@ class Background:
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
         """Start detached (own session, so Ctrl-C on llmctl doesn't hit it) and record its pid."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         marker_key, marker_value = self.marker.split("=", 1)
-        with open(self.log_file, "ab") as log:
+        with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
                 argv,
                 env={**env, marker_key: marker_value},
@@ -67,7 +67,8 @@ class Background:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pid_file.write_text(str(proc.pid))
+        with open(os.open(self.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as pid_file:
+            pid_file.write(str(proc.pid))
         # Popen returns once the exec began, a moment before the kernel publishes the new
         # environment; wait for it so that pid() right after start() sees our marker.
         deadline = time.monotonic() + 5

@@ -2,7 +2,9 @@
 
 The cloud stays the source of truth for whether a step is done; this file only remembers
 choices a later command should default to. One JSON file per deployment under the state dir
-(`LLMCTL_STATE_DIR`, default `.llmctl/` beside the config file).
+(`LLMCTL_STATE_DIR`, default `.llmctl/` beside the config file). The folder holds the local
+endpoint's API key: it is private to the user (0700, files 0600) and carries a `.gitignore` of `*`
+so that `git add .` beside the config never commits it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ class StateStore:
         self.root = root
         self.path = root / f"{deployment}.json"
 
+    def ensure(self) -> Path:
+        """Create the state folder (private, git-ignored) if needed; return it."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# llmctl's local state (API keys, pid files, models): never commit it\n*\n")
+        return self.root
+
     def load(self) -> dict[str, Any]:
         try:
             return json.loads(self.path.read_text())
@@ -44,8 +54,8 @@ class StateStore:
             self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
-        """Atomic: a crash never leaves a torn state file."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Atomic: a crash never leaves a torn state file; 0600 (mkstemp's mode) as it may hold a key."""
+        self.ensure()
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".state-")
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)

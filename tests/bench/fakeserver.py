@@ -2,8 +2,10 @@
 
 It speaks the three endpoints' SSE formats, exports `vllm_requests_total` and
 `vllm_tokens_generated_total` on /metrics, and can be told to answer with an HTTP status,
-hang (for timeouts), send several tokens per chunk, or slow down its first token as
-concurrency rises past a knee: TTFT = ttft_s * (1 + knee_slope * max(0, active - knee)).
+hang (for timeouts), send several tokens per chunk or all events in one write (what a starved
+client reads), report a TTFT of its own in `vllm_time_to_first_token_seconds` (server_ttft_s), or
+slow down its first token as concurrency rises past a knee:
+TTFT = ttft_s * (1 + knee_slope * max(0, active - knee)).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class Script:
     knee: int | None = None
     knee_slope: float = 2.0
     report_usage: bool = True
+    one_write: bool = False  # every event of a response in one write
+    server_ttft_s: float | None = None  # exported as each request's server-side TTFT
+    model: str = "fake-model"
 
 
 class FakeServer:
@@ -38,6 +43,7 @@ class FakeServer:
         self.counts = {"success": 0, "error": 0}
         self.tokens = 0
         self.max_active = 0
+        self.ttfts: list[float] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -73,13 +79,19 @@ class FakeServer:
         self.port = site._server.sockets[0].getsockname()[1]
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         lines = ["# TYPE vllm_requests_total counter"]
         for status, n in self.counts.items():
             lines.append(f'vllm_requests_total{{endpoint="/v1/completions",status="{status}"}} {float(n)}')
         lines += ["# TYPE vllm_tokens_generated_total counter", f'vllm_tokens_generated_total{{endpoint="/v1/completions"}} {float(self.tokens)}']
+        if self.script.server_ttft_s is not None:
+            name, where = "vllm_time_to_first_token_seconds", 'endpoint="/v1/completions"'
+            lines += [f"# TYPE {name} histogram",
+                      *(f'{name}_bucket{{{where},le="{le}"}} {float(sum(t <= b for t in self.ttfts))}'
+                        for le, b in (("0.01", 0.01), ("0.1", 0.1), ("1.0", 1.0), ("+Inf", float("inf")))),
+                      f"{name}_count{{{where}}} {float(len(self.ttfts))}", f"{name}_sum{{{where}}} {sum(self.ttfts)}"]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -103,6 +115,7 @@ class FakeServer:
             await resp.prepare(request)
             path = request.path
             sent = 0
+            pending: list[bytes] = []
             while sent < n:
                 k = min(s.tokens_per_chunk, n - sent)
                 if sent:
@@ -114,8 +127,12 @@ class FakeServer:
                     event = {"choices": [{"index": 0, "delta": {"content": text}}]}
                 else:
                     event = {"choices": [{"index": 0, "text": text}]}
-                await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+                pending.append(f"data: {json.dumps(event)}\n\n".encode())
+                if not s.one_write:
+                    await resp.write(pending.pop())
                 sent += k
+            if pending:
+                await resp.write(b"".join(pending))
             if path == "/generate":
                 await resp.write(f"data: {json.dumps({'generated_text': '', 'tokens_generated': n, 'prompt_tokens': 3})}\n\n".encode())
             elif s.report_usage:
@@ -124,6 +141,8 @@ class FakeServer:
             await resp.write(b"data: [DONE]\n\n")
             self.counts["success"] += 1
             self.tokens += n
+            if s.server_ttft_s is not None:
+                self.ttfts.append(s.server_ttft_s)
             return resp
         finally:
             self.active -= 1

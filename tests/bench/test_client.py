@@ -10,6 +10,7 @@ import pytest
 from llmctl.actions.bench import BenchOptions, run_bench
 from llmctl.actions.bench_target import ResolvedTarget
 from llmctl.bench.client import RequestInput, SSEParser, Target, make_session, send_request
+from llmctl.errors import LlmctlError
 from tests.bench.fakeserver import FakeServer, Script
 
 
@@ -84,8 +85,9 @@ def test_failures_are_counted_not_fatal():
     assert doc["llmctl"]["crosscheck"]["disagreements"] == []
 
 
-def test_unreachable_endpoint_run_counts_every_request():
-    doc = run_bench(BenchOptions(num_prompts=5, warmup=1), ResolvedTarget(f"http://127.0.0.1:{_refused_port()}", None, "flag"))
-    assert doc["completed"] == 0 and doc["failed"] == 5
-    assert doc["llmctl"]["errors_by_type"] == {"connection refused": 5}
-    assert doc["llmctl"]["crosscheck"]["status"] == "unavailable"
+def test_unreachable_endpoint_fails_before_any_request():
+    url = f"http://127.0.0.1:{_refused_port()}"
+    with pytest.raises(LlmctlError, match="connection refused") as err:
+        run_bench(BenchOptions(num_prompts=5, warmup=1), ResolvedTarget(url, None, "local"))
+    assert err.value.message == f"cannot reach {url} (local): connection refused"
+    assert "llmctl local up" in err.value.hint

@@ -44,7 +44,9 @@ def test_live_run_json_has_vllm_keys_and_server_counts_agree(llmctl, live_server
     assert doc["completed"] == 8 and doc["failed"] == 0
     assert doc["total_output_tokens"] == 8 * 8  # ignore_eos: exactly --output-len each
     assert doc["model_id"] == live_server.model_name
-    assert doc["mean_ttft_ms"] > 0 and doc["median_tpot_ms"] > 0 and doc["mean_itl_ms"] > 0
+    assert doc["mean_ttft_ms"] > 0 and doc["mean_itl_ms"] > 0
+    # TPOT only from requests that streamed in 2+ reads; a starved client is told so instead of a 0 ms TPOT
+    assert doc["median_tpot_ms"] > 0 if doc["tpot_requests"] else "cannot be measured" in " ".join(done.stderr.split())
     check = doc["llmctl"]["crosscheck"]
     assert check["status"] == "ok", check
     assert check["server_completed"] == 8 and check["server_output_tokens"] == 64

@@ -52,6 +52,13 @@ def test_tpot_excludes_single_token_and_uses_token_count_not_chunks(runs):
     assert m["median_tpot_ms"] == approx(58.33333, rel=1e-5)
 
 
+def test_tpot_skips_requests_whose_tokens_came_in_one_read(runs):
+    runs[0].token_reads, runs[2].token_reads = 1, 2  # A's four tokens reached the client at once
+    m = compute_metrics(runs, 2.0)
+    assert m["tpot_requests"] == 1 and m["median_tpot_ms"] == approx(50.0)
+    assert m["per_request_tokens_per_s"] == approx(20.0)
+
+
 def test_itl_pools_chunk_gaps(runs):
     m = compute_metrics(runs, 2.0)
     # pooled gaps [50, 50, 100, 200]: C's two chunks give one 200 ms gap, whatever they carry
@@ -106,7 +113,8 @@ def test_parse_slo():
 
 
 def test_reference_checks():
-    m = {"completed": 1, "median_ttft_ms": 150.0, "median_tpot_ms": 80.0, "request_throughput": 0.4,
+    m = {"completed": 1, "median_ttft_ms": 150.0, "median_tpot_ms": 80.0, "tpot_requests": 1,
+         "per_request_tokens_per_s": 12.5, "request_throughput": 0.4,
          "median_e2el_ms": 190.0, "p95_e2el_ms": 600.0, "p99_e2el_ms": 2000.0}
     status = {c["key"]: c["status"] for c in reference_checks(m)}
     assert status == {

@@ -100,20 +100,43 @@ def build_dataset(opts: BenchOptions, tokenizer_path: str | None):
     return ds, tokenizer
 
 
-async def _served_model(base_url: str, api_key: str | None) -> str | None:
-    """The first model `/v1/models` lists (what vLLM's benchmark does), or None."""
+_UNREACHABLE_HINT = {
+    "flag": "check --url: is a server listening there?",
+    "local": "`llmctl local status` shows it; `llmctl local up` starts it",
+    "cluster": "`llmctl status` shows the deployment; or pass --url",
+}
+
+
+async def _probe(resolved: ResolvedTarget) -> str | None:
+    """Fail at once, in one line, when nothing answers at the URL (not after a table of failures);
+    return the first model `/v1/models` lists (what vLLM's benchmark picks), or None."""
     import aiohttp
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    from llmctl.bench.client import classify
+
+    headers = {"Authorization": f"Bearer {resolved.api_key}"} if resolved.api_key else {}
     try:
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{base_url}/v1/models", headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with session.get(f"{resolved.base_url}/v1/models", headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 if resp.status != 200:
                     return None
                 body = await resp.json()
                 return (body.get("data") or [{}])[0].get("id")
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, AttributeError, IndexError):
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        raise LlmctlError(f"cannot reach {resolved.base_url} ({resolved.source}): {classify(exc)}",
+                          hint=_UNREACHABLE_HINT.get(resolved.source)) from None
+    except (aiohttp.ClientError, ValueError, AttributeError, IndexError):
         return None
+
+
+def _reference(model: str | None, instance_type: str | None) -> dict:
+    """Whether the seed's targets grade this endpoint: only the setup they were measured on."""
+    from llmctl import pricing
+    from llmctl.bench.metrics import REFERENCE_SETUP, reference_applies
+
+    gpu = pricing.INSTANCES[instance_type].gpu_model if instance_type in pricing.INSTANCES else None
+    return {"setup": REFERENCE_SETUP, "model": model, "gpu": gpu, "applies": reference_applies(model, gpu)}
 
 
 class _Scraper:
@@ -190,9 +213,10 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
         handled = False
     try:
+        served = await _probe(resolved)
         model = opts.model or resolved.model
         if model is None and opts.endpoint != "/generate":
-            model = await _served_model(resolved.base_url, resolved.api_key)
+            model = served
         target = Target(
             resolved.base_url, opts.endpoint, resolved.api_key, model, opts.ignore_eos, opts.temperature, opts.timeout_s
         )
@@ -234,7 +258,8 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
         doc = result_document(metrics, results, params, detailed=opts.save_detailed)
         extras = doc["llmctl"]
         extras["dataset_note"] = dataset.note
-        extras["reference_checks"] = reference_checks(metrics)
+        extras["reference"] = _reference(model or served, opts.instance_type or resolved.instance_type)
+        extras["reference_checks"] = reference_checks(metrics) if extras["reference"]["applies"] else []
         extras["crosscheck"] = doc.pop("crosscheck")
         extras["warmup_failed"] = doc.pop("warmup_failed")
         extras["interrupted"] = doc.pop("interrupted") or stop.is_set()

@@ -8,13 +8,16 @@ engine. Processes run detached with pid and log files under `<state dir>/local/`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +35,7 @@ from llmctl.actions.rollout.events import (
     Timeline,
     parse_progress_line,
 )
-from llmctl.errors import ConfigError, LlmctlError
+from llmctl.errors import EXIT_INTERRUPTED, ConfigError, LlmctlError
 from llmctl.procs import Background, free_port, port_free
 
 LOCAL_BUCKET = "llmctl-local-models"
@@ -42,6 +45,12 @@ EMBEDDED_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "llmctl-local", "AWS_SECRET_ACCE
 
 
 Emit = Callable[[RolloutEvent], None]
+
+
+# What happens on one machine: no pod to schedule, no image to pull.
+LOCAL_PHASES = (DOWNLOADING, LOADING, READY)
+TINY_MODEL_SOURCE = "tiny random model"
+HIDDEN_KEY = "(hidden: --show-api-key)"
 
 
 @dataclass
@@ -56,11 +65,12 @@ class LocalEndpoint:
     state_dir: str
     timeline: dict
     already_running: bool = False
+    model_source: str = TINY_MODEL_SOURCE  # what --model named (resolved), or the tiny model
 
     def to_dict(self, show_key: bool = True) -> dict:
         data = asdict(self)
         if not show_key:
-            data["api_key"] = "(hidden: --show-api-key)"
+            data["api_key"] = HIDDEN_KEY
         return data
 
 
@@ -76,13 +86,18 @@ class LocalStack:
 
     # --- up ------------------------------------------------------------------------------------
     def up(self, *, model_dir: Path | None, port: int | None, emit: Emit, timeout_s: float = 600) -> LocalEndpoint:
-        """Start everything, emitting the same rollout events as `deploy`; idempotent."""
+        """Start everything, emitting the same rollout events as `deploy`; idempotent.
+
+        Inputs are checked before anything starts; a running stack is returned as it is, unless the
+        flags ask for a different one (an error: we never ignore a flag). Ctrl-C stops what had
+        started and says what that was."""
+        source = _check_model_dir(model_dir)
         running = self._running_endpoint()
         if running is not None:
+            _same_stack_or_refuse(running, source, port)
             return running
         server_port = self._pick_port(port)
-        self._stop_leftovers()
-        _require_engine(self.python)
+        self.state.ensure()
         origin = time.monotonic()
         timeline = Timeline()
 
@@ -99,11 +114,13 @@ class LocalStack:
                 event(progress)
 
         try:
+            self._stop_leftovers()
+            _require_engine(self.python)
             s3_url = self._start_s3()
             event(Notice(f"embedded S3 at {s3_url}", at()))
-            source = self._model_source(model_dir)
-            self._upload(s3_url, source)
-            event(Notice(f"uploaded {source} to s3://{LOCAL_BUCKET}/{self.cfg.model.prefix}/", at()))
+            model = model_dir if model_dir is not None else self._tiny_model()
+            self._upload(s3_url, model)
+            event(Notice(f"uploaded {model} to s3://{LOCAL_BUCKET}/{self.cfg.model.prefix}/", at()))
             event(PhaseStarted(DOWNLOADING, at()))
             model_path = self._download(s3_url, on_download_line)
             event(PhaseStarted(LOADING, at(), "vLLM CPU engine"))
@@ -112,6 +129,10 @@ class LocalStack:
             self._serve(model_path, server_port, api_key, url, timeout_s)
             event(PhaseStarted(READY, at(), url))
             event(RolloutFinished(at(), ok=True))
+        except KeyboardInterrupt:
+            with _sigint_ignored():  # a second Ctrl-C must not leave half the stack running
+                stopped = self.down(grace_s=5)
+            raise _interrupted(timeline.current, stopped) from None
         except BaseException:
             self.down(grace_s=5)
             raise
@@ -125,6 +146,7 @@ class LocalStack:
             s3_pid=self.s3.pid() or 0,
             state_dir=str(self.root),
             timeline=timeline.to_dict(),
+            model_source=source,
         )
         self.state.set(STATE_KEY, endpoint.to_dict())
         return endpoint
@@ -143,11 +165,7 @@ class LocalStack:
         _wait_http(f"{url}/moto-api/", timeout_s=30, process=self.s3, what="the embedded S3 (moto server)")
         return url
 
-    def _model_source(self, model_dir: Path | None) -> Path:
-        if model_dir is not None:
-            if not (model_dir / "config.json").is_file():
-                raise ConfigError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder")
-            return model_dir
+    def _tiny_model(self) -> Path:
         from llmctl.tinymodel import make_tiny_llama
 
         return make_tiny_llama(self.root / "tiny-model")
@@ -232,16 +250,19 @@ class LocalStack:
         self.s3.stop(grace_s=5)
         self.state.delete(STATE_KEY)
 
-    def status(self) -> dict:
+    def status(self, show_key: bool = False) -> dict:
         recorded = self.state.get(STATE_KEY) or {}
         server_pid, s3_pid = self.server.pid(), self.s3.pid()
         ready = None
         if server_pid and recorded.get("url"):
             ready = _http_status(f"{recorded['url']}/ready") == 200
+        key = recorded.get("api_key")
         return {
             "running": bool(server_pid and s3_pid),
             "url": recorded.get("url"),
+            "api_key": key if show_key or key is None else HIDDEN_KEY,
             "model": recorded.get("model"),
+            "model_source": recorded.get("model_source"),
             "ready": ready,
             "server_pid": server_pid,
             "s3_pid": s3_pid,
@@ -254,6 +275,52 @@ class LocalStack:
         stopped = {"server": self.server.stop(grace_s=grace), "s3": self.s3.stop(grace_s=5)}
         self.state.delete(STATE_KEY)
         return stopped
+
+
+def _check_model_dir(model_dir: Path | None) -> str:
+    """--model must be a Hugging Face model folder; checked before anything starts. Returns its identity."""
+    if model_dir is None:
+        return TINY_MODEL_SOURCE
+    if not model_dir.is_dir():
+        raise ConfigError(f"--model {model_dir}: no such folder", hint="point --model at a local Hugging Face model folder")
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"--model {model_dir}: no config.json there", hint="point --model at a Hugging Face model folder")
+    return str(model_dir.resolve())
+
+
+def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None) -> None:
+    """`local up` on a running stack returns it, but never while ignoring a flag that asks for another."""
+    running_port = urllib.parse.urlsplit(running.url).port
+    changes = []
+    if source != TINY_MODEL_SOURCE and source != running.model_source:
+        changes.append((f"--model {source}", f"it serves {running.model_source}"))
+    if port is not None and port != running_port:
+        changes.append((f"--port {port}", f"it listens on port {running_port}"))
+    if changes:
+        asked = " ".join(flag for flag, _ in changes)
+        raise ConfigError(
+            f"the local endpoint is already running and {'; '.join(why for _, why in changes)}: {asked} would need a restart",
+            hint=f"`llmctl local down` then `llmctl local up {asked}`",
+        )
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(phase: str | None, stopped: dict[str, bool]) -> LlmctlError:
+    """Ctrl-C: what had started and is now stopped, in one line."""
+    names = {"server": "the vLLM server", "s3": "the embedded S3"}
+    what = [names[k] for k, was_running in stopped.items() if was_running]
+    during = f" during {phase}" if phase else ""
+    done = f"stopped {' and '.join(what)}" if what else "nothing had started"
+    return LlmctlError(f"interrupted{during}: {done}; nothing of the local stack is left running",
+                       hint="`llmctl local up` starts it again", exit_code=EXIT_INTERRUPTED)
 
 
 def _last_error(lines: list[str]) -> str | None:

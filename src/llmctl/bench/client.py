@@ -64,6 +64,9 @@ class RequestResult:
     start_time: float = 0.0  # perf_counter() when sent
     client_queue_time: float = 0.0  # time spent waiting for a concurrency slot
     generated_text: str = ""
+    # Network reads that carried at least one token. A starved client (or a buffering proxy) gets
+    # many SSE events in one read: their gaps are not the server's pace. None: not recorded.
+    token_reads: int | None = None
 
 
 RequestFunc = Callable[[aiohttp.ClientSession, Target, RequestInput], Awaitable[RequestResult]]
@@ -177,7 +180,9 @@ async def send_request(session: aiohttp.ClientSession, target: Target, req: Requ
                 return out
             parser = SSEParser()
             stream_error = None
+            out.token_reads = 0
             async for chunk in response.content.iter_any():
+                carried = False
                 for event in parser.feed(chunk):
                     if event == "[DONE]":
                         continue
@@ -195,11 +200,13 @@ async def send_request(session: aiohttp.ClientSession, target: Target, req: Requ
                             out.itl.append(now - last)
                         last = now
                         text.append(delta)
+                        carried = True
                     completion, prompt = _usage(target.endpoint, data)
                     if completion is not None:
                         out.output_tokens = completion
                     if prompt is not None:
                         out.prompt_len = prompt
+                out.token_reads += carried
             for event in parser.close():
                 if event != "[DONE]" and "error" in (data := json.loads(event)):
                     stream_error = _error_message(event)

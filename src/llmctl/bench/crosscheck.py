@@ -13,6 +13,10 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+# Client and server TTFT further apart than this factor mean the client's clock is not the server's
+# pace: on one machine, usually a client starved of CPU that reads the streams late.
+TTFT_DISAGREEMENT_FACTOR = 2.0
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -92,6 +96,12 @@ class CrossCheck:
     server_latency: HistogramDelta | None
     server_queue: HistogramDelta | None
     disagreements: list[str] = field(default_factory=list)
+    ttft_ratio: float | None = None  # client mean TTFT / server mean TTFT
+
+    @property
+    def ttft_disagrees(self) -> bool:
+        ratio = self.ttft_ratio
+        return ratio is not None and not 1 / TTFT_DISAGREEMENT_FACTOR <= ratio <= TTFT_DISAGREEMENT_FACTOR
 
     def to_dict(self) -> dict:
         def hist(h: HistogramDelta | None) -> dict | None:
@@ -106,6 +116,8 @@ class CrossCheck:
             "server_latency": hist(self.server_latency),
             "server_queue_time": hist(self.server_queue),
             "disagreements": self.disagreements,
+            "ttft_ratio": self.ttft_ratio,
+            "ttft_disagrees": self.ttft_disagrees,
         }
 
 
@@ -139,6 +151,9 @@ def compare(before_text: str, after_text: str, client: dict, endpoint: str | Non
     for what, ours, theirs in pairs:
         if ours is not None and theirs is not None and not math.isclose(float(ours), float(theirs)):
             check.disagreements.append(f"{what}: client counted {ours:g}, server counted {theirs:g}")
+    client_ttft, server_ttft = client.get("mean_ttft_ms"), check.server_ttft.mean_ms if check.server_ttft else None
+    if client.get("completed") and client_ttft and server_ttft:
+        check.ttft_ratio = client_ttft / server_ttft
     return check
 
 

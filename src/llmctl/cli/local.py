@@ -33,9 +33,11 @@ def up(
 ) -> None:
     from llmctl.ui.rollout import RolloutDisplay, render_timeline
 
+    from llmctl.actions.local import LOCAL_PHASES
+
     app = get_app(ctx, output)
     stack = _stack(app)
-    with RolloutDisplay(app.output, title="local up") as display:
+    with RolloutDisplay(app.output, title="local up", phases=LOCAL_PHASES) as display:
         endpoint = stack.up(model_dir=model, port=port, emit=display, timeout_s=timeout)
 
     def render(data: dict) -> None:
@@ -51,13 +53,18 @@ def up(
 
 
 @local_app.command("status", help="Show the local endpoint and its processes.")
-def status(ctx: typer.Context, output: OutputOption = None) -> None:
+def status(
+    ctx: typer.Context,
+    show_api_key: Annotated[bool, typer.Option("--show-api-key", help="Print the endpoint's API key.")] = False,
+    output: OutputOption = None,
+) -> None:
     app = get_app(ctx, output)
-    data = _stack(app).status()
+    data = _stack(app).status(show_key=show_api_key)
 
     def render(data: dict) -> None:
         state = "ready" if data["ready"] else ("starting" if data["running"] else "stopped")
-        rows = [("state", state), ("endpoint", data["url"] or "-"), ("model", data["model"] or "-"),
+        rows = [("state", state), ("endpoint", data["url"] or "-"), ("api key", data["api_key"] or "-"),
+                ("model", data["model"] or "-"), ("model source", data["model_source"] or "-"),
                 ("server pid", data["server_pid"] or "-"), ("s3 pid", data["s3_pid"] or "-"), ("log", data["server_log"])]
         app.output.table("llmctl local", ["", ""], rows)
 

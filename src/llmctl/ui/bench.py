@@ -1,8 +1,9 @@
 """How `llmctl bench` looks: a progress bar during the run, then the summary tables.
 
 The summary follows `vllm bench serve`'s printout, with a column comparing each figure to the
-reference architecture's target (pass/fail), then the error breakdown, the server cross-check,
-the cost and, for a sweep, one row per level.
+reference architecture's target (pass/fail) only when the endpoint is the setup those targets
+were measured on, then the error breakdown, the server cross-check (and a warning when client and
+server TTFT are more than 2x apart), the cost and, for a sweep, one row per level.
 """
 
 from __future__ import annotations
@@ -74,11 +75,14 @@ def _pkey(p: float) -> str:
 def render_summary(output: Output, doc: dict) -> None:
     extras = doc.get("llmctl", {})
     checks = {c["key"]: c for c in extras.get("reference_checks", [])}
+    reference = extras.get("reference") or {}
     percentiles = extras.get("percentiles") or [50, 90, 95, 99]
+    no_tpot = not doc.get("tpot_requests")
 
     def row(label: str, key: str, unit: str = "") -> tuple:
         check = checks.get(key)
-        return (label, _fmt(doc.get(key), unit), check["target"] if check else "", check["status"] if check else "")
+        value = None if no_tpot and key.endswith("_tpot_ms") else doc.get(key)
+        return (label, _fmt(value, unit), check["target"] if check else "", check["status"] if check else "")
 
     rows = [
         ("Successful requests", _fmt(doc.get("completed")), "", ""),
@@ -98,17 +102,29 @@ def render_summary(output: Output, doc: dict) -> None:
         ("Peak concurrent requests", _fmt(doc.get("max_concurrent_requests")), "", ""),
         ("Total token throughput", _fmt(doc.get("total_token_throughput"), "tok/s"), "", ""),
     ]
-    tokens_check = checks.get("per_request_tokens_per_s")
     for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2E latency")):
         rows.append(row(f"Mean {label}", f"mean_{name}_ms", "ms"))
         rows.append(row(f"Median {label}", f"median_{name}_ms", "ms"))
         for p in sorted(set(percentiles) | ({95.0} if name == "e2el" else set())):
             if p != 50:
                 rows.append(row(f"P{_pkey(p)} {label}", f"p{_pkey(p)}_{name}_ms", "ms"))
-        if name == "tpot" and tokens_check:
-            rows.append(("Tokens/s per request", _fmt(tokens_check["value"], "tok/s"), tokens_check["target"], tokens_check["status"]))
+        if name == "tpot":
+            rows.append(row("Tokens/s per request", "per_request_tokens_per_s", "tok/s"))
+            rows.append(("TPOT from (2+ reads)", f"{doc.get('tpot_requests') or 0} of {doc.get('completed') or 0} requests",
+                         "", ""))
     title = "Serving benchmark" + (" (interrupted: partial results)" if extras.get("interrupted") else "")
-    output.table(title, ["figure", "value", "reference", "status"], rows, status_column="status")
+    if reference.get("applies"):
+        output.table(title, ["figure", "value", f"reference ({reference['setup']})", "status"], rows,
+                     status_column="status")
+    else:
+        output.table(title, ["figure", "value"], [r[:2] for r in rows])
+        if reference:
+            served = reference.get("model") or "an unnamed model"
+            gpu = f"a {reference['gpu']}" if reference.get("gpu") else "an unknown GPU (--instance-type names it)"
+            output.print(f"Reference targets ({reference['setup']}) not shown: this endpoint serves {served} on {gpu}.")
+    if no_tpot and doc.get("completed"):
+        output.warn("no request streamed its tokens in two or more reads, so TPOT and tokens/s per request "
+                    "cannot be measured; the client read each stream late (it is starved, or a proxy buffers)")
 
     errors = extras.get("errors_by_type") or {}
     if errors:
@@ -152,6 +168,14 @@ def _render_crosscheck(output: Output, doc: dict, check: dict) -> None:
     output.table("Client vs server (/metrics)", ["figure", "client", "server"], rows)
     for line in check.get("disagreements") or []:
         output.warn(f"client and server disagree: {line}")
+    ratio = check.get("ttft_ratio")
+    if check.get("ttft_disagrees") and ratio > 1:
+        output.warn(f"the client's mean TTFT is {ratio:.1f}x the server's: the client is starved (it reads the "
+                    "streams late, so its latencies overstate the server's); send fewer concurrent requests "
+                    "(--concurrency) or run the benchmark from a separate machine")
+    elif check.get("ttft_disagrees"):
+        output.warn(f"the client's mean TTFT is {ratio:.2f}x the server's (more than 2x apart): "
+                    "is /metrics this endpoint's?")
 
 
 def _render_sweep(output: Output, sweep: dict) -> None:

@@ -1,4 +1,5 @@
-"""The rollout phase display: Scheduling -> Pulling image -> Downloading model -> Loading engine -> Ready.
+"""The rollout phase display: Scheduling -> Pulling image -> Downloading model -> Loading engine -> Ready
+(or the phases a source has: `local up` neither schedules a pod nor pulls an image).
 
 Fed with the plain `RolloutEvent`s of `llmctl.actions.rollout.events` from any source (Kubernetes
 watches for `deploy`, local processes for `local up`). On a terminal it is a live panel with a
@@ -40,10 +41,14 @@ class RolloutDisplay:
     """`display.start()`, `display(event)` per event, `display.stop()` (or `with RolloutDisplay(output) as show`);
     `.timeline` holds what was seen. `start()` may come late: `deploy` starts it once the objects are applied."""
 
-    def __init__(self, output: Output, title: str = "rollout", clock: Callable[[], float] = time.monotonic):
+    def __init__(self, output: Output, title: str = "rollout", clock: Callable[[], float] = time.monotonic,
+                 phases: tuple[str, ...] = PHASES):
         self.output = output
         self.title = title
         self.clock = clock
+        self.phases = phases
+        self.stopped_by: str | None = None  # "interrupted" or "failed": how the last frame marks the current phase
+        self.stopped_at: float | None = None
         self.timeline = Timeline()
         self.notices: list[Notice] = []
         self.live = None
@@ -72,7 +77,15 @@ class RolloutDisplay:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """On an exception the last frame marks where it stopped, instead of freezing a running clock."""
+        if exc_type is not None:
+            from llmctl.errors import EXIT_INTERRUPTED
+
+            interrupted = issubclass(exc_type, KeyboardInterrupt) or getattr(exc, "exit_code", None) == EXIT_INTERRUPTED
+            with self.lock:
+                self.stopped_by = "interrupted" if interrupted else "failed"
+                self.stopped_at = (self.clock() - self.origin) if self.origin is not None else None
         self.stop()
 
     # -- events -------------------------------------------------------------------------------------
@@ -114,6 +127,8 @@ class RolloutDisplay:
 
         with self.lock:
             now = (self.clock() - self.origin) if self.origin is not None else 0.0
+            if self.stopped_by is not None and self.stopped_at is not None:
+                now = self.stopped_at
             durations = dict(self.timeline.durations(now))
             table = Table.grid(padding=(0, 2))
             table.add_column(width=2)
@@ -121,7 +136,7 @@ class RolloutDisplay:
             table.add_column(justify="right")
             table.add_column()
             current = self.timeline.current
-            for phase in PHASES:
+            for phase in self.phases:
                 if phase not in self.timeline.starts:
                     if phase == READY or current != READY:
                         table.add_row(Text("·", style="dim"), Text(phase, style="dim"), "", "")
@@ -129,8 +144,10 @@ class RolloutDisplay:
                 finished = phase != current or phase == READY
                 mark = Text("✓", style="green") if finished else Text("…", style="yellow")
                 detail = ""
+                if not finished and self.stopped_by is not None:
+                    mark, detail = Text("✗", style="red"), self.stopped_by
                 if phase == DOWNLOADING and self.timeline.download:
-                    detail = progress_text(self.timeline.download)
+                    detail = " ".join(filter(None, [detail, progress_text(self.timeline.download)]))
                 elapsed = "" if phase == READY else human_seconds(durations.get(phase))
                 if phase == READY:
                     elapsed = human_seconds(self.timeline.starts[READY])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def _complete(url: str, key: str, prompt: str = "the model serves") -> dict:
 def test_local_lifecycle_up_request_bench_down(llmctl):
     llmctl.write_config(CONFIG)
     state_root = llmctl.cwd / ".llmctl" / "local"
+    subprocess.run(["git", "init", "-q", str(llmctl.cwd)], check=True)
     try:
         up = llmctl("local", "up", "-o", "json", timeout=600)
         assert up.returncode == 0, up.stderr
@@ -71,12 +73,24 @@ def test_local_lifecycle_up_request_bench_down(llmctl):
 
         status = json.loads(llmctl("local", "status", "-o", "json", check=True).stdout)
         assert status["running"] and status["ready"] and status["url"] == endpoint["url"]
+        assert status["api_key"] == "(hidden: --show-api-key)"
+        shown = json.loads(llmctl("local", "status", "--show-api-key", "-o", "json", check=True).stdout)
+        assert shown["api_key"] == endpoint["api_key"]
+        # The key lives in .llmctl/: private, and never in `git add .`
+        assert (llmctl.cwd / ".llmctl" / "localdemo.json").stat().st_mode & 0o777 == 0o600
+        untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=llmctl.cwd,
+                                   capture_output=True, text=True, check=True).stdout
+        assert untracked.split() == ["??", "llmctl.yaml"]
 
         bench = llmctl("bench", "--num-prompts", "6", "--concurrency", "2", "--input-len", "16", "--output-len", "8",
                        "--output-json", str(llmctl.cwd / "bench.json"), timeout=300)
         assert bench.returncode == 0, bench.stderr
         result = json.loads((llmctl.cwd / "bench.json").read_text())
         assert result["completed"] == 6 and result["output_throughput"] > 0
+        # a tiny CPU model is not graded against the seed's 7B-on-T4 targets
+        assert "Reference targets (Llama-2-7B on a T4) not shown: this endpoint serves tiny-llama" in " ".join(bench.stdout.split())
+        assert result["llmctl"]["reference_checks"] == [] and 0 <= result["tpot_requests"] <= 6
+        assert f"{result['tpot_requests']} of 6 requests" in bench.stdout
     finally:
         down = llmctl("local", "down", "-o", "json", timeout=120)
     assert down.returncode == 0, down.stderr

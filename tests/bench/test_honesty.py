@@ -1,0 +1,84 @@
+"""`llmctl bench` says what its numbers cannot tell: a starved client, TPOT from one read, a reference
+measured elsewhere, and an endpoint that is not there (driven as a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from tests.bench.fakeserver import FakeServer, Script
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_a_dead_url_fails_at_once_in_one_line_without_a_table(llmctl):
+    url = f"http://127.0.0.1:{_dead_port()}"
+    done = llmctl("bench", "--url", url, "-n", "20", timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""  # no table of zeros
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot reach {url} (flag): connection refused; fix: check --url: is a server listening there?"]
+    assert "Traceback" not in done.stderr
+
+
+def test_client_ttft_far_above_the_servers_warns_that_the_client_is_starved(llmctl):
+    with FakeServer(Script(tokens=4, ttft_s=0.25, server_ttft_s=0.02)) as srv:
+        done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "4", "--warmup", "0",
+                      "--output-json", "out.json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    warning = " ".join(done.stderr.split())
+    assert "the client is starved" in warning and "fewer concurrent requests (--concurrency)" in warning
+    assert "separate machine" in warning
+    check = json.loads((llmctl.cwd / "out.json").read_text())["llmctl"]["crosscheck"]
+    assert check["ttft_disagrees"] is True and check["ttft_ratio"] > 5
+
+
+def test_agreeing_ttft_gives_no_warning(llmctl):
+    with FakeServer(Script(tokens=4, ttft_s=0.2, server_ttft_s=0.2)) as srv:
+        done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "4", "--warmup", "0", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "starved" not in done.stderr and "Client vs server" in done.stdout
+
+
+def test_tpot_only_from_requests_that_streamed_in_two_reads(llmctl):
+    # Every token of a response in one write: what a starved client reads. TPOT would be ~0 ms.
+    with FakeServer(Script(tokens=8, itl_s=0.01, one_write=True)) as srv:
+        done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "8", "--warmup", "0",
+                      "--output-json", "out.json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((llmctl.cwd / "out.json").read_text())
+    assert doc["completed"] == 4 and doc["tpot_requests"] == 0 and doc["per_request_tokens_per_s"] is None
+    table = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in done.stdout.splitlines() if line.count("│") >= 3}
+    assert table["Median TPOT"] == "-" and table["Tokens/s per request"] == "-"
+    assert table["TPOT from (2+ reads)"] == "0 of 4 requests"
+    assert "cannot be measured" in " ".join(done.stderr.split())
+
+    with FakeServer(Script(tokens=8, itl_s=0.01)) as srv:
+        done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "8", "--warmup", "0",
+                      "--output-json", "out.json", timeout=120)
+    doc = json.loads((llmctl.cwd / "out.json").read_text())
+    assert doc["tpot_requests"] == 4 and doc["median_tpot_ms"] >= 9 and 0 < doc["per_request_tokens_per_s"] < 120
+    assert "4 of 4 requests" in done.stdout
+
+
+def test_the_reference_column_only_for_the_setup_it_was_measured_on(llmctl):
+    with FakeServer(Script(tokens=3)) as srv:
+        other = llmctl("bench", "--url", srv.url, "-n", "2", "--output-len", "3", "--warmup", "0",
+                       "--instance-type", "g4dn.xlarge", "-o", "json", timeout=120)
+        plain = llmctl("bench", "--url", srv.url, "-n", "2", "--output-len", "3", "--warmup", "0", timeout=120)
+    assert "reference" not in plain.stdout.splitlines()[1] and "pass" not in plain.stdout
+    assert ("Reference targets (Llama-2-7B on a T4) not shown: this endpoint serves fake-model on an unknown GPU"
+            in " ".join(plain.stdout.split()))
+    doc = json.loads(other.stdout)  # a T4, but not the model
+    assert doc["llmctl"]["reference"] == {"setup": "Llama-2-7B on a T4", "model": "fake-model", "gpu": "T4", "applies": False}
+    assert doc["llmctl"]["reference_checks"] == []
+
+    with FakeServer(Script(tokens=3, model="llama-2-7b-chat-merged")) as srv:
+        seed = llmctl("bench", "--url", srv.url, "-n", "2", "--output-len", "3", "--warmup", "0",
+                      "--instance-type", "g4dn.xlarge", timeout=120)
+    assert seed.returncode == 0, seed.stderr
+    assert "reference (Llama-2-7B on a T4)" in seed.stdout and "100-200 ms" in seed.stdout
