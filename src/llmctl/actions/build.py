@@ -140,12 +140,8 @@ class BuildManager:
         repo = ecr_api.describe_repository(self.aws.ecr, n.ecr_repository)
         repo_uri = repo["repositoryUri"]
         tag = image_tag(archive.sha256, {"VLLM_VERSION": self.cfg.build.vllm_version})
-        if not options.force:
-            digest = ecr_api.image_digest(self.aws.ecr, n.ecr_repository, tag)
-            if digest:
-                self.out.step("unchanged", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
-                self._record_image(repo_uri, tag, digest, build_id=None)
-                return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, archive.sha256, steps)
+        if not options.force and (reused := self.reuse_existing(repo_uri, tag, archive.sha256, steps)):
+            return reused
 
         bucket = n.build_bucket(account)
         if s3_api.object_size(self.aws.s3, bucket, archive.key) == archive.size:
@@ -166,6 +162,15 @@ class BuildManager:
         done = self.watch(build_id, options.poll_s, options.wait_timeout_s, follow_logs=True)
         digest = self._finish(done)
         return BuildResult("SUCCEEDED", f"{repo_uri}@{digest}", digest, tag, build_id, archive.sha256, steps)
+
+    def reuse_existing(self, repo_uri: str, tag: str, context_sha256: str, steps: list[dict]) -> BuildResult | None:
+        """The image ECR already holds for this context and these build arguments, recorded for deploy."""
+        digest = ecr_api.image_digest(self.aws.ecr, self.names.ecr_repository, tag)
+        if not digest:
+            return None
+        self.out.step("unchanged", f"image {repo_uri}:{tag} is already in ECR (--force rebuilds)")
+        self._record_image(repo_uri, tag, digest, build_id=None)
+        return BuildResult("SKIPPED", f"{repo_uri}@{digest}", digest, tag, None, context_sha256, steps)
 
     # --- watching a build ---------------------------------------------------------------------
     def watch(self, build_id: str, poll_s: float, wait_timeout_s: float | None, *, follow_logs: bool) -> dict:
@@ -230,7 +235,7 @@ class BuildManager:
         )
 
     def _finish(self, build: dict) -> str:
-        """The pushed image's digest, from ECR (the registry is the truth), recorded for deploy."""
+        """The image a finished CodeBuild build pushed: its tag from the build, its digest from ECR."""
         env = {v["name"]: v["value"] for v in build.get("exportedEnvironmentVariables") or []}
         overrides = {v["name"]: v["value"] for v in build.get("environment", {}).get("environmentVariables") or []}
         last = self.state.get(STATE_BUILD) or {}
@@ -238,15 +243,22 @@ class BuildManager:
         repo_uri = overrides.get("IMAGE_REPO_URI") or last.get("repository")
         if not tag or not repo_uri:
             raise LlmctlError(f"build {build['id']} succeeded but llmctl cannot tell which image tag it pushed")
+        return self.record_pushed(
+            repo_uri, tag, build["id"], env.get("IMAGE_DIGEST"),
+            pusher=f"build {build['id']}", hint=f"check the post_build phase: llmctl build logs {build['id']}",
+        )
+
+    def record_pushed(self, repo_uri: str, tag: str, build_id: str | None, reported_digest: str | None, *, pusher: str, hint: str) -> str:
+        """The pushed image's digest, from ECR (the registry is the truth), recorded for deploy.
+
+        Both ways of building end here: CodeBuild (`_finish`) and `llmctl build --local`.
+        """
         digest = ecr_api.image_digest(self.aws.ecr, self.names.ecr_repository, tag)
         if not digest:
-            raise LlmctlError(
-                f"build {build['id']} succeeded but ECR has no image {repo_uri}:{tag}",
-                hint=f"check the post_build phase: llmctl build logs {build['id']}",
-            )
-        if env.get("IMAGE_DIGEST") and env["IMAGE_DIGEST"] != digest:
-            self.out.warn(f"the build reported {env['IMAGE_DIGEST']} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
-        self._record_image(repo_uri, tag, digest, build["id"])
+            raise LlmctlError(f"{pusher} succeeded but ECR has no image {repo_uri}:{tag}", hint=hint)
+        if reported_digest and reported_digest != digest:
+            self.out.warn(f"the build reported {reported_digest} but ECR's {tag} is now {digest} (a newer push?); using ECR's")
+        self._record_image(repo_uri, tag, digest, build_id)
         self.out.step("done", f"recorded {repo_uri}@{digest} (deploy uses it by default)")
         return digest
 

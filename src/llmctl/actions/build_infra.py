@@ -13,7 +13,7 @@ from llmctl.aws import ecr as ecr_api
 from llmctl.aws import iam as iam_api
 from llmctl.aws import logs as logs_api
 from llmctl.aws import s3 as s3_api
-from llmctl.plan import Plan
+from llmctl.plan import Plan, Step
 
 LOG_RETENTION_DAYS = 30
 
@@ -25,7 +25,7 @@ def infrastructure(aws, names, cfg, account: str, secret_arn: str | None, *,
     repo_arn = f"arn:aws:ecr:{n.region}:{account}:repository/{n.ecr_repository}"
     plan = Plan()
     plan.add(s3_api.bucket_step(aws.s3, bucket, n.region, tags))
-    plan.add(ecr_api.repository_step(aws.ecr, n.ecr_repository, cfg.build.keep_images, tags))
+    plan.add(repository_step(aws, names, cfg))
     plan.add(logs_api.log_group_step(aws.logs, n.codebuild_log_group, LOG_RETENTION_DAYS, tags))
     plan.add(
         iam_api.role_step(
@@ -39,6 +39,11 @@ def infrastructure(aws, names, cfg, account: str, secret_arn: str | None, *,
     )
     plan.add(cb.project_step(aws.codebuild, project_spec(names, cfg, account, bucket), tags, sleep=sleep))
     return plan
+
+
+def repository_step(aws, names, cfg) -> Step:
+    """The ECR repository every build pushes to (CodeBuild's and `build --local`'s)."""
+    return ecr_api.repository_step(aws.ecr, names.ecr_repository, cfg.build.keep_images, names.aws_tags)
 
 
 def project_spec(names, cfg, account: str, bucket: str) -> dict:

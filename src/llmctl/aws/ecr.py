@@ -1,7 +1,8 @@
-"""ECR adapter: the image repository (scan on push, lifecycle, tags), image look-ups, deletion."""
+"""ECR adapter: the image repository (scan on push, lifecycle, tags), image look-ups, registry login, deletion."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from llmctl.aws.errors import AWS_ERRORS, aws_call, aws_error, error_code
@@ -99,6 +100,14 @@ def image_digest(ecr, repository: str, tag: str) -> str | None:
             return None
         raise aws_error(exc, f"looking up image {repository}:{tag}") from None
     return images[0]["imageDigest"] if images else None
+
+
+def registry_credentials(ecr) -> tuple[str, str]:
+    """User name and password for the repository's registry: what `aws ecr get-login-password`
+    prints (the password) and the user name `AWS`, from GetAuthorizationToken (valid 12 hours)."""
+    data = aws_call("getting an ECR login token", ecr.get_authorization_token)["authorizationData"][0]
+    username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return username, password
 
 
 def image_bytes(ecr, repository: str) -> int:

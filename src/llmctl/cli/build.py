@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from llmctl.cli.context import OutputOption, get_app
 
 build_app = typer.Typer(
-    help="Build the server image in AWS CodeBuild and push it to ECR.",
+    help="Build the server image in AWS CodeBuild (or locally with --local) and push it to ECR.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -30,17 +30,36 @@ def build(
     wait_timeout: Annotated[
         Optional[float], typer.Option("--wait-timeout", min=1.0, help="Stop waiting after this many seconds (the build keeps running).")
     ] = None,
-    poll_interval: PollOption = 5.0,
+    poll_interval: Annotated[Optional[float], typer.Option("--poll-interval", min=0.0, help="Seconds between status polls (default 5).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Build with your own docker, podman or buildah and push to ECR (no CodeBuild).")] = False,
+    engine: Annotated[
+        Optional[Literal["docker", "podman", "buildah"]],
+        typer.Option("--engine", help="With --local: the engine (default: the first of docker, podman, buildah that works)."),
+    ] = None,
     output: OutputOption = None,
 ) -> None:
-    """Ensure the build bucket, ECR repository, role and project; build; record the image digest."""
+    """Ensure the build bucket, ECR repository, role and project; build; record the image digest.
+
+    With --local: only the ECR repository; the image is built on this machine and pushed."""
     if ctx.invoked_subcommand is not None:
         return
-    from llmctl.actions.build import BuildOptions
+    from llmctl.errors import ConfigError
 
     app = get_app(ctx, output)
-    options = BuildOptions(force=force, wait=not no_wait, dry_run=dry_run, poll_s=poll_interval, wait_timeout_s=wait_timeout)
-    result = app.build_manager().run(options)
+    if local:
+        for given, flag in ((no_wait, "--no-wait"), (wait_timeout is not None, "--wait-timeout"), (poll_interval is not None, "--poll-interval")):
+            if given:
+                raise ConfigError(f"{flag} watches a CodeBuild build; --local builds in the foreground", hint=f"drop {flag} or --local")
+        from llmctl.actions.build_local import LocalBuildOptions
+
+        result = app.local_builder().run(LocalBuildOptions(engine=engine, force=force, dry_run=dry_run))
+    else:
+        if engine is not None:
+            raise ConfigError("--engine picks the engine of a local build", hint="add --local, or drop --engine")
+        from llmctl.actions.build import BuildOptions
+
+        options = BuildOptions(force=force, wait=not no_wait, dry_run=dry_run, poll_s=5.0 if poll_interval is None else poll_interval, wait_timeout_s=wait_timeout)
+        result = app.build_manager().run(options)
 
     def render(data: dict) -> None:
         if data["status"] == "PLANNED":

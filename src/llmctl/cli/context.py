@@ -83,6 +83,12 @@ class App:
         return BuildManager(self.aws, self.names, self.config, self.state, self.output,
                             config_dir=self.config_file.resolve().parent)
 
+    def local_builder(self):
+        """`build --local`: the build manager's inputs and recording, the user's own image engine."""
+        from llmctl.actions.build_local import LocalBuilder
+
+        return LocalBuilder(self.build_manager())
+
     def cluster_manager(self):
         from llmctl.actions.cluster import ClusterManager
 
