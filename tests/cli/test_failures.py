@@ -112,3 +112,59 @@ def test_kubernetes_rejects_the_token(llmctl, kube, aws, tmp_path):
 def test_no_kubeconfig(project, aws):
     done = project(*COMMANDS["deploy"], timeout=120)
     one_line_with_fix(done, "cannot load Kubernetes credentials", "llmctl cluster up")
+
+
+# --- the map itself, class by class (the CLI cases above go through it) --------------------------
+def _client_error(code: str):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}}, "DescribeCluster")
+
+
+@pytest.mark.parametrize("code, fix", [
+    ("ExpiredToken", "aws sso login"), ("ExpiredTokenException", "aws sso login"), ("RequestExpired", "aws sso login"),
+    ("AccessDenied", "docs/iam.md"), ("UnauthorizedOperation", "docs/iam.md"),
+    ("ThrottlingException", "aws.retry_mode: adaptive"), ("RequestLimitExceeded", "aws.retry_mode: adaptive"),
+    ("UnrecognizedClientException", "enable the region"), ("InvalidClientTokenId", "enable the region"),
+])
+def test_every_aws_refusal_has_its_fix(code, fix):
+    from llmctl.failures import explain
+
+    failure = explain(_client_error(code))
+    assert failure.message == f"{code}: {code} happened" and fix in failure.hint
+
+
+@pytest.mark.parametrize("make, words, fix", [
+    (lambda b: b.NoCredentialsError(), "no AWS credentials found", "aws configure"),
+    (lambda b: b.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"), "AWS_SECRET_ACCESS_KEY", "aws configure"),
+    (lambda b: b.EndpointConnectionError(endpoint_url="https://eks.xx-nowhere-1.amazonaws.com/"), "cannot reach AWS", "aws.region"),
+    (lambda b: b.ConnectTimeoutError(endpoint_url="https://sts.amazonaws.com/"), "cannot reach AWS", "network"),
+    (lambda b: b.ReadTimeoutError(endpoint_url="https://sts.amazonaws.com/"), "cannot reach AWS", "network"),
+    (lambda b: b.InvalidRegionError(region_name="us east 1"), "aws.region", "us-east-1"),
+    (lambda b: b.UnauthorizedSSOTokenError(), "login session", "aws sso login"),
+])
+def test_every_botocore_failure_class_has_its_fix(make, words, fix):
+    from botocore import exceptions
+
+    from llmctl.failures import explain
+
+    failure = explain(make(exceptions))
+    assert words in failure.message and fix in failure.hint
+
+
+def test_kubernetes_classes_and_a_real_bug():
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    from llmctl.failures import explain
+
+    assert "cannot load Kubernetes credentials" in explain(ConfigException("Invalid kube-config file")).message
+    refused = urllib3.exceptions.MaxRetryError(urllib3.HTTPConnectionPool("127.0.0.1", 1), "/version")
+    assert explain(refused).message.startswith("cannot reach the Kubernetes API at http://127.0.0.1:1")
+    assert "RBAC" in explain(ApiException(status=403, reason="Forbidden")).hint
+    assert "update-kubeconfig" in explain(ApiException(status=401, reason="Unauthorized")).hint
+    assert explain(KeyError("a bug")) is None  # llmctl's own bugs stay "internal error"
+    from botocore.exceptions import ParamValidationError
+
+    assert explain(ParamValidationError(report="wrong parameter")) is None

@@ -36,14 +36,9 @@ def repository_tags(ecr, arn: str) -> dict[str, str]:
 
 def repositories(ecr) -> list[dict]:
     """Every repository in the region, its tags as a dict under `"tags"` (moto's Tagging API has no ECR)."""
-    def read() -> list[dict]:
-        found = []
-        for page in ecr.get_paginator("describe_repositories").paginate():
-            for repo in page.get("repositories", []):
-                found.append({**repo, "tags": tags(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))})
-        return found
-
-    return aws_call("listing ECR repositories", read)
+    listing = aws_call("listing ECR repositories", lambda: [
+        repo for page in ecr.get_paginator("describe_repositories").paginate() for repo in page.get("repositories", [])])
+    return [{**repo, "tags": repository_tags(ecr, repo["repositoryArn"])} for repo in listing]
 
 
 def repository_step(ecr, name: str, keep_images: int, wanted_tags: dict[str, str]) -> Step:
