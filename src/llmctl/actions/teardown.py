@@ -8,8 +8,12 @@ execute the steps, name the step that failed, verify by discovering again. Order
 1. LoadBalancer Services, then wait until their load balancers, target groups and security
    groups are gone (deleted directly when no controller is left to do it);
 2. the other labelled Kubernetes objects, then the namespaces labelled for this deployment;
-3. the IRSA role; 4. `eksctl delete cluster --wait`, then check the stacks and OIDC provider;
+3. the IRSA role and any IAM role, policy or instance profile tagged for the deployment (or under
+   its IAM path); 4. instances a node provisioner launched, `eksctl delete cluster --wait`, then
+   check the stacks and OIDC provider and delete the launch templates and IAM eksctl left;
 5. (`--all`) the build resources and tagged secrets; the model bucket only when named.
+
+The verify step is the same discovery again: any leftover in scope, billable or not, fails it by name.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from llmctl.plan import Plan, Step, StepFailed, StepResult
 STEP_TITLES = {
     LOAD_BALANCERS: "LoadBalancer Services and their AWS load balancers",
     KUBERNETES: "workloads, monitoring stack and namespaces",
-    IRSA: "IRSA role and its policies",
+    IRSA: "IAM roles, policies and instance profiles",
     CLUSTER: "EKS cluster (eksctl delete cluster --wait)",
     BUILD: "build resources (--all)",
     UNSTEPPED: "other resources tagged for this deployment",
@@ -141,7 +145,7 @@ class Teardown:
         deletes = {
             LOAD_BALANCERS: self.delete_load_balancers,
             KUBERNETES: self.delete_k8s_objects,
-            IRSA: lambda: self.delete_roles(self.inventory.find(IRSA)),
+            IRSA: lambda: self.delete_iam(self.inventory.find(IRSA)),
             CLUSTER: self.delete_cluster,
             BUILD: self.delete_build_resources,
         }
@@ -236,20 +240,44 @@ class Teardown:
             ec2.delete_volume(self.aws.ec2, vol.name, retry_s=self.poll_s, sleep=self.sleep)
         return f"{len(objects)} object(s), {len(namespaces)} namespace(s)" + (f", {len(volumes)} volume(s)" if volumes else "")
 
-    # --- step 3 (and the CodeBuild role in step 5) ---------------------------------------------
-    def delete_roles(self, roles: list[Resource]) -> str:
-        from llmctl.aws.iam import delete_role
+    # --- step 3 (and the CodeBuild role in step 5, what eksctl left in step 4) -------------------
+    def delete_iam(self, found: list[Resource]) -> str:
+        """Instance profiles, then roles (their policies first), then managed policies (detached first)."""
+        from llmctl.aws import iam
 
-        for res in roles:
-            self.log(f"deleting IAM role {res.name} and its policies")
-            delete_role(self.aws.iam, res.name)
-        return ", ".join(r.name for r in roles)
+        deletes = {"aws_iam_instance_profile": lambda r: iam.delete_instance_profile(self.aws.iam, r.name),
+                   "aws_iam_role": lambda r: iam.delete_role(self.aws.iam, r.name),
+                   "aws_iam_policy": lambda r: iam.delete_policy(self.aws.iam, r.id)}
+        done = []
+        for kind in deletes:
+            for res in (r for r in found if r.type == kind):
+                self.log(f"deleting {kind} {res.name}")
+                deletes[kind](res)
+                done.append(res.name)
+        return ", ".join(done)
+
+    def delete_node_ec2(self, *, launched_outside_groups: bool) -> None:
+        """Instances a node provisioner launched (before eksctl: they hold the VPC's subnets), or after
+        eksctl every instance and launch template still tagged for the deployment or its cluster."""
+        from llmctl.actions.inventory.sources import node_ec2
+        from llmctl.aws import ec2
+
+        found = node_ec2(self.inventory.scan())
+        instances = [r for r in found if r.type == "aws_instance"
+                     and not (launched_outside_groups and "aws:autoscaling:groupName" in r.extra["tags"])]
+        if instances:
+            self.log(f"terminating EC2 instance(s) {', '.join(r.name for r in instances)}")
+            ec2.terminate_instances(self.aws.ec2, [r.name for r in instances])
+        for res in [] if launched_outside_groups else [r for r in found if r.type == "aws_launch_template"]:
+            self.log(f"deleting launch template {res.name}")
+            ec2.delete_launch_template(self.aws.ec2, res.extra["id"])
 
     # --- step 4 ------------------------------------------------------------------------------
     def delete_cluster(self) -> str:
         from llmctl.aws.irsa import delete_oidc_provider
         from llmctl.aws.logs import delete_log_group
 
+        self.delete_node_ec2(launched_outside_groups=True)
         before = self.inventory.find(CLUSTER)
         if any(r.type in ("aws_eks_cluster", "aws_cloudformation_stack") for r in before):
             from llmctl.eksctl import Eksctl
@@ -270,6 +298,8 @@ class Teardown:
             name = arns.name_of(arn)
             if arns.type_of(arn) == "aws_cloudwatch_log_group" and name.startswith(f"/aws/eks/{self.names.cluster}/"):
                 delete_log_group(self.aws.logs, name)  # control-plane logs outlive the cluster
+        self.delete_node_ec2(launched_outside_groups=False)
+        self.delete_iam([r for r in self.inventory.find(CLUSTER) if r.type.startswith("aws_iam_") and "kind" in r.extra])
         return f"cluster {self.names.cluster} deleted"
 
     # --- step 5 ------------------------------------------------------------------------------
@@ -278,7 +308,7 @@ class Teardown:
 
         deletes: dict[str, Callable[[Resource], object]] = {
             "aws_codebuild_project": lambda r: codebuild.delete_project(self.aws.codebuild, r.name),
-            "aws_iam_role": lambda r: self.delete_roles([r]),
+            "aws_iam_role": lambda r: self.delete_iam([r]),
             "aws_ecr_repository": lambda r: ecr.delete_repository(self.aws.ecr, r.name),
             "aws_s3_bucket": lambda r: s3.delete_bucket(self.aws.s3, r.name),
             "aws_cloudwatch_log_group": lambda r: logs.delete_log_group(self.aws.logs, r.name),
@@ -293,12 +323,13 @@ class Teardown:
 
     # --- verification ------------------------------------------------------------------------
     def verify(self, *, include_build: bool) -> dict:
-        """Discover again: what is left in this run's scope, each with how to remove it."""
+        """Discover again with the same sources: what is left in this run's scope, each with how to
+        remove it. Any leftover fails it, billable or not: a tagged role left behind is not "done"."""
         inv = self.inventory.discover(include_build=True)
         left = inv.in_steps((UNSTEPPED, *scope(include_build)))
         kept = [] if include_build else inv.in_steps([BUILD])
         return {
-            "clean": not any(r.billable for r in left),
+            "clean": not left,
             "leftovers": [{**r.to_dict(), "remove": removal_hint(r, self.names)} for r in left],
             "kept": [r.to_dict() for r in kept],
             "kept_monthly_cost": round(sum(r.monthly_cost or 0 for r in kept), 2),
@@ -316,6 +347,10 @@ def removal_hint(res: Resource, names) -> str:
         "aws_security_group": f"aws ec2 delete-security-group --group-id {res.name} {r}",
         "aws_ebs_volume": f"aws ec2 delete-volume --volume-id {res.name} {r}",
         "aws_iam_role": f"llmctl teardown (or delete role {res.name} in the IAM console: policies first)",
+        "aws_iam_policy": f"aws iam delete-policy --policy-arn {res.id} (detach it, delete its other versions first)",
+        "aws_iam_instance_profile": f"aws iam delete-instance-profile --instance-profile-name {res.name} (remove its roles first)",
+        "aws_launch_template": f"aws ec2 delete-launch-template --launch-template-name {res.name} {r}",
+        "aws_instance": f"aws ec2 terminate-instances --instance-ids {res.name} {r}",
         "aws_eks_cluster": f"eksctl delete cluster --name {names.cluster} {r} --wait",
         "aws_cloudformation_stack": f"aws cloudformation delete-stack --stack-name {res.name} {r}",
         "aws_iam_openid_connect_provider": f"aws iam delete-open-id-connect-provider --open-id-connect-provider-arn {res.id}",

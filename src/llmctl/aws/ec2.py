@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from llmctl.aws.errors import AWS_ERRORS, aws_call, aws_error, error_code
+from llmctl.aws.tagging import tags
 
 # A security group or volume stays "in use" for a while after what used it is gone.
 _IN_USE = ("DependencyViolation", "VolumeInUse")
@@ -110,3 +111,51 @@ def _delete(call: Callable[[], object], doing: str, gone: str, retry_s: float, a
             if code not in _IN_USE or attempt == attempts - 1:
                 raise aws_error(exc, doing) from None
         sleep(retry_s)
+
+
+# --- discovery and deletion of what a cluster's node provisioner launched ------------------------
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def _tag_filter(key: str, value: str) -> dict:
+    return {"Name": f"tag:{key}", "Values": [value]}
+
+
+def launch_templates(ec2, tag: tuple[str, str]) -> list[dict]:
+    """Launch templates tagged `key=value`, each with `"tags"` as a dict and its `"Arn"`."""
+    def read() -> list[dict]:
+        found = []
+        for page in ec2.get_paginator("describe_launch_templates").paginate(Filters=[_tag_filter(*tag)]):
+            for lt in page.get("LaunchTemplates", []):
+                account = (lt.get("CreatedBy") or "::::").split(":")[4]
+                found.append({**lt, "tags": tags(lt.get("Tags")),
+                              "Arn": f"arn:aws:ec2:{ec2.meta.region_name}:{account}:launch-template/{lt['LaunchTemplateId']}"})
+        return found
+
+    return aws_call(f"listing launch templates tagged {tag[0]}", read)
+
+
+def instances(ec2, tag: tuple[str, str]) -> list[dict]:
+    """Instances not yet terminating that are tagged `key=value`, each with `"tags"` and `"Arn"`."""
+    def read() -> list[dict]:
+        found = []
+        filters = [_tag_filter(*tag), {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    arn = f"arn:aws:ec2:{ec2.meta.region_name}:{reservation['OwnerId']}:instance/{instance['InstanceId']}"
+                    found.append({**instance, "tags": tags(instance.get("Tags")), "Arn": arn})
+        return found
+
+    return aws_call(f"listing EC2 instances tagged {tag[0]}", read)
+
+
+def terminate_instances(ec2, instance_ids: list[str]) -> None:
+    if instance_ids:
+        aws_call(f"terminating EC2 instance(s) {', '.join(instance_ids)}",
+                 lambda: ec2.terminate_instances(InstanceIds=instance_ids), absent="InvalidInstanceID.NotFound")
+
+
+def delete_launch_template(ec2, template_id: str) -> None:
+    aws_call(f"deleting launch template {template_id}", lambda: ec2.delete_launch_template(LaunchTemplateId=template_id),
+             absent=("InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"))

@@ -35,6 +35,13 @@ def repository_tags(ecr, arn: str) -> dict[str, str]:
                     lambda: tags(ecr.list_tags_for_resource(resourceArn=arn).get("tags")))
 
 
+def repositories(ecr) -> list[dict]:
+    """Every repository in the region, its tags as a dict under `"tags"` (moto's Tagging API has no ECR)."""
+    listing = aws_call("listing ECR repositories", lambda: [
+        repo for page in ecr.get_paginator("describe_repositories").paginate() for repo in page.get("repositories", [])])
+    return [{**repo, "tags": repository_tags(ecr, repo["repositoryArn"])} for repo in listing]
+
+
 def repository_step(ecr, name: str, keep_images: int, wanted_tags: dict[str, str]) -> Step:
     """Ensure the repository: scan on push, a keep-last-N lifecycle policy, tags."""
     wanted_policy = lifecycle_policy(keep_images)

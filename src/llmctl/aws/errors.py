@@ -1,9 +1,9 @@
-"""The one place an AWS failure becomes words: what llmctl was doing, AWS's code and message, the fix.
+"""How an AWS adapter turns a failure into words: `AWS_ERRORS` to catch, `aws_error` to word it.
 
 Adapters catch `AWS_ERRORS` and nothing broader, so a bug in llmctl (a `KeyError`, a wrong
 parameter) surfaces as itself instead of as "an AWS error"; what they catch they turn into an
-`LlmctlError` with `aws_error`, whose table below is the only map from AWS failures to fixes.
-A new failure class (throttling, an unreachable endpoint, a disabled region) is one entry here.
+`LlmctlError` with `aws_error`. The words and fixes live in `llmctl/failures.py`, the one map of
+every AWS, Kubernetes and network failure class: a new class is one entry there.
 """
 
 from __future__ import annotations
@@ -11,45 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from botocore.exceptions import ClientError, NoCredentialsError
-
 from llmctl.errors import LlmctlError
+from llmctl.failures import DENIED, HINTS, NO_CREDENTIALS_HINT, aws_classes, aws_failure, error_code, error_message
 
-# What an adapter catches: AWS's answer to a call it refused.
-AWS_ERRORS: tuple[type[Exception], ...] = (ClientError,)
+__all__ = ["AWS_ERRORS", "DENIED", "HINTS", "NO_CREDENTIALS_HINT", "aws_call", "aws_error", "error_code",
+           "error_message", "is_denied"]
 
-DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
-_DENIED_HINT = "your AWS identity lacks this permission; see docs/iam.md for the policy llmctl needs"
-_EXPIRED_HINT = "your AWS session expired; log in again (`aws sso login`)"
-HINTS = {
-    **dict.fromkeys(DENIED, _DENIED_HINT),
-    "ExpiredToken": _EXPIRED_HINT,
-    "ExpiredTokenException": _EXPIRED_HINT,
-    "InvalidClientTokenId": "the AWS credentials are not valid; check AWS_PROFILE",
-}
-NO_CREDENTIALS_HINT = "run `aws configure` or `aws sso login`, or set AWS_PROFILE"
+# What an adapter catches: AWS's answer to a call it refused, and the credential, connection and
+# region failures botocore raises before (or instead of) an answer.
+AWS_ERRORS: tuple[type[Exception], ...] = aws_classes()
 T = TypeVar("T")
 
 
-def error_code(exc: BaseException) -> str | None:
-    """AWS's error code (`NoSuchEntity`, `AccessDenied`, ...); None for anything not AWS's answer."""
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code")
-    return None
-
-
-def error_message(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Message", str(exc))
-    return str(exc)
-
-
 def aws_error(exc: BaseException, doing: str) -> LlmctlError:
-    """One line naming the operation, AWS's code and message, and the fix when one is known."""
-    if isinstance(exc, NoCredentialsError):
-        return LlmctlError("no AWS credentials found", hint=NO_CREDENTIALS_HINT)
-    code = error_code(exc) or type(exc).__name__
-    return LlmctlError(f"{doing}: {code}: {error_message(exc)}", hint=HINTS.get(code))
+    """One line naming the operation, what went wrong, and the fix when one is known."""
+    return aws_failure(exc, doing)
 
 
 def is_denied(exc: BaseException) -> bool:

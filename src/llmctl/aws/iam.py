@@ -148,3 +148,98 @@ def _iam_error(exc: Exception, name: str, doing: str) -> LlmctlError:
             "or to create it once; re-running then finishes the rest",
         )
     return aws_error(exc, f"{doing} IAM role {name}")
+
+
+# --- discovery: IAM is not a Resource Groups Tagging API service, so list and read each one's tags --
+def _paged(iam, operation: str, key: str, **kwargs) -> list[dict]:
+    return [item for page in iam.get_paginator(operation).paginate(**kwargs) for item in page.get(key, [])]
+
+
+def _tags_of(read) -> dict[str, str] | None:
+    """`read()`'s tags, or None when the entity went between the listing and this read."""
+    try:
+        return tags(read())
+    except AWS_ERRORS as exc:
+        if error_code(exc) == NO_SUCH_ENTITY:
+            return None
+        raise
+
+
+def roles(iam, path_prefix: str = "/") -> list[dict]:
+    """Every role under `path_prefix`, its tags as a dict under `"tags"` (ListRoles leaves them out)."""
+    def read() -> list[dict]:
+        found = []
+        for role in _paged(iam, "list_roles", "Roles", PathPrefix=path_prefix):
+            role_tags = _tags_of(lambda: iam.list_role_tags(RoleName=role["RoleName"]).get("Tags"))
+            if role_tags is not None:
+                found.append({**role, "tags": role_tags})
+        return found
+
+    try:
+        return read()
+    except AWS_ERRORS as exc:
+        raise aws_error(exc, f"listing IAM roles under {path_prefix}") from None
+
+
+def local_policies(iam, path_prefix: str = "/") -> list[dict]:
+    """The account's own managed policies under `path_prefix`, each with `"tags"`."""
+    def read() -> list[dict]:
+        found = []
+        for policy in _paged(iam, "list_policies", "Policies", Scope="Local", PathPrefix=path_prefix):
+            policy_tags = _tags_of(lambda: iam.list_policy_tags(PolicyArn=policy["Arn"]).get("Tags"))
+            if policy_tags is not None:
+                found.append({**policy, "tags": policy_tags})
+        return found
+
+    try:
+        return read()
+    except AWS_ERRORS as exc:
+        raise aws_error(exc, f"listing IAM policies under {path_prefix}") from None
+
+
+def instance_profiles(iam, path_prefix: str = "/") -> list[dict]:
+    """Instance profiles under `path_prefix`, each with `"tags"` (from GetInstanceProfile, which has them)."""
+    def read() -> list[dict]:
+        found = []
+        for profile in _paged(iam, "list_instance_profiles", "InstanceProfiles", PathPrefix=path_prefix):
+            name = profile["InstanceProfileName"]
+            profile_tags = _tags_of(lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Tags"))
+            if profile_tags is not None:
+                found.append({**profile, "tags": profile_tags})
+        return found
+
+    try:
+        return read()
+    except AWS_ERRORS as exc:
+        raise aws_error(exc, f"listing IAM instance profiles under {path_prefix}") from None
+
+
+def delete_policy(iam, arn: str) -> None:
+    """Detach the policy from every role, user and group, delete its other versions, then the policy."""
+    try:
+        for page in iam.get_paginator("list_entities_for_policy").paginate(PolicyArn=arn):
+            for role in page.get("PolicyRoles", []):
+                iam.detach_role_policy(RoleName=role["RoleName"], PolicyArn=arn)
+            for user in page.get("PolicyUsers", []):
+                iam.detach_user_policy(UserName=user["UserName"], PolicyArn=arn)
+            for group in page.get("PolicyGroups", []):
+                iam.detach_group_policy(GroupName=group["GroupName"], PolicyArn=arn)
+        for version in iam.list_policy_versions(PolicyArn=arn).get("Versions", []):
+            if not version.get("IsDefaultVersion"):
+                iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+        iam.delete_policy(PolicyArn=arn)
+    except AWS_ERRORS as exc:
+        if error_code(exc) != NO_SUCH_ENTITY:
+            raise aws_error(exc, f"deleting IAM policy {arn}") from None
+
+
+def delete_instance_profile(iam, name: str) -> None:
+    """Take its roles out (IAM refuses otherwise), then delete the instance profile."""
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        for role in profile.get("Roles", []):
+            iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=role["RoleName"])
+        iam.delete_instance_profile(InstanceProfileName=name)
+    except AWS_ERRORS as exc:
+        if error_code(exc) != NO_SUCH_ENTITY:
+            raise aws_error(exc, f"deleting IAM instance profile {name}") from None

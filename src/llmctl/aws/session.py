@@ -2,7 +2,8 @@
 
 botocore itself honours `AWS_PROFILE`, `AWS_REGION` and `AWS_ENDPOINT_URL` /
 `AWS_ENDPOINT_URL_<SERVICE>`, so every command runs unchanged against a local AWS double.
-Retries use botocore's standard mode, or adaptive with `aws.retry_mode: adaptive`.
+Retries use botocore's standard mode, or adaptive with `aws.retry_mode: adaptive`, 8 attempts
+unless botocore's own `AWS_MAX_ATTEMPTS` (or the profile's `max_attempts`) says otherwise.
 Credentials are never read, written or printed here: the default chain resolves them.
 """
 
@@ -12,6 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from llmctl.errors import ConfigError
+
+MAX_ATTEMPTS = 8  # botocore's default of 3 gives up too soon on a throttled `teardown`
 
 
 class AwsClients:
@@ -47,8 +50,12 @@ class AwsClients:
         if service not in self._clients:
             from botocore.config import Config
 
+            retries: dict = {"mode": self.retry_mode}
+            core = getattr(self.session, "_session", None)  # boto3's botocore session: its config chain
+            if core is None or core.get_config_variable("max_attempts") is None:
+                retries["max_attempts"] = MAX_ATTEMPTS  # unless AWS_MAX_ATTEMPTS / the profile says otherwise
             config = Config(
-                retries={"mode": self.retry_mode, "max_attempts": 8},
+                retries=retries,
                 user_agent_extra="llmctl",
                 connect_timeout=10,
                 read_timeout=60,
@@ -68,13 +75,11 @@ class AwsClients:
 
     def identity(self) -> dict[str, str]:
         """STS caller identity, with the usual failures turned into a fix."""
-        from botocore.exceptions import NoCredentialsError
-
         from llmctl.aws.errors import AWS_ERRORS, aws_error
 
         try:
             return self.client("sts").get_caller_identity()
-        except (NoCredentialsError, *AWS_ERRORS) as exc:
+        except AWS_ERRORS as exc:
             raise aws_error(exc, "checking AWS identity") from None
 
     def price_list_client(self):

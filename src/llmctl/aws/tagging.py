@@ -15,6 +15,7 @@ from llmctl.config.names import TAG_DEPLOYMENT, TAG_MANAGED_BY
 EKSCTL_CLUSTER_TAGS = ("alpha.eksctl.io/cluster-name", "eksctl.cluster.k8s.io/v1alpha1/cluster-name")
 K8S_SERVICE_TAGS = ("kubernetes.io/service-name", "service.k8s.aws/stack")
 LBC_CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+KARPENTER_CLUSTER_TAG = "karpenter.k8s.aws/cluster"  # on the launch templates Karpenter makes
 
 
 def tags(items: Iterable[dict] | None, key: str = "Key", value: str = "Value") -> dict[str, str]:

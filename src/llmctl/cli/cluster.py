@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from llmctl.cli.context import App, OutputOption, get_app
+from llmctl.errors import LlmctlError
 
 cluster_app = typer.Typer(help="Create and inspect the EKS GPU cluster (eksctl).", no_args_is_help=True)
 
@@ -103,7 +104,7 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
                   [(n["name"], n["status"], ",".join(n["instance_types"] or []), n["capacity_type"], n["desired"],
                     n["min"], n["max"]) for n in data["nodegroups"]])
         if data.get("nodes") is None:
-            out.print(f"  nodes: unknown ({data.get('kube_error')})")
+            out.print("  nodes: unknown (the Kubernetes API did not answer; see the error below)")
         else:
             out.table("nodes", ["name", "instance type", "node group", "ready", "nvidia.com/gpu"],
                       [(n["name"], n["instance_type"], n["nodegroup"], "yes" if n["ready"] else "no",
@@ -120,6 +121,8 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
                       f"the cluster, permissions {'match' if role['permissions_match'] else 'DIFFER'}")
 
     app.output.result(data, render)
+    if data.get("kube_error"):  # what AWS says is shown; the cluster's own API could not be read: exit 1
+        raise LlmctlError(data["kube_error"], hint=data.get("kube_fix"))
 
 
 @cluster_app.command("render")

@@ -151,9 +151,16 @@ def run(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         Output().error(exc.message, exc.hint)
         code = exc.exit_code
-    except Exception as exc:  # an llmctl bug: say so plainly, traceback only on request
+    except Exception as exc:  # an AWS, Kubernetes or network failure no adapter worded, else an llmctl bug
         if debug:
             raise
-        Output().error(f"internal error: {type(exc).__name__}: {exc}", "re-run with --debug for the traceback")
-        code = EXIT_FAILED
+        from llmctl.failures import explain
+
+        failure = explain(exc)
+        if failure is not None:
+            Output().error(failure.message, failure.hint)
+            code = failure.exit_code
+        else:
+            Output().error(f"internal error: {type(exc).__name__}: {exc}", "re-run with --debug for the traceback")
+            code = EXIT_FAILED
     sys.exit(code)

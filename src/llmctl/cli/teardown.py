@@ -61,6 +61,11 @@ def run_teardown(app, *, include_build: bool, yes: bool, dry_run: bool, model_bu
         out.result(report.to_dict(), lambda d: None)
         return 0
     out.result(report.to_dict(), lambda d: _render_verification(out, d["verification"]))
+    left = report.verification["leftovers"]
+    if left:
+        out.error(f"verification found {len(left)} leftover(s) of deployment {report.deployment!r}: "
+                  + ", ".join(f"{r['type']} {r['name']}" for r in left),
+                  "remove each as 'how to remove' says (or fix what blocked it), then re-run the same command")
     return 0 if report.verification["clean"] else 1
 
 
@@ -91,11 +96,9 @@ def _show_plan(out, report) -> None:
 
 
 def _render_verification(out, verification: dict) -> None:
-    if verification["clean"] and not verification["leftovers"]:
-        out.print("Verified: nothing billable left.")
-    elif verification["clean"]:
-        out.print("Verified: nothing billable left (free leftovers below).")
-    if verification["leftovers"]:
+    if verification["clean"]:
+        out.print("Verified: nothing of this deployment left in scope; nothing billable left.")
+    else:
         rows = [(r["type"], r["name"], "yes" if r["billable"] else "no", r["remove"]) for r in verification["leftovers"]]
         out.table("Still there", ["type", "resource", "billable", "how to remove"], rows)
     if verification["kept"]:

@@ -63,6 +63,12 @@ class Names:
         return f"{self.deployment}-vllm-s3-access"
 
     @property
+    def iam_path(self) -> str:
+        """The IAM path for llmctl's new IAM resources of this deployment; teardown lists it (and,
+        as IAM is not in the Tagging API, every role, policy and instance profile's tags)."""
+        return f"/llmctl/{self.deployment}/"
+
+    @property
     def eksctl_stack_prefix(self) -> str:
         return f"eksctl-{self.cluster}-"
 

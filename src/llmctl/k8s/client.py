@@ -16,19 +16,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from llmctl.errors import LlmctlError
+from llmctl.failures import KUBE_STATUS_HINTS, kube_config_failure, kube_transport_failure
 from llmctl.k8s.apply import ServerSideApply
 
 DEFAULT_TIMEOUT_S = 300.0
 _CONNECT_TIMEOUT_S = 10.0
-
-_HINTS = {
-    401: "the cluster rejected the kubeconfig credentials; refresh them with "
-         "`aws eks update-kubeconfig --name <cluster>`",
-    403: "the kubeconfig identity lacks RBAC permission for this; check its aws-auth / access entry",
-    409: "the object changed or already exists; re-run the command",
-    422: "the manifest is invalid for this cluster's Kubernetes version",
-}
-
 
 class KubeApiError(LlmctlError):
     """A Kubernetes API request failed; `status`/`reason` come from the API's Status body."""
@@ -84,9 +76,7 @@ class Kube(ServerSideApply):
         try:
             return cls(config.new_client_from_config(config_file=path, context=context))
         except (ConfigException, OSError) as exc:
-            where = path or "the default kubeconfig (~/.kube/config or $KUBECONFIG)"
-            raise LlmctlError(f"cannot load Kubernetes credentials from {where}: {exc}",
-                              hint="run `llmctl cluster up`, or `aws eks update-kubeconfig --name <cluster>`") from None
+            raise kube_config_failure(exc, path or "the default kubeconfig (~/.kube/config or $KUBECONFIG)") from None
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -108,12 +98,8 @@ class Kube(ServerSideApply):
         timeout = (_CONNECT_TIMEOUT_S, read_timeout) if read_timeout else (_CONNECT_TIMEOUT_S, None)
         try:
             resp = self._api.call_api(*request, _request_timeout=timeout)
-        except urllib3.exceptions.HTTPError as exc:
-            raise LlmctlError(f"cannot reach the Kubernetes API at {self.host}: {exc}",
-                              hint="check that the cluster exists and the kubeconfig context points at it") from None
-        except ApiException as exc:  # the REST layer's answer to TLS failures
-            raise LlmctlError(f"cannot reach the Kubernetes API at {self.host}: {exc.reason}",
-                              hint="check the kubeconfig's cluster endpoint and certificate") from None
+        except (urllib3.exceptions.HTTPError, ApiException) as exc:  # no answer: refused, timed out, TLS
+            raise kube_transport_failure(exc, self.host) from None
         if not 200 <= resp.status <= 299:
             raise self._error(resp.status, resp.read(), method, path)
         return resp.response
@@ -134,7 +120,7 @@ class Kube(ServerSideApply):
         except ValueError:
             message = (data or b"").decode("utf-8", errors="replace").strip()
         message = message or f"HTTP {status} for {method} {path}"
-        return KubeApiError(f"Kubernetes API: {message}", status=status, reason=reason, hint=_HINTS.get(status))
+        return KubeApiError(f"Kubernetes API: {message}", status=status, reason=reason, hint=KUBE_STATUS_HINTS.get(status))
 
     # -- discovery ------------------------------------------------------------------------------
 

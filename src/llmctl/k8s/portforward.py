@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, Self
 
 from llmctl.errors import LlmctlError
+from llmctl.failures import KUBE_UNREACHABLE_HINT
 from llmctl.k8s.client import Kube, KubeApiError
 from llmctl.k8s.pump import Pump
 
@@ -291,7 +292,7 @@ class PortForward:
         status = getattr(cause, "status_code", None)
         if status is None:
             return LlmctlError(f"cannot reach the Kubernetes API at {self.kube.host} to port-forward: {exc.reason}",
-                               hint="check that the cluster exists and the kubeconfig context points at it")
+                               hint=KUBE_UNREACHABLE_HINT)
         path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod}/portforward"
         error: KubeApiError = Kube._error(status, cause.resp_body or b"", "GET", path)
         return self._gone(error.message) if status == 404 else error

@@ -38,6 +38,7 @@ def cluster_status(m: ClusterManager) -> dict:
         out["nodes"] = None
         out["device_plugin"] = None
         out["kube_error"] = exc.message
+        out["kube_fix"] = exc.hint
     out["gpu_schedulable"] = any(n["ready"] and n["gpu_allocatable"] >= 1 for n in out["nodes"] or [])
     return out
 

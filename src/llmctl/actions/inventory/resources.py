@@ -10,6 +10,7 @@ LOAD_BALANCERS, KUBERNETES, IRSA, CLUSTER, BUILD, UNSTEPPED = 1, 2, 3, 4, 5, 0
 FREE_TYPES = {
     "aws_iam_role", "aws_iam_openid_connect_provider", "aws_security_group", "aws_lb_target_group",
     "aws_cloudformation_stack", "aws_codebuild_project", "k8s_service", "k8s_namespace", "k8s_object",
+    "aws_iam_policy", "aws_iam_instance_profile", "aws_launch_template",
 }
 
 

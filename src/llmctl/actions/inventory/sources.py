@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from llmctl.actions.inventory.resources import BUILD, CLUSTER, IRSA, KUBERNETES, LOAD_BALANCERS, Resource
 from llmctl.aws import arns
-from llmctl.aws.tagging import K8S_SERVICE_TAGS, eksctl_made_for, service_of
+from llmctl.aws.tagging import EKSCTL_CLUSTER_TAGS, K8S_SERVICE_TAGS, KARPENTER_CLUSTER_TAG, eksctl_made_for, service_of
+from llmctl.config.names import TAG_DEPLOYMENT
 
 if TYPE_CHECKING:
     from llmctl.actions.inventory.discovery import Scan
@@ -112,7 +113,7 @@ def pvc_volumes(scan: Scan) -> list[Resource]:
     return found
 
 
-# --- step 3: the IRSA role --------------------------------------------------------------------
+# --- step 3: IAM roles, policies and instance profiles ----------------------------------------
 def _role(scan: Scan, name: str, note: str = "") -> list[Resource]:
     from llmctl.aws.iam import get_role
 
@@ -122,6 +123,41 @@ def _role(scan: Scan, name: str, note: str = "") -> list[Resource]:
 
 def irsa_role(scan: Scan) -> list[Resource]:
     return _role(scan, scan.names.irsa_role)
+
+
+# kind -> (resource type, name field, adapter function in llmctl.aws.iam)
+IAM_KINDS = {"instance profile": ("aws_iam_instance_profile", "InstanceProfileName", "instance_profiles"),
+             "role": ("aws_iam_role", "RoleName", "roles"),
+             "policy": ("aws_iam_policy", "PolicyName", "local_policies")}
+
+
+def _iam_ours(scan: Scan, kind: str) -> list[dict]:
+    """Every IAM entity of `kind` under this deployment's IAM path or tagged for it (one listing per scan)."""
+    from llmctl.aws import iam
+
+    def read() -> list[dict]:
+        listing = getattr(iam, IAM_KINDS[kind][2])(scan.aws.iam)
+        return [e for e in listing if e.get("Path", "/").startswith(scan.names.iam_path) or scan.is_ours(e["tags"])]
+
+    return scan.once(("iam", kind), read)
+
+
+def _iam(scan: Scan, *, with_cluster: bool) -> list[Resource]:
+    found = []
+    for kind, (rtype, key, _) in IAM_KINDS.items():
+        for entity in _iam_ours(scan, kind):
+            if goes_with_cluster(entity["tags"], scan.names.cluster) != with_cluster:
+                continue
+            if kind == "role" and entity["RoleName"] == scan.names.codebuild_role:
+                continue  # a build resource: step 5's
+            found.append(Resource(rtype, entity[key], entity["Arn"], note=f"IAM {kind} {entity.get('Path', '/')}",
+                                  extra={"kind": kind}))
+    return found
+
+
+def tagged_iam(scan: Scan) -> list[Resource]:
+    """Roles, local policies and instance profiles llmctl did not name, found by path or tags."""
+    return _iam(scan, with_cluster=False)
 
 
 # --- step 4: the cluster and what eksctl made for it ------------------------------------------
@@ -178,6 +214,33 @@ def made_by_eksctl(scan: Scan) -> list[Resource]:
     return found
 
 
+def iam_made_by_eksctl(scan: Scan) -> list[Resource]:
+    """Tagged IAM that eksctl's stacks made (the node role, its profile): deleted with the cluster."""
+    return _iam(scan, with_cluster=True) if scan.cluster().ours else []
+
+
+def node_ec2(scan: Scan) -> list[Resource]:
+    """Launch templates and live instances tagged for this deployment or owned by its cluster (what a
+    node provisioner such as Karpenter launches outside eksctl's stacks)."""
+    from llmctl.aws import ec2
+
+    c = scan.names.cluster
+    keys = [(TAG_DEPLOYMENT, scan.names.deployment)]
+    if scan.cluster().ours:
+        keys += [(f"kubernetes.io/cluster/{c}", "owned"), (KARPENTER_CLUSTER_TAG, c), (EKSCTL_CLUSTER_TAGS[0], c)]
+    found: dict[str, Resource] = {}
+    for key in keys:
+        for lt in scan.once(("launch templates", key), lambda: ec2.launch_templates(scan.aws.ec2, key)):
+            if key[0] != TAG_DEPLOYMENT or scan.is_ours(lt["tags"]):
+                found.setdefault(lt["Arn"], Resource("aws_launch_template", lt["LaunchTemplateName"], lt["Arn"],
+                                                     extra={"id": lt["LaunchTemplateId"], "tags": lt["tags"]}))
+        for inst in scan.once(("instances", key), lambda: ec2.instances(scan.aws.ec2, key)):
+            if key[0] != TAG_DEPLOYMENT or scan.is_ours(inst["tags"]):
+                found.setdefault(inst["Arn"], Resource("aws_instance", inst["InstanceId"], inst["Arn"],
+                                                       note=inst.get("InstanceType", ""), extra={"tags": inst["tags"]}))
+    return list(found.values())
+
+
 def goes_with_cluster(tags: dict[str, str], cluster: str) -> bool:
     """Created by eksctl or EKS for this cluster: the cluster's deletion removes it."""
     return (
@@ -203,13 +266,12 @@ def codebuild_role(scan: Scan) -> list[Resource]:
     return _role(scan, scan.names.codebuild_role, note="CodeBuild service role")
 
 
-def ecr_repository(scan: Scan) -> list[Resource]:
+def ecr_repositories(scan: Scan) -> list[Resource]:
+    """Every repository tagged for us, named by llmctl or not (each repository's tags: moto's Tagging API has no ECR)."""
     from llmctl.aws import ecr
 
-    repo = ecr.describe_repository(scan.aws.ecr, scan.names.ecr_repository)
-    if repo is None or not scan.is_ours(ecr.repository_tags(scan.aws.ecr, repo["repositoryArn"])):
-        return []
-    return [Resource("aws_ecr_repository", repo["repositoryName"], repo["repositoryArn"])]
+    return [Resource("aws_ecr_repository", repo["repositoryName"], repo["repositoryArn"])
+            for repo in scan.once("ecr", lambda: ecr.repositories(scan.aws.ecr)) if scan.is_ours(repo["tags"])]
 
 
 def tagged_build_resources(scan: Scan) -> list[Resource]:
@@ -241,7 +303,7 @@ def named_model_bucket(scan: Scan) -> list[Resource]:
 SOURCES: dict[int, tuple[Source, ...]] = {
     LOAD_BALANCERS: (lb_services, lb_aws_side),
     KUBERNETES: (k8s_objects, pvc_volumes),
-    IRSA: (irsa_role,),
-    CLUSTER: (eks_cluster, eksctl_stacks, oidc_providers, made_by_eksctl),
-    BUILD: (codebuild_project, codebuild_role, ecr_repository, tagged_build_resources, named_model_bucket),
+    IRSA: (irsa_role, tagged_iam),
+    CLUSTER: (eks_cluster, eksctl_stacks, oidc_providers, made_by_eksctl, iam_made_by_eksctl, node_ec2),
+    BUILD: (codebuild_project, codebuild_role, ecr_repositories, tagged_build_resources, named_model_bucket),
 }
