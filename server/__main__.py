@@ -34,6 +34,8 @@ class DrainingServer(uvicorn.Server):
     async def serve(self, sockets=None):
         self.loop = asyncio.get_running_loop()
         await super().serve(sockets)
+        if not self.server_app.engine.load_finished:  # before asyncio.run joins the loading thread
+            abandon_load()
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -107,8 +109,6 @@ def main() -> int:
     server = DrainingServer(config, server_app, settings.drain_timeout_s)
     server.run()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if not server_app.engine.load_finished:
-        abandon_load()
     if server_app.engine.status == "failed":
         print(f"server: model load failed: {server_app.engine.error}", file=sys.stderr)
         return 1

@@ -58,7 +58,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         too_many = len(self.connections) >= self.limits.max_connections
         super().connection_made(transport)
         self._head_bytes = 0  # bytes received since the current request began, until its headers end
-        self._header_count = 0
+        self._head_started = 0.0
         self._in_head = True
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -89,18 +89,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._header_count = 0
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        super().on_header(name, value)
+        self._head_started = self.loop.time()
+        if self._head_timer is None:  # one timer per connection, re-armed only while a head is slow
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._check_head_time)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes or self._header_count > self.limits.max_headers:
+        if size > self.limits.max_header_bytes or len(self.headers) > self.limits.max_headers:
             self._too_large()
             raise _Refused  # stops the parser; httptools reports it as a parser error (send_400_response)
         self._in_head = False
@@ -115,11 +110,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(431, f"request headers are over the limit ({self.limits.max_headers} headers, "
                           f"{self.limits.max_header_bytes} bytes)", "invalid_request_error", {}, param="headers")
 
-    def _head_timed_out(self) -> None:
+    def _check_head_time(self) -> None:
         self._head_timer = None
-        if self._in_head and not self._refused:
-            self._refuse(408, f"request headers not received within {self.limits.header_timeout_s:g} s",
-                         "invalid_request_error", {}, param="headers")
+        if not self._in_head or self._refused:
+            return
+        left = self._head_started + self.limits.header_timeout_s - self.loop.time()
+        if left > 0:  # a later request's head: its own deadline
+            self._head_timer = self.loop.call_later(left, self._check_head_time)
+            return
+        self._refuse(408, f"request headers not received within {self.limits.header_timeout_s:g} s",
+                     "invalid_request_error", {}, param="headers")
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
