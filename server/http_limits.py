@@ -59,7 +59,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0  # bytes received since the current request began, until its headers end
         self._head_started = 0.0
-        self._in_head = True
+        self._head_open = False  # between a request's first byte and the end of its headers
+        self._in_head = True  # no headers since the last request ended: what arrives is a head
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
         if too_many:
@@ -88,7 +89,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._in_head = self._head_open = True
         self._head_started = self.loop.time()
         if self._head_timer is None:  # one timer per connection, re-armed only while a head is slow
             self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._check_head_time)
@@ -98,7 +99,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.limits.max_header_bytes or len(self.headers) > self.limits.max_headers:
             self._too_large()
             raise _Refused  # stops the parser; httptools reports it as a parser error (send_400_response)
-        self._in_head = False
+        self._in_head = self._head_open = False
         self._head_bytes = 0
         super().on_headers_complete()
 
@@ -112,7 +113,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _check_head_time(self) -> None:
         self._head_timer = None
-        if not self._in_head or self._refused:
+        if not self._head_open or self._refused:
             return
         left = self._head_started + self.limits.header_timeout_s - self.loop.time()
         if left > 0:  # a later request's head: its own deadline

@@ -3,6 +3,7 @@ engine: huge or too many headers, slow headers, idle connections, too many conne
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -22,6 +23,11 @@ async def hello(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
+    if scope["path"] == "/slow":  # a response that outlasts the header and idle timeouts
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await asyncio.sleep(2.5)
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -74,6 +80,15 @@ def error_of(answer: bytes) -> dict:
 def test_a_normal_request_passes(address):
     status, _, _ = request(address, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", b"a" * 5000)
     assert status == 200  # a body larger than the header limit is not a header
+
+
+def test_a_response_longer_than_the_timeouts_is_not_cut_and_the_connection_is_reused(address):
+    with socket.create_connection(address, timeout=5) as sock:
+        for path in (b"/slow", b"/"):
+            time.sleep(0.5)
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, closed = read_answer(sock)
+            assert (status, closed) == (200, False), path
 
 
 def test_headers_over_the_size_limit_are_431_and_closed(address):
