@@ -171,6 +171,8 @@ def main() -> int:
             print(health_while(server, "stop list of 100k", {"prompt": "x", "max_tokens": 2,
                                                               "stop": [f"s{i}" for i in range(100_000)]}, 1), flush=True)
             print(health_while(server, "prompt of 1M chars", {"prompt": "a " * 500_000, "max_tokens": 2}, 8), flush=True)
+            print(health_while(server, "prompt of 16k chars (the default limit at 1024 tokens of context)",
+                               {"prompt": "a " * 8000, "max_tokens": 2}, 8), flush=True)
         finally:
             stop_server(server.process)
     print(sigterm_during_load(model, root / "sigterm.log"), flush=True)
