@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import signal
 import sys
+import time
 
 import uvicorn
 
+from server import http_limits
 from server.logs import setup_logging
 from server.settings import SettingsError, load_settings
 
@@ -30,6 +34,8 @@ class DrainingServer(uvicorn.Server):
     async def serve(self, sockets=None):
         self.loop = asyncio.get_running_loop()
         await super().serve(sockets)
+        if not self.server_app.engine.load_finished:  # before asyncio.run joins the loading thread
+            abandon_load()
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -59,6 +65,24 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def abandon_load() -> None:
+    """Stopped while the model was loading: the load runs in a thread that cannot be cancelled and
+    that the interpreter would wait for at exit (minutes, past the pod's grace period). Stop the
+    engine processes it started (vLLM's engine core handles SIGTERM and stops its workers), then
+    exit at once."""
+    log.info("stopped during model load")
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + 3
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+    logging.shutdown()
+    os._exit(0)
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -80,7 +104,8 @@ def main() -> int:
 
     app, server_app = create_app(settings, vllm_args, vllm_config, on_fatal=on_fatal)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+                            loop="uvloop", http=http_limits.protocol_class(http_limits.limits_from(settings)),
+                            timeout_keep_alive=settings.idle_timeout_s, timeout_graceful_shutdown=5)
     server = DrainingServer(config, server_app, settings.drain_timeout_s)
     server.run()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -7,8 +7,9 @@
         vLLM's app     every other route and all generation, as `vllm serve` serves them
                        (plus /generate, api_generate.py, on the same serving objects)
 
-Checks on the body of a generation request that vLLM does not make belong in ServerApp, before
-admission, so a request they refuse never holds a slot.
+Checks on a request's body that vLLM does not make (request_checks.py) run here, on every route
+of vLLM's app, before admission and before any tokenizer work, so a request they refuse never
+holds a slot or the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from starlette.responses import JSONResponse, Response
 
-from server import api_generate, metrics, vllm_seam
+from server import api_generate, metrics, request_checks, vllm_seam
 from server.admission import Admission
 from server.engine import EngineState
 from server.errors import ApiError
@@ -28,6 +29,7 @@ from server.settings import Settings
 
 log = logging.getLogger("server.app")
 GENERATION_ROUTES = vllm_seam.GENERATION_ROUTES | {api_generate.ENDPOINT}
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class ServerApp:
@@ -36,6 +38,7 @@ class ServerApp:
         self.engine = EngineState(settings, vllm_args, vllm_config)
         self.admission = Admission(settings.max_concurrent_requests, settings.max_queued_requests, settings.retry_after_s)
         self.on_fatal = on_fatal
+        self.body_limits = request_checks.limits_from(settings, vllm_seam.max_model_len(vllm_config))
         self.probes = {"/health": self.health, "/ready": self.ready, "/metrics": self.metrics}
 
     async def __call__(self, scope, receive, send):
@@ -48,6 +51,10 @@ class ServerApp:
         try:
             if app is None or not self.engine.alive:
                 raise self._unavailable()
+            if scope["type"] == "http" and scope["method"] in BODY_METHODS:
+                body, receive = await request_checks.read_body(receive, self.body_limits.body_timeout_s)
+                if (refused := request_checks.check_body(body, self.body_limits)) is not None:
+                    raise refused
             if path not in GENERATION_ROUTES:
                 return await app(scope, receive, send)
             if not self.engine.ready:

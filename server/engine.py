@@ -31,6 +31,7 @@ class EngineState:
         self.status = "loading"
         self.error: str | None = None
         self.load_seconds: float | None = None
+        self.load_finished = False  # loaded or failed (not: stopped while loading)
         self._lifespans = contextlib.AsyncExitStack()
 
     @property
@@ -53,8 +54,10 @@ class EngineState:
             self.status = "failed"
             self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
             log.error("model load failed", extra={"reason": self.error})
+            self.load_finished = True
             return
         self.openai_app = app
+        self.load_finished = True
         self.load_seconds = round(time.monotonic() - started, 3)
         if self.status == "loading":
             self.status = "ready"

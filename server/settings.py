@@ -56,6 +56,17 @@ class Settings:
     retry_after_s: int = 1
     log_prompts: bool = False
     log_level: str = "INFO"
+    # Limits against hostile clients (http_limits.py: the connection; request_checks.py: the body).
+    max_connections: int = 512
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    idle_timeout_s: int = 5
+    body_timeout_s: float = 30.0
+    max_prompt_chars: int | None = None  # None: request_checks.PROMPT_CHARS_PER_TOKEN x the context length
+    max_stop_sequences: int = 4
+    max_stop_chars: int = 256
+
 
     def vllm_options(self) -> list[tuple[str, list[str]]]:
         """(variable, `vllm serve` options) for every typed setting that is set, in a fixed order.
@@ -116,6 +127,19 @@ def _fraction(env: Mapping[str, str], name: str) -> float | None:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
     if not 0.0 < value <= 1.0:
         raise SettingsError(f"{name}={value} must be in (0.0, 1.0]")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _raw(env, name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0.0 < value <= 3600:
+        raise SettingsError(f"{name}={value:g} must be in (0, 3600] seconds")
     return value
 
 
@@ -183,6 +207,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"LOG_LEVEL={log_level!r} must be one of {', '.join(LOG_LEVELS)}")
     enable_lora = _bool(env, "ENABLE_LORA")
+    max_concurrent, max_queued = _int(env, "MAX_CONCURRENT_REQUESTS", 64), _int(env, "MAX_QUEUED_REQUESTS", 256, low=0)
+    max_connections = _int(env, "MAX_CONNECTIONS", 512)
+    if max_connections <= max_concurrent + max_queued:
+        raise SettingsError(f"MAX_CONNECTIONS={max_connections} must be above MAX_CONCURRENT_REQUESTS + "
+                            f"MAX_QUEUED_REQUESTS ({max_concurrent + max_queued}), or queued requests are refused "
+                            "a connection")
     return Settings(
         model_path=model_path,
         served_model_name=_raw(env, "SERVED_MODEL_NAME") or model_path.rstrip("/").rsplit("/", 1)[-1],
@@ -204,10 +234,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=_raw(env, "HOST") or "0.0.0.0",
         port=_int(env, "PORT", 8000, high=65535),
         api_key=env.get("API_KEY") or None,
-        max_concurrent_requests=_int(env, "MAX_CONCURRENT_REQUESTS", 64),
-        max_queued_requests=_int(env, "MAX_QUEUED_REQUESTS", 256, low=0),
+        max_concurrent_requests=max_concurrent,
+        max_queued_requests=max_queued,
         drain_timeout_s=float(_int(env, "DRAIN_TIMEOUT_S", 30, low=0)),
         retry_after_s=_int(env, "RETRY_AFTER_S", 1),
         log_prompts=bool(_bool(env, "LOG_PROMPTS")),
         log_level=log_level,
+        max_connections=max_connections,
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 32 * 1024, low=1024, high=MAX_BODY_BYTES),
+        max_headers=_int(env, "MAX_HEADERS", 100, high=10_000),
+        header_timeout_s=_seconds(env, "HEADER_TIMEOUT_S", 10.0),
+        idle_timeout_s=_int(env, "IDLE_TIMEOUT_S", 5, high=3600),
+        body_timeout_s=_seconds(env, "BODY_TIMEOUT_S", 30.0),
+        max_prompt_chars=_int(env, "MAX_PROMPT_CHARS", None, high=MAX_BODY_BYTES),
+        max_stop_sequences=_int(env, "MAX_STOP_SEQUENCES", 4, low=0, high=1024),
+        max_stop_chars=_int(env, "MAX_STOP_CHARS", 256, high=MAX_BODY_BYTES),
     )

@@ -172,6 +172,11 @@ def engine_config(args: argparse.Namespace):
     return config
 
 
+def max_model_len(config) -> int | None:
+    """The context length the engine configuration settled on (None without one)."""
+    return None if config is None else config.model_config.max_model_len
+
+
 def start_engine(config, args: argparse.Namespace) -> AsyncLLM:
     """Processes, weights, KV cache (slow; run in a thread), with the options `vllm serve` passes."""
     return AsyncLLM.from_vllm_config(

@@ -7,9 +7,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from server import http_limits, request_checks
 from server.admission import Admission
 from server.errors import ApiError, error_body, status_label
-from server.settings import SettingsError, load_settings
+from server.settings import MAX_BODY_BYTES, SettingsError, load_settings
 
 
 def test_settings_defaults_and_names(tiny_model_dir):
@@ -100,3 +101,74 @@ def test_only_the_seam_imports_vllm():
             if any(name.split(".")[0] in ("vllm", "torch") for name in names):
                 importers.add(path.name)
     assert importers == {"vllm_seam.py"}
+
+
+def test_limit_settings_defaults_and_errors(tiny_model_dir):
+    s = load_settings({"MODEL_PATH": str(tiny_model_dir)})
+    assert (s.max_connections, s.max_header_bytes, s.max_headers, s.header_timeout_s, s.idle_timeout_s) == (
+        512, 32768, 100, 10.0, 5)
+    assert (s.body_timeout_s, s.max_prompt_chars, s.max_stop_sequences, s.max_stop_chars) == (30.0, None, 4, 256)
+    assert request_checks.limits_from(s, 1024).max_prompt_chars == 16 * 1024
+    assert request_checks.limits_from(s, 10**6).max_prompt_chars == MAX_BODY_BYTES
+    s = load_settings({"MODEL_PATH": str(tiny_model_dir), "MAX_PROMPT_CHARS": "5000", "HEADER_TIMEOUT_S": "2.5"})
+    assert request_checks.limits_from(s, 1024).max_prompt_chars == 5000
+    assert http_limits.limits_from(s).header_timeout_s == 2.5
+    for env, message in [({"MAX_CONNECTIONS": "100"}, "MAX_CONNECTIONS=100 must be above MAX_CONCURRENT_REQUESTS"),
+                         ({"HEADER_TIMEOUT_S": "0"}, "HEADER_TIMEOUT_S=0 must be in"),
+                         ({"BODY_TIMEOUT_S": "soon"}, "BODY_TIMEOUT_S='soon' is not a number"),
+                         ({"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES=10 must be between 1024")]:
+        with pytest.raises(SettingsError, match=message):
+            load_settings({"MODEL_PATH": str(tiny_model_dir), **env})
+
+
+LIMITS = request_checks.BodyLimits(max_prompt_chars=100, max_stop_sequences=4, max_stop_chars=8)
+
+
+@pytest.mark.parametrize(("body", "param", "words"), [
+    ({"prompt": "x", "stop": [f"s{i}" for i in range(5)]}, "stop", "5 entries; at most 4"),
+    ({"prompt": "x", "stop": ""}, "stop", "1 to 8 characters"),
+    ({"prompt": "x", "stop": ["ok", ""]}, "stop", "1 to 8 characters"),
+    ({"prompt": "x", "stop": "a" * 9}, "stop", "got one of 9"),
+    ({"model": "m", "stop_sequences": ["a"] * 5, "messages": []}, "stop_sequences", "at most 4"),
+    ({"prompt": "x", "seed": 2**64}, "seed", "does not fit in 64 bits"),
+    ({"prompt": "x", "top_k": -(2**63) - 1}, "top_k", "does not fit in 64 bits"),
+    ({"prompt": [1, 2, 2**70]}, "prompt", "does not fit"),
+    ({"prompt": "a" * 101}, "prompt", "101 characters of text; at most 100"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a" * 60}]}] * 2}, "prompt", "at most 100"),
+    ({"prompt": "x", "response_format": {"a": [[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]] * 5}}, "body", "nested"),
+])
+def test_body_checks_refuse_with_a_400_naming_the_field(body, param, words):
+    import json
+
+    if param == "body":
+        body = b'{"prompt": "x", "x": ' + b"[" * 200 + b"]" * 200 + b"}"
+    else:
+        body = json.dumps(body).encode()
+    error = request_checks.check_body(body, LIMITS)
+    assert error is not None and error.status == 400 and error.param == param and words in error.message, error
+
+
+def test_body_checks_pass_good_and_non_json_bodies():
+    for body in (b"", b"not json", b'{"prompt": "x", "max_tokens": ', b"[1, 2]",
+                 b'{"prompt": "hello", "stop": ["a", "bb"], "seed": 9223372036854775807, "stream": true}'):
+        assert request_checks.check_body(body, LIMITS) is None, body
+    assert request_checks.check_body(b"[" * 100_000 + b"]" * 100_000, LIMITS).message.startswith("JSON nested")
+
+
+def test_read_body_replays_and_times_out():
+    async def scenario():
+        messages = [{"type": "http.request", "body": b"ab", "more_body": True},
+                    {"type": "http.request", "body": b"c", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(10)
+
+        body, replay = await request_checks.read_body(receive, 1)
+        assert body == b"abc" and (await replay())["body"] == b"ab" and (await replay())["body"] == b"c"
+        with pytest.raises(ApiError) as slow:
+            await request_checks.read_body(receive, 0.05)
+        assert slow.value.status == 408 and slow.value.param == "body"
+
+    asyncio.run(scenario())
