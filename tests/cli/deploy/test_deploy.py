@@ -118,7 +118,8 @@ def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> 
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["01-namespace-vllm.yaml", "02-serviceaccount-vllm-sa.yaml", "03-secret-vllm-llama-api-key.yaml",
-                     "04-configmap-vllm-llama-env.yaml", "05-service-vllm-llama.yaml", "06-deployment-vllm-llama.yaml"]
+                     "04-configmap-vllm-llama-env.yaml", "05-networkpolicy-vllm-llama.yaml", "06-service-vllm-llama.yaml",
+                     "07-deployment-vllm-llama.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
     assert len(kube.requests) == before

@@ -22,13 +22,16 @@ def test_status_json_after_deploy(project, kube, stub_endpoint) -> None:
     assert data["image"] == IMAGE
     assert data["model"] == {"source": "s3://llama-models/llama-2-7b-merged-vllm", "served_name": "llama-2-7b",
                              "max_model_len": "512"}
-    assert data["endpoint"] == f"http://127.0.0.1:{stub_endpoint.port}"
+    # the default exposure has no load balancer: status says so, and reads /metrics through a port-forward
+    assert data["endpoint"] is None
+    assert data["exposure"]["exposure"] == "cluster" and data["exposure"]["port"] == stub_endpoint.port
     [pod] = data["pods"]
     assert pod["phase"] == "Ready" and pod["ready"] is True and pod["restarts"] == 0 and pod["node"]
     assert data["metrics"]["requests"] == {"success": 3.0, "error": 1.0}
     assert data["metrics"]["engine_waiting"] == 2.0 and data["metrics"]["model_loaded"] == 1.0
     text = project("status")
     assert "1/1 ready" in text.stdout and "engine waiting" in text.stdout
+    assert "exposed:  cluster: pods in the cluster" in text.stdout
 
 
 def test_status_not_deployed(project) -> None:
