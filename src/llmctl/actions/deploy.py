@@ -283,6 +283,15 @@ def apply_documents(kube, documents: list[dict], names: Names,
             hint="install KEDA (`helm install keda kedacore/keda -n keda --create-namespace`) or set "
                  "deploy.autoscaling.engine: hpa",
         )
+    service = next((d for d in documents if d["kind"] == "Service"), {})
+    if (service.get("spec") or {}).get("type") == "LoadBalancer" and \
+            not kube.has_kind("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"):
+        raise LlmctlError(
+            "deploy.exposure asks for an NLB, but the cluster has no AWS Load Balancer Controller "
+            "(no TargetGroupBinding kind)",
+            hint="install it (`helm install aws-load-balancer-controller eks/aws-load-balancer-controller -n "
+                 "kube-system`, with its IRSA role), or set deploy.exposure: cluster",
+        )
     return kube.apply_and_prune(documents, prune_selector(names), PRUNED_KINDS, [names.namespace], report=report)
 
 

@@ -57,6 +57,11 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
 
 def test_internal_exposure_smoke_tests_through_the_load_balancer(project, kube, stub_endpoint) -> None:
     project.write_config(config_text(stub_endpoint.port, extra="  exposure: internal\n"))
+    missing = run_deploy(project)
+    assert missing.returncode != 0 and "no AWS Load Balancer Controller" in missing.stderr
+    assert "deploy.exposure: cluster" in missing.stderr and "Traceback" not in missing.stderr
+    assert kube.get("v1", "Service", APP, "vllm") is None  # refused before anything was applied
+    kube.install_aws_load_balancer_controller()
     done = run_deploy(project, "--output", "json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

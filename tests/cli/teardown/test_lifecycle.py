@@ -47,6 +47,7 @@ def test_build_up_deploy_teardown_leaves_nothing(llmctl, aws, kube, fake_eksctl,
         return {"ip": "127.0.0.1"}  # the stub endpoint answers the deploy's smoke request
 
     kube.on_load_balancer(create=create_lb, delete=world._delete_lb)
+    kube.install_aws_load_balancer_controller()  # the internal exposure's NLB needs it
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     foreign = world.foreign_aws()
 
