@@ -169,7 +169,7 @@ def estimate(cfg, *, node_hourly: float | None = None, source: str | None = None
               f"${node_hourly:.4f}/h each" + ("; typical spot price, varies" if c.spot else "")),
         _line("NAT gateway (1)", NAT_GATEWAY_HOURLY * mult, "plus $0.045/GB processed"),
     ]
-    if cfg.deploy.service_type == "LoadBalancer":
+    if cfg.deploy.exposure != "cluster":
         lines.append(_line("Network load balancer (1)", NLB_HOURLY * mult, "plus LCU (traffic) charges"))
     ebs_gb = nodes * c.volume_size_gb
     lines.append(_line(f"EBS gp3 ({ebs_gb} GB)", ebs_gb * EBS_GP3_GB_MONTH * mult / HOURS_PER_MONTH))

@@ -83,7 +83,7 @@ def test_cluster_target_from_service_and_secret():
     names = _names()
     kube = FakeKube({
         ("Service", names.namespace, names.app): {
-            "spec": {"ports": [{"port": 8000}]},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 8000}]},
             "status": {"loadBalancer": {"ingress": [{"hostname": "abc.elb.amazonaws.com"}]}},
         },
         ("Secret", names.namespace, names.api_key_secret): {"data": {"api-key": base64.b64encode(b"sekret").decode()}},
@@ -94,7 +94,8 @@ def test_cluster_target_from_service_and_secret():
 
 def test_cluster_without_address_or_service_is_a_clear_error():
     names = _names()
-    pending = FakeKube({("Service", names.namespace, names.app): {"spec": {}, "status": {"loadBalancer": {}}}})
+    pending = FakeKube({("Service", names.namespace, names.app): {"spec": {"type": "LoadBalancer"},
+                                                                  "status": {"loadBalancer": {}}}})
     with pytest.raises(LlmctlError, match="no load-balancer address yet"):
         resolve_target(None, None, local=None, config_loader=_cfg, names_loader=_names, kube_factory=lambda: pending)
     with pytest.raises(LlmctlError, match="does not exist") as err:

@@ -78,14 +78,17 @@ def test_docker_hub_login_reads_the_token_from_secrets_manager_without_echoing_i
     assert "WARNING: no Docker Hub secret configured" in commands
 
 
-def test_builds_from_the_previous_image_tags_pushes_and_exports_the_digest(buildspec):
+def test_builds_from_the_previous_image_digest_pushes_and_exports_the_digest(buildspec):
     build = " ".join(buildspec["phases"]["build"]["commands"])
-    assert '--cache-from "$IMAGE_REPO_URI:latest"' in build
+    # the cache is the last pushed image by digest, never a mutable tag (a pod or CI job able to push
+    # :latest could otherwise poison the next build)
+    assert 'CACHE_FROM=(--cache-from "$IMAGE_REPO_URI@$CACHE_DIGEST")' in build
+    assert "sort_by(imageDetails, &imagePushedAt)[-1].imageDigest" in build
+    assert ":latest" not in " ".join(c for p in buildspec["phases"].values() for c in p["commands"])
     assert '--build-arg VLLM_VERSION="$VLLM_VERSION"' in build
-    assert '--tag "$IMAGE_REPO_URI:$IMAGE_TAG"' in build and '--tag "$IMAGE_REPO_URI:latest"' in build
+    assert '--tag "$IMAGE_REPO_URI:$IMAGE_TAG"' in build
     assert buildspec["phases"]["build"]["on-failure"] == "ABORT"  # no push after a failed build
     post = buildspec["phases"]["post_build"]["commands"]
-    assert 'docker push "$IMAGE_REPO_URI:$IMAGE_TAG"' in post
-    assert 'docker push "$IMAGE_REPO_URI:latest"' in post
+    assert post[0] == 'docker push "$IMAGE_REPO_URI:$IMAGE_TAG"'
     assert {"IMAGE_DIGEST", "IMAGE_URI"} <= set(buildspec["env"]["exported-variables"])
     assert "image-detail.json" in buildspec["artifacts"]["files"]

@@ -60,7 +60,7 @@ def test_scaled_object_applied_then_pruned_leaving_others_alone(kube, client) ->
 
 def test_streamed_weights_skip_the_download_phase(kube, client) -> None:
     cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models", "load_format": "runai_streamer"},
-                                       "deploy": {"service_type": "ClusterIP"}})
-    outcome = deploy(cfg, Names.from_config(cfg), client, image=IMAGE, role_arn=ROLE, timeout_s=30)
+                                       "deploy": {"exposure": "cluster"}})
+    outcome = deploy(cfg, Names.from_config(cfg), client, image=IMAGE, role_arn=ROLE, timeout_s=30, smoke=False)
     assert [p for p, _ in outcome.timeline.durations()] == ["Scheduling", "Pulling image", "Loading engine"]
-    assert outcome.endpoint is None and outcome.api_key_created
+    assert outcome.endpoint == "http://vllm-llama.vllm.svc.cluster.local:8000" and outcome.api_key_created

@@ -23,13 +23,14 @@ HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
 ROLE = "arn:aws:iam::123456789012:role/llama-vllm-s3-access"
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 K8S_VERSIONS = ("1.31", "1.33")
 
 SCENARIOS = {
     # The reference: one T4 node, one replica.
     "default": {"model": {"bucket": "llama-models"}},
     # Scale-out: two replicas on up to three nodes, KEDA on the queue, the node-local model cache,
-    # a GPU taint and restricted source ranges.
+    # a GPU taint, and a public TLS NLB open to one source range.
     "scale-out": {
         "model": {"bucket": "llama-models", "quantization": "awq"},
         "cluster": {"nodes_min": 2, "nodes_desired": 2, "nodes_max": 3, "gpu_taint": True,
@@ -37,14 +38,14 @@ SCENARIOS = {
         "server": {"max_num_seqs": 64, "enforce_eager": True, "tool_call_parser": "hermes", "enable_lora": True,
                    "max_lora_rank": 16, "lora_modules": {"sql": "/models/adapters/sql"},
                    "vllm_extra_args": ["--enable-prefix-caching", "--structured-outputs-config", '{"backend": "xgrammar"}']},
-        "deploy": {"replicas": 2, "node_cache": True, "load_balancer_source_ranges": ["203.0.113.0/24"],
-                   "autoscaling": {"enabled": True, "max_replicas": 3}},
+        "deploy": {"replicas": 2, "node_cache": True, "exposure": "public", "load_balancer_source_ranges": ["203.0.113.0/24"],
+                   "tls": {"certificate_arn": CERT}, "autoscaling": {"enabled": True, "max_replicas": 3}},
     },
-    # Weights streamed from S3 (no init download), an HPA, no load balancer.
+    # Weights streamed from S3 (no init download), an HPA, an internal NLB.
     "streamer-hpa": {
         "model": {"bucket": "llama-models", "load_format": "runai_streamer"},
         "cluster": {"nodes_max": 2},
-        "deploy": {"service_type": "ClusterIP", "autoscaling": {"enabled": True, "engine": "hpa", "max_replicas": 2}},
+        "deploy": {"exposure": "internal", "autoscaling": {"enabled": True, "engine": "hpa", "max_replicas": 2}},
     },
 }
 
@@ -134,8 +135,9 @@ def test_pod_spec_follows_the_reference() -> None:
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     assert docs["Deployment"]["spec"]["strategy"] == {"type": "Recreate"}
     svc = docs["Service"]
-    assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 8000
-    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    # the default exposure is the cluster only: no load balancer, nothing to annotate
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["ports"][0]["port"] == 8000
+    assert "annotations" not in svc["metadata"]
     assert "PodDisruptionBudget" not in docs
 
 

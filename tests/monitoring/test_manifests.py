@@ -168,3 +168,56 @@ def test_email_without_smtp_relay_is_a_config_error():
     with pytest.raises(ValidationError, match="smtp_auth_password_secret"):
         config(alertmanager={"email_to": "oncall@example.com", "smtp_smarthost": "smtp:587",
                              "smtp_auth_username": "alerts"})
+
+
+def _policies(docs) -> dict[str, dict]:
+    return {d["metadata"]["name"].removeprefix("demo-"): d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+
+
+def _peers(rule) -> list:
+    return rule["from"]
+
+
+def test_network_policies_fence_every_component():
+    docs = self_contained_manifests(scope())
+    policies = _policies(docs)
+    assert set(policies) == {"prometheus", "alertmanager", "grafana", "dcgm-exporter"}
+    pods = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: d["spec"]["selector"]["matchLabels"]
+            for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet")}
+    for name, spec in policies.items():
+        assert spec["podSelector"]["matchLabels"] == pods[name]  # each policy selects its component's pods
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+
+    def from_(component):
+        return {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": component}}}
+
+    # cluster-ip: nobody outside the stack; Grafana only through `llmctl dashboard`'s port-forward
+    assert policies["grafana"]["ingress"] == []
+    assert policies["prometheus"]["ingress"] == [{"from": [from_("grafana")], "ports": [{"protocol": "TCP", "port": 9090}]}]
+    assert policies["alertmanager"]["ingress"][0]["from"] == [from_("prometheus")]
+    assert policies["dcgm-exporter"]["ingress"][0]["from"] == [from_("prometheus")]
+    assert policies["dcgm-exporter"]["egress"] == []  # nothing out
+    # Prometheus scrapes the endpoint's server port in its namespace, and nothing else there
+    dns, https, scrape, alertmanager, dcgm = policies["prometheus"]["egress"]
+    assert https["ports"] == [{"protocol": "TCP", "port": 443}]  # the Kubernetes API (service discovery)
+    assert scrape == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vllm"}}}],
+                      "ports": [{"protocol": "TCP", "port": 8000}]}
+    assert (alertmanager["to"], dcgm["to"]) == ([from_("alertmanager")], [from_("dcgm-exporter")])
+    grafana_out = [r["ports"] for r in policies["grafana"]["egress"]]
+    assert grafana_out == [[{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                           [{"protocol": "TCP", "port": 9090}]]
+
+
+def test_network_policies_follow_the_load_balancer_autoscaler_and_smtp():
+    cfg = LlmctlConfig.model_validate({
+        **FULL, "cluster": {"nodes_max": 2},
+        "deploy": {"autoscaling": {"enabled": True, "max_replicas": 2}},
+        "monitoring": {**FULL["monitoring"], "expose": "load-balancer", "load_balancer_source_ranges": ["203.0.113.0/24"],
+                       "alertmanager": {"email_to": "ops@example.com", "smtp_smarthost": "smtp.example.com:587",
+                                        "smtp_from": "llmctl@example.com"}}})
+    policies = _policies(self_contained_manifests(Scope.of(cfg)))
+    lb = [{"ipBlock": {"cidr": "192.168.0.0/16"}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    assert policies["grafana"]["ingress"][0]["from"] == lb
+    prometheus_from = policies["prometheus"]["ingress"][0]["from"]
+    assert prometheus_from[1:] == [*lb, {"namespaceSelector": {}}]  # KEDA queries it from its own namespace
+    assert {"ports": [{"protocol": "TCP", "port": 587}]} in policies["alertmanager"]["egress"]

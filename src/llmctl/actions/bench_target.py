@@ -1,8 +1,8 @@
 """Which endpoint `llmctl bench` loads, first match wins.
 
 `--url` (+ `--api-key`); the local endpoint `llmctl local up` recorded in the state store (key
-"local"); the deployed endpoint (the Service's load-balancer address and the API key Secret,
-through the Kubernetes adapter).
+"local"); the deployed endpoint (the Service's load-balancer address, or a port-forward to a
+ClusterIP Service, and the API key Secret, through the Kubernetes adapter).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmctl.actions.rollout.endpoint import service_address
+from llmctl.actions.exposure import load_balancer_url
 from llmctl.errors import ConfigError, LlmctlError
 
 
@@ -27,6 +27,12 @@ class ResolvedTarget:
     replicas: int = 1
     region: str = "us-east-1"
     spot: bool = False
+    forward: Any = None  # the port-forward base_url goes through (a ClusterIP endpoint), open until close()
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.stop()
+            self.forward = None
 
 
 def resolve_target(
@@ -67,20 +73,28 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         raise LlmctlError(f"no endpoint to benchmark: cannot reach the cluster ({type(exc).__name__}: {exc})", hint=hint) from None
     if not service:
         raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
-    host = service_address(service)
-    if not host:
-        raise LlmctlError(
-            f"Service {names.namespace}/{names.app} has no load-balancer address yet",
-            hint="wait for the load balancer (`llmctl status`), or pass --url",
-        )
-    ports = (service.get("spec") or {}).get("ports") or []
-    port = ports[0].get("port", cfg.server.port) if ports else cfg.server.port
+    forward = None
+    if (service.get("spec") or {}).get("type") == "LoadBalancer":
+        base_url = load_balancer_url(service)
+        if not base_url:
+            raise LlmctlError(
+                f"Service {names.namespace}/{names.app} has no load-balancer address yet",
+                hint="wait for the load balancer (`llmctl status`), or pass --url",
+            )
+    else:  # exposure cluster: the same path `llmctl endpoint` takes
+        from llmctl.k8s.portforward import forward_service
+
+        ports = (service.get("spec") or {}).get("ports") or []
+        port = int(ports[0].get("port", cfg.server.port)) if ports else cfg.server.port
+        forward = forward_service(kube, names.namespace, names.app, port, wait_s=10.0)
+        forward.start()
+        base_url = forward.url
     if api_key is None:
         from llmctl.actions.deploy import existing_api_key
 
         api_key = existing_api_key(kube, names)
     return ResolvedTarget(
-        f"http://{host}:{port}",
+        base_url,
         api_key,
         "cluster",
         model=cfg.model.served_name,
@@ -88,4 +102,5 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         replicas=cfg.deploy.replicas or 1,
         region=cfg.aws.region,
         spot=cfg.cluster.spot,
+        forward=forward,
     )

@@ -30,6 +30,7 @@ SWEPT_KINDS = (
     ("apps/v1", "DaemonSet"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("v1", "Service"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from llmctl.actions.deploy import configmap_name, endpoint_url, pod_selector
-from llmctl.actions.rollout.endpoint import service_address
+from llmctl.actions.deploy import configmap_name, pod_selector
+from llmctl.actions.exposure import describe_service, load_balancer_url
 from llmctl.actions.rollout.pods import MAIN_CONTAINER, is_ready, pod_phase
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
@@ -50,8 +50,11 @@ def parse_metrics(text: str) -> dict:
 def fetch_metrics(base_url: str, timeout_s: float = 5.0) -> dict:
     import urllib.request
 
+    from llmctl.actions.rollout.endpoint import tls_context
+
     try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout_s) as response:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout_s,
+                                    context=tls_context(base_url)) as response:
             return parse_metrics(response.read().decode(errors="replace"))
     except (OSError, ValueError) as exc:
         return {"error": f"{base_url}/metrics unreachable: {getattr(exc, 'reason', exc)}"}
@@ -85,8 +88,7 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
               and ((e.get("involvedObject") or {}).get("name") in pod_names | {names.app})]
     env = ((kube.get("v1", "ConfigMap", configmap_name(names), names.namespace) or {}).get("data") or {})
     service = kube.get("v1", "Service", names.app, names.namespace)
-    address = service_address(service) if service else None
-    endpoint = endpoint_url(address, cfg.server.port) if address else None
+    endpoint = load_balancer_url(service) if service else None
     spec, state = deployment.get("spec") or {}, deployment.get("status") or {}
     container = next((c for c in spec["template"]["spec"]["containers"] if c["name"] == MAIN_CONTAINER), {})
     data = {
@@ -99,11 +101,41 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
         "ready_replicas": state.get("readyReplicas", 0),
         "pods": [_pod_summary(p) for p in sorted(pods, key=lambda p: p["metadata"]["name"])],
         "endpoint": endpoint,
+        "exposure": describe_service(service) if service else None,
         "events": [{"reason": e.get("reason"), "object": (e.get("involvedObject") or {}).get("name"),
                     "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
-        "metrics": metrics(endpoint) if endpoint else None,
+        "metrics": None,
     }
+    if endpoint:
+        data["metrics"] = metrics(endpoint)
+    elif service and any(p["ready"] for p in data["pods"]):
+        data["metrics"] = _metrics_through_port_forward(kube, names, service, metrics)
     return data
+
+
+def _metrics_through_port_forward(kube, names: Names, service: dict, metrics: Callable[[str], dict]) -> dict:
+    """A ClusterIP endpoint's /metrics, through a short port-forward to a ready pod."""
+    from llmctl.k8s.portforward import forward_service
+
+    port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("port", 0))
+    try:
+        with forward_service(kube, names.namespace, names.app, port) as forward:
+            return metrics(forward.url)
+    except LlmctlError as exc:
+        return {"error": f"/metrics through a port-forward: {exc.message}"}
+
+
+def forward_endpoint(kube, names: Names, local_port: int = 0, wait_s: float = 30.0,
+                     on_error: Callable[[LlmctlError], None] | None = None):
+    """A (not yet started) port-forward from 127.0.0.1 to a ready pod behind the endpoint's Service, as
+    `kubectl port-forward svc/<app>`: how a `cluster` exposure is used from outside the cluster."""
+    from llmctl.k8s.portforward import forward_service
+
+    service = kube.get("v1", "Service", names.app, names.namespace)
+    if service is None:
+        raise LlmctlError(f"Service {names.namespace}/{names.app} does not exist", hint="run `llmctl deploy` first")
+    port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("port", 0))
+    return forward_service(kube, names.namespace, names.app, port, local_port, wait_s=wait_s, on_error=on_error)
 
 
 def pick_pod(kube, names: Names) -> str:

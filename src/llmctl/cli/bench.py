@@ -127,7 +127,10 @@ def bench(
     progress = BenchProgress(app.output)
     hooks = Hooks(on_info=progress.info, on_run_start=progress.run_start, on_result=progress.result,
                   on_run_end=progress.run_end, on_point=progress.point)
-    doc = run_bench(opts, target, hooks)
+    try:
+        doc = run_bench(opts, target, hooks)
+    finally:
+        target.close()
     app.output.result(doc, lambda d: render_summary(app.output, d))
     if doc["llmctl"].get("interrupted"):
         raise typer.Exit(EXIT_INTERRUPTED)

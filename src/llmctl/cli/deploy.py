@@ -39,6 +39,8 @@ def deploy(
         raise ConfigError("--output-dir works only with --dry-run (a real deploy applies to the cluster)",
                           hint="add --dry-run, or drop --output-dir")
     resolved = actions.resolve_image(image, cfg, app.state.get("image"))
+    exposed = actions.exposures.exposure(cfg)
+    out.info(f"exposure {exposed.kind}: reachable from {exposed.reachable_from}")
 
     if dry_run:
         try:
@@ -50,7 +52,8 @@ def deploy(
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY)
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
         files = actions.write_documents(documents, output_dir) if output_dir else []
-        data = {"dry_run": True, "image": resolved, "role_arn": arn, "files": files, "documents": documents}
+        data = {"dry_run": True, "image": resolved, "role_arn": arn, "files": files, "exposure": exposed.to_dict(),
+                "documents": documents}
 
         def render_dry(data: dict) -> None:
             if files:
@@ -92,8 +95,10 @@ def deploy(
             out.print(f"{data['ready_replicas']} pod(s) already ready: nothing to roll out")
         if not data["changed"]:
             out.print("no changes: every object is up to date")
-        if data["endpoint"]:
+        if data["endpoint"] and exposed.load_balancer:
             out.print(f"endpoint: {data['endpoint']}")
+        elif data["endpoint"]:
+            out.print(f"endpoint: {data['endpoint']} (in the cluster; `llmctl endpoint` forwards it to 127.0.0.1)")
         if data["smoke"]:
             smoke = data["smoke"]
             out.print(f"smoke request: HTTP {smoke['status']} in {smoke['latency_s']:.2f}s: {smoke['text']!r}",

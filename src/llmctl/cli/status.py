@@ -1,4 +1,5 @@
-"""`llmctl status [--output json]` and `llmctl logs [--follow] [--container ...] [--previous]`."""
+"""`llmctl status [--output json]`, `llmctl logs [--follow] [--container ...] [--previous]` and
+`llmctl endpoint [--port N]`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,30 @@ class Container(str, Enum):
 def register(app: typer.Typer) -> None:
     app.command("status", help="Show the endpoint: pods and their phase, endpoint, image, model, metrics.")(status)
     app.command("logs", help="Print the endpoint's logs (newest pod).")(logs)
+    app.command("endpoint", help="Port-forward the endpoint to 127.0.0.1 (how exposure `cluster` is used).")(endpoint)
+
+
+def endpoint(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Local port (0: any free one).")] = 0,
+    output: OutputOption = None,
+) -> None:
+    """Forward 127.0.0.1:PORT to a ready pod of the endpoint until Ctrl-C; the API key is still required."""
+    from llmctl.actions.status import forward_endpoint
+
+    app = get_app(ctx, output)
+
+    def warn(err) -> None:  # one connection failed; the forward goes on
+        app.output.warn(err.message + (f"; fix: {err.hint}" if err.hint else ""))
+
+    with forward_endpoint(app.kube(), app.names, port, on_error=warn) as forward:
+        app.output.result({"url": forward.url, "pod": forward.pod}, lambda d: app.output.print(d["url"]))
+        app.output.info(f"forwarding to {app.names.namespace}/{forward.pod}; the key: `llmctl deploy --show-api-key`;"
+                        " Ctrl-C to stop")
+        try:
+            forward.wait()  # raises when the pod goes away
+        except KeyboardInterrupt:  # Ctrl-C is how the session ends
+            app.output.info("stopped")
 
 
 def status(ctx: typer.Context, output: OutputOption = None) -> None:
@@ -36,7 +61,14 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
         model = data["model"]
         out.print(f"model:    {model['served_name']} from {model['source']} (max_model_len {model['max_model_len']})",
                   markup=False)
-        out.print(f"endpoint: {data['endpoint'] or 'no load balancer address yet'}", markup=False)
+        exposure = data.get("exposure") or {}
+        if exposure.get("exposure") == "cluster":
+            out.print("endpoint: ClusterIP only (`llmctl endpoint` forwards it to 127.0.0.1)", markup=False)
+        else:
+            out.print(f"endpoint: {data['endpoint'] or 'no load balancer address yet'}", markup=False)
+        if exposure:
+            out.print(f"exposed:  {exposure['exposure']}: {exposure['reachable_from']} "
+                      f"({exposure['scheme'].upper()}, port {exposure['port']})", markup=False)
         out.table("pods", ["pod", "phase", "ready", "restarts", "node"],
                   [(p["name"], p["phase"], "yes" if p["ready"] else "no", p["restarts"], p["node"] or "")
                    for p in data["pods"]])

@@ -103,6 +103,8 @@ class ClusterConfig(Section):
     spot: bool = Field(False, description="Spot capacity for the GPU node group.")
     gpu_taint: bool = Field(False, description="Taint GPU nodes nvidia.com/gpu=true:NoSchedule.")
     availability_zones: list[str] = Field(default_factory=list, description="Zones to use (default: eksctl picks).")
+    vpc_cidr: str = Field("192.168.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$", description="The VPC eksctl creates (its default); NetworkPolicies admit "
+                          "the NLB's traffic from it.")
     device_plugin_version: str = Field("v0.17.2", pattern=r"^v\d+\.\d+\.\d+$", description="NVIDIA device plugin version.")
     node_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the GPU nodes.")
     nodegroup_name: str = Field("gpu-nodes", pattern=DNS_LABEL, description="Name of the managed GPU node group.")
@@ -183,6 +185,34 @@ class AutoscalingConfig(Section):
     )
 
 
+class TlsConfig(Section):
+    """TLS on the NLB's listener (port 443), terminated by the load balancer with an ACM certificate."""
+
+    certificate_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$",
+        description="ACM certificate for the NLB's TLS listener on port 443 (internal or public exposure).")
+    ssl_policy: str = Field("ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]+$",
+                            description="The NLB listener's security policy (TLS versions and ciphers).")
+
+
+def check_exposure(deploy: "DeployConfig") -> "DeployConfig":
+    """Refuse the exposures that would put the key and prompts in cleartext, or open the endpoint to all,
+    without an explicit choice; and settings the chosen exposure cannot honour."""
+    exposure, ranges, tls = deploy.exposure, deploy.load_balancer_source_ranges, deploy.tls.certificate_arn
+    if exposure == "public" and not tls and not deploy.allow_plaintext:
+        raise ValueError("deploy.exposure is public but deploy.tls.certificate_arn is not set (the key and prompts "
+                         "would cross the internet in cleartext): set deploy.tls.certificate_arn to an ACM "
+                         "certificate, or deploy.allow_plaintext: true, or use exposure internal or cluster")
+    if exposure == "public" and not ranges:
+        raise ValueError("deploy.exposure is public but deploy.load_balancer_source_ranges is empty: list the CIDRs "
+                         "allowed to reach the endpoint (e.g. [203.0.113.0/24]), or [0.0.0.0/0] for the whole internet")
+    if exposure == "cluster" and (ranges or tls):
+        field = "load_balancer_source_ranges" if ranges else "tls.certificate_arn"
+        raise ValueError(f"deploy.{field} needs a load balancer but deploy.exposure is cluster (a ClusterIP): "
+                         f"set deploy.exposure: internal or public, or remove deploy.{field}")
+    return deploy
+
+
 class DeployConfig(Section):
     namespace: str = Field("vllm", pattern=DNS_LABEL)
     service_account: str = Field("vllm-sa", pattern=DNS_LABEL)
@@ -195,9 +225,15 @@ class DeployConfig(Section):
     model_volume_size: str = Field("30Gi", pattern=QUANTITY, description="sizeLimit of the /models emptyDir.")
     node_cache: bool = Field(False, description="Keep the model in a hostPath cache that survives pod restarts.")
     shm_size: str = Field("2Gi", pattern=QUANTITY, description="sizeLimit of the in-memory /dev/shm (counts against memory).")
-    service_type: Literal["LoadBalancer", "ClusterIP", "NodePort"] = "LoadBalancer"
+    exposure: Literal["cluster", "internal", "public"] = Field(
+        "cluster", description="Who can reach the endpoint: cluster (a ClusterIP; `llmctl endpoint` port-forwards it), "
+        "internal (an internal NLB: the VPC and networks routed to it), public (an internet-facing NLB: needs "
+        "deploy.tls and load_balancer_source_ranges).")
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    allow_plaintext: bool = Field(False, description="Accept a public endpoint without TLS (bearer key and prompts in cleartext).")
     load_balancer_source_ranges: list[str] = Field(
-        default_factory=list, description="CIDRs allowed to reach the endpoint (empty: anywhere)."
+        default_factory=list, description="CIDRs allowed through the NLB (internal: empty means the VPC; public: required, "
+        "0.0.0.0/0 for anywhere)."
     )
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
@@ -213,6 +249,10 @@ class DeployConfig(Section):
             except ValueError:
                 raise ValueError(f"{item!r} is not a CIDR (e.g. 203.0.113.0/24)") from None
         return value
+
+    @model_validator(mode="after")
+    def _exposure_is_safe(self) -> "DeployConfig":
+        return check_exposure(self)
 
 
 class AlertmanagerConfig(Section):

@@ -19,13 +19,13 @@ from llmctl.outcome import Outcome
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
 # What later objects depend on goes first: a CRD before its objects, a Namespace before what it
-# holds, the Service before the Deployment (the load balancer is provisioned while the model
-# downloads). Kinds not listed (PDB, HPA, ScaledObject, ServiceMonitor, ...) come last.
+# holds, a NetworkPolicy before the pods it fences, the Service before the Deployment (the load
+# balancer is provisioned while the model downloads). Kinds not listed (PDB, HPA, ScaledObject, ServiceMonitor, ...) come last.
 APPLY_ORDER = {
     "CustomResourceDefinition": 0,
     "Namespace": 1,
     "ServiceAccount": 2, "Secret": 2, "ConfigMap": 2, "PersistentVolumeClaim": 2,
-    "ClusterRole": 3, "Role": 3, "ClusterRoleBinding": 3, "RoleBinding": 3,
+    "ClusterRole": 3, "Role": 3, "ClusterRoleBinding": 3, "RoleBinding": 3, "NetworkPolicy": 3,
     "Service": 4,
     "Deployment": 5, "DaemonSet": 5, "StatefulSet": 5, "ReplicaSet": 5, "Job": 5, "CronJob": 5,
 }

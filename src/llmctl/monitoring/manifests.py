@@ -15,6 +15,7 @@ import hashlib
 from llmctl.config import LlmctlConfig, Names
 from llmctl.config.names import LABEL_INSTANCE, LABEL_MANAGED_BY
 from llmctl.monitoring.dashboards import DATASOURCE_UID, dashboard_uid, dashboards
+from llmctl.monitoring.netpol import policies as network_policies
 from llmctl.monitoring.rules import rule_file, rule_groups
 from llmctl.monitoring.target import Scope
 
@@ -137,7 +138,10 @@ def self_contained_manifests(scope: Scope) -> list[dict]:
     files = config_files(scope)
     boards = dashboards(scope)
     _, alert_secrets, _ = _receivers(cfg)
-    return render_documents(
+    fences = render_documents("monitoring/networkpolicies.yaml.j2", namespace=n.namespace, deployment=t.deployment,
+                              component_labels=_component_labels(labels),
+                              policies=network_policies(cfg, t.deployment, t.namespace, t.port, t.dcgm))
+    stack = render_documents(
         "monitoring/stack.yaml.j2",
         namespace=n.namespace,
         app_namespace=t.namespace,
@@ -167,6 +171,7 @@ def self_contained_manifests(scope: Scope) -> list[dict]:
         dcgm=t.dcgm,
         gpu_instance_types=cfg.cluster.instance_types,
     )
+    return stack + fences
 
 
 def operator_manifests(scope: Scope, selector_labels: dict[str, str] | None = None) -> list[dict]:

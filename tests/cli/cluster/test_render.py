@@ -56,6 +56,26 @@ def test_clusterconfig_validates_against_eksctl_schema(variant, schema):
     assert doc["metadata"]["region"] == cfg.aws.region and doc["metadata"]["version"] == c.kubernetes_version
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nodes_are_least_privilege_and_enforce_network_policies(variant, schema):
+    """No ECR push for the node role, no instance metadata for pods, NetworkPolicies enforced; schema-valid."""
+    import jsonschema
+
+    cfg = _config(VARIANTS[variant])
+    doc = yaml.safe_load(render_cluster_config(cfg, Names.from_config(cfg)))
+    jsonschema.validate(doc, schema)
+    for ng in doc["managedNodeGroups"]:
+        # eksctl: imageBuilder attaches AmazonEC2ContainerRegistryFullAccess; without it the managed node
+        # group keeps its default, AmazonEC2ContainerRegistryReadOnly (pull only)
+        assert "imageBuilder" not in ng["iam"]["withAddonPolicies"]
+        assert not any(ng["iam"]["withAddonPolicies"].values()) or ng["iam"]["withAddonPolicies"] == {"cloudWatch": True}
+        # IMDSv2 tokens required; eksctl's disablePodIMDS sets HttpPutResponseHopLimit 1 in the launch template
+        assert ng["disableIMDSv1"] is True and ng["disablePodIMDS"] is True
+    [cni] = [a for a in doc["addons"] if a["name"] == "vpc-cni"]
+    assert json.loads(cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert doc["vpc"]["cidr"] == cfg.cluster.vpc_cidr  # the NetworkPolicies admit the NLB from this CIDR
+
+
 def test_invalid_field_fails_the_schema(schema):
     import jsonschema
 

@@ -14,6 +14,8 @@ cluster:
   nodes_desired: 2
   nodes_max: 2
   volume_size_gb: 50
+deploy:
+  exposure: internal
 """
 TAGS = [{"Key": "llmctl.io/deployment", "Value": "llama"}, {"Key": "llmctl.io/managed-by", "Value": "llmctl"}]
 

@@ -2,7 +2,8 @@
 
 The double's cloud controller publishes `127.0.0.1` as the load balancer's address and the
 config's `server.port` is the stub's port, so the smoke request really goes through the
-Service's advertised address to a listening HTTP server (no hidden override).
+Service's advertised address to a listening HTTP server (no hidden override); with the default
+`cluster` exposure it goes through a port-forward to the pod, which the double connects to the stub.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def stub_endpoint():
 
 @pytest.fixture
 def project(llmctl, aws, kube, stub_endpoint):
-    """`llmctl` ready to deploy: config, kubeconfig, moto credentials, LB address 127.0.0.1."""
+    """`llmctl` ready to deploy: config, kubeconfig, moto credentials; the endpoint's pods listen (through a
+    port-forward, the default `cluster` exposure) on the stub, and an NLB's address is 127.0.0.1."""
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
+    kube.expose("vllm-llama", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
     llmctl.write_config(config_text(stub_endpoint.port))
     return llmctl
 

@@ -37,7 +37,9 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
     assert positions == sorted(positions)
     assert "4.0 GB / 4.0 GB (100%) at 250.0 MB/s" in err
     assert "cold-start timeline" in out and "Downloading model" in out and "total (to Ready)" in out
-    assert f"endpoint: http://127.0.0.1:{stub_endpoint.port}" in out
+    # the default exposure: a ClusterIP, smoke-tested through a port-forward to the pod
+    assert f"endpoint: http://vllm-llama.vllm.svc.cluster.local:{stub_endpoint.port} (in the cluster" in out
+    assert "exposure cluster: reachable from pods in the cluster" in err
     assert "smoke request: HTTP 200" in out
     # the smoke request carried the key from the Secret, which was never printed
     secret = kube.get("v1", "Secret", "vllm-llama-api-key", "vllm")
@@ -51,6 +53,37 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
     patches = kube.requests_matching(method="PATCH")
     assert patches and {(r.content_type, r.field_manager) for r in patches} == {
         ("application/apply-patch+yaml", "llmctl")}
+
+
+def test_internal_exposure_smoke_tests_through_the_load_balancer(project, kube, stub_endpoint) -> None:
+    project.write_config(config_text(stub_endpoint.port, extra="  exposure: internal\n"))
+    missing = run_deploy(project)
+    assert missing.returncode != 0 and "no AWS Load Balancer Controller" in missing.stderr
+    assert "deploy.exposure: cluster" in missing.stderr and "Traceback" not in missing.stderr
+    assert kube.get("v1", "Service", APP, "vllm") is None  # refused before anything was applied
+    kube.install_aws_load_balancer_controller()
+    done = run_deploy(project, "--output", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["endpoint"] == f"http://127.0.0.1:{stub_endpoint.port}"
+    assert data["smoke"]["url"] == f"http://127.0.0.1:{stub_endpoint.port}/v1/completions"
+    assert data["exposure"]["kind"] == "internal" and data["exposure"]["source_ranges"] == ["192.168.0.0/16"]
+    assert not any(kube.forwards.sessions.values())  # no port-forward: the NLB's address carried the request
+    service = kube.get("v1", "Service", APP, "vllm")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    policy = kube.get("networking.k8s.io/v1", "NetworkPolicy", APP, "vllm")
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": stub_endpoint.port}]
+
+
+def test_public_without_tls_is_refused_before_the_cluster_is_touched(project, kube, stub_endpoint) -> None:
+    project.write_config(config_text(stub_endpoint.port, extra="  exposure: public\n"
+                                     "  load_balancer_source_ranges: [0.0.0.0/0]\n"))
+    done = run_deploy(project)
+    assert done.returncode != 0
+    assert "deploy.exposure is public but deploy.tls.certificate_arn is not set" in done.stderr
+    assert "deploy.allow_plaintext: true" in done.stderr and "Traceback" not in done.stderr
+    assert not kube.requests_matching(method="PATCH")
 
 
 def test_reapply_reports_no_changes_and_keeps_the_key(project, kube) -> None:
@@ -90,7 +123,8 @@ def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> 
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["01-namespace-vllm.yaml", "02-serviceaccount-vllm-sa.yaml", "03-secret-vllm-llama-api-key.yaml",
-                     "04-configmap-vllm-llama-env.yaml", "05-service-vllm-llama.yaml", "06-deployment-vllm-llama.yaml"]
+                     "04-configmap-vllm-llama-env.yaml", "05-networkpolicy-vllm-llama.yaml", "06-service-vllm-llama.yaml",
+                     "07-deployment-vllm-llama.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
     assert len(kube.requests) == before
@@ -113,7 +147,7 @@ def test_ready_is_reported_within_a_second_of_the_ready_condition(kube, aws) -> 
 
     base = Scenario.success(download_lines=PROGRESS).steps[:-1]
     kube.script(APP, Scenario(base + [Step(mark_ready, delay=1.0)]))
-    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "deploy": {"service_type": "ClusterIP"}})
+    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "deploy": {"exposure": "cluster"}})
     seen: dict[str, float] = {}
 
     def emit(event) -> None:
@@ -121,7 +155,7 @@ def test_ready_is_reported_within_a_second_of_the_ready_condition(kube, aws) -> 
             seen[event.phase] = time.monotonic()
 
     outcome = deploy(cfg, Names.from_config(cfg), Kube.from_kubeconfig(str(kube.kubeconfig_path)), image=IMAGE,
-                     role_arn="arn:aws:iam::123456789012:role/x", timeout_s=30, emit=emit)
+                     role_arn="arn:aws:iam::123456789012:role/x", timeout_s=30, emit=emit, smoke=False)
     assert outcome.ready_replicas == 1
     assert 0 <= seen[READY] - ready_at[0] < 1.0
     assert [p for p, _ in outcome.timeline.durations()] == ["Scheduling", "Pulling image", "Downloading model",

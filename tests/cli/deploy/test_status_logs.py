@@ -22,13 +22,16 @@ def test_status_json_after_deploy(project, kube, stub_endpoint) -> None:
     assert data["image"] == IMAGE
     assert data["model"] == {"source": "s3://llama-models/llama-2-7b-merged-vllm", "served_name": "llama-2-7b",
                              "max_model_len": "512"}
-    assert data["endpoint"] == f"http://127.0.0.1:{stub_endpoint.port}"
+    # the default exposure has no load balancer: status says so, and reads /metrics through a port-forward
+    assert data["endpoint"] is None
+    assert data["exposure"]["exposure"] == "cluster" and data["exposure"]["port"] == stub_endpoint.port
     [pod] = data["pods"]
     assert pod["phase"] == "Ready" and pod["ready"] is True and pod["restarts"] == 0 and pod["node"]
     assert data["metrics"]["requests"] == {"success": 3.0, "error": 1.0}
     assert data["metrics"]["engine_waiting"] == 2.0 and data["metrics"]["model_loaded"] == 1.0
     text = project("status")
     assert "1/1 ready" in text.stdout and "engine waiting" in text.stdout
+    assert "exposed:  cluster: pods in the cluster" in text.stdout
 
 
 def test_status_not_deployed(project) -> None:
@@ -71,3 +74,60 @@ def test_logs_without_pods(project) -> None:
     done = project("logs")
     assert done.returncode == 1
     assert "no pods of vllm/vllm-llama" in done.stderr
+
+
+def test_endpoint_port_forwards_the_cluster_exposure_until_ctrl_c(project, kube, stub_endpoint) -> None:
+    """`llmctl endpoint`: how a `cluster` exposure is used from a laptop; the key is still needed."""
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    assert run_deploy(project).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "llmctl", "endpoint"], cwd=project.cwd, env=project.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=120), "llmctl endpoint printed no URL"
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else url
+        body = json.dumps({"model": "llama-2-7b", "prompt": "hi", "max_tokens": 2}).encode()
+        request = urllib.request.Request(f"{url}/v1/completions", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", "Authorization": "Bearer k"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        assert stub_endpoint.requests[-1]["auth"] == "Bearer k"  # the request reached the pod's port
+        assert proc.poll() is None, "forwarding goes on until Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert "Ctrl-C to stop" in proc.stderr.read()
+    assert kube.requests_matching("GET", "/portforward")[-1].status == 101
+
+
+def test_bench_reaches_a_cluster_exposure_through_a_port_forward(project, kube, stub_endpoint) -> None:
+    from llmctl.actions.bench_target import resolve_target
+    from llmctl.config import LlmctlConfig, Names
+    from llmctl.k8s.client import Kube
+
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    assert run_deploy(project).returncode == 0
+    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port}})
+    client = Kube.from_kubeconfig(str(kube.kubeconfig_path))
+    target = resolve_target(None, None, local=None, config_loader=lambda: cfg,
+                            names_loader=lambda: Names.from_config(cfg), kube_factory=lambda: client)
+    try:
+        assert target.source == "cluster" and target.base_url.startswith("http://127.0.0.1:")
+        assert target.api_key  # from the Secret
+        import urllib.request
+
+        with urllib.request.urlopen(f"{target.base_url}/metrics", timeout=30) as response:
+            assert b"vllm_model_loaded" in response.read()
+    finally:
+        target.close()
+    assert target.forward is None

@@ -23,6 +23,7 @@ def test_build_up_deploy_teardown_leaves_nothing(llmctl, aws, kube, fake_eksctl,
     llmctl.write_config(
         f"project:\n  name: {NAME}\nmodel:\n  bucket: {MODEL_BUCKET}\n  prefix: {PREFIX}\n"
         f"build:\n  context: ctx\nserver:\n  port: {stub_endpoint.port}\n"
+        "deploy:\n  exposure: internal\n"  # an NLB, which teardown must find and delete
     )
     ctx = llmctl.cwd / "ctx"
     (ctx / "server").mkdir(parents=True)
@@ -46,6 +47,7 @@ def test_build_up_deploy_teardown_leaves_nothing(llmctl, aws, kube, fake_eksctl,
         return {"ip": "127.0.0.1"}  # the stub endpoint answers the deploy's smoke request
 
     kube.on_load_balancer(create=create_lb, delete=world._delete_lb)
+    kube.install_aws_load_balancer_controller()  # the internal exposure's NLB needs it
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     foreign = world.foreign_aws()
 

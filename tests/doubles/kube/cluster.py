@@ -80,6 +80,10 @@ KEDA_CRDS = [
     _crd("keda.sh", "ScaledObject", "scaledobjects", ["v1alpha1"], short=["so"]),
     _crd("keda.sh", "TriggerAuthentication", "triggerauthentications", ["v1alpha1"], short=["ta"]),
 ]
+# What the AWS Load Balancer Controller's chart installs and `deploy` looks for before it asks for an NLB.
+AWS_LOAD_BALANCER_CONTROLLER_CRDS = [
+    _crd("elbv2.k8s.aws", "TargetGroupBinding", "targetgroupbindings", ["v1beta1"], short=["tgb"]),
+]
 
 
 class KubeDouble:
@@ -91,7 +95,8 @@ class KubeDouble:
                                      follow `scenario`; the latest matching script wins; others follow
                                      `default_scenario` (Scenario.success()).
       add_node / remove_node / set_allocatable(name, {"nvidia.com/gpu": "1"}, after=0.2)
-      install_crds(PROMETHEUS_OPERATOR_CRDS) / install_keda()  (or apply the CRD objects through the API)
+      install_crds(PROMETHEUS_OPERATOR_CRDS) / install_keda() / install_aws_load_balancer_controller()
+                                     (or apply the CRD objects through the API)
       on_load_balancer(create=fn(service)->hostname|None, delete=fn(service)); lb_delay (seconds)
       expose(target, container_port, ("127.0.0.1", port))  matching pods listen on container_port: the
                                      portforward subresource connects it to that real server
@@ -416,6 +421,9 @@ class KubeDouble:
 
     def install_keda(self) -> None:
         self.install_crds(KEDA_CRDS)
+
+    def install_aws_load_balancer_controller(self) -> None:
+        self.install_crds(AWS_LOAD_BALANCER_CONTROLLER_CRDS)
 
     def on_load_balancer(self, create: Callable[[dict], str | dict | None] | None = None,
                          delete: Callable[[dict], None] | None = None) -> None:

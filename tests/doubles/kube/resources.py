@@ -67,6 +67,7 @@ BUILTIN_TYPES: list[ResourceType] = [
     ResourceType("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",)),
     ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",)),
     ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",)),
+    ResourceType("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",), has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True, has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True, has_status=False),
     ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False, has_status=False),
