@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -33,6 +34,10 @@ A cell reads `yes` when the world after the re-run equals an undisturbed run's (
 Kubernetes object: nothing missing, nothing made twice, nothing left over), then how the faulted run
 itself ended: `absorbed` (it retried and finished), `after exit N` (it stopped with its error line and
 the re-run finished the work), `after kill`. `-`: the fault does not apply to that side.
+
+Not rows here: the AWS calls eksctl makes itself during `cluster up` and `teardown` (they are eksctl's,
+not llmctl's); a failure at each eksctl task (`validate`, `cluster`, `oidc`, `nodegroup`, `kubeconfig`)
+and the re-run's resume are `tests/cli/cluster/test_up.py::test_failed_run_resumes_to_the_clean_state`.
 """
 
 
@@ -71,10 +76,13 @@ def cell_id(command: str, call, fault: str) -> str:
 
 
 def record(cells: list, command: str, call, fault: str, result: dict) -> None:
-    """Keep one cell's result and re-render the table (a full run may be split, e.g. `-k deploy`)."""
-    stored = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
-    stored[cell_id(command, call, fault)] = result
-    wanted = {cell_id(*cell) for cell in cells}
-    stored = {k: v for k, v in sorted(stored.items()) if k in wanted}
-    RESULTS_FILE.write_text(json.dumps(stored, indent=1) + "\n")
-    DOC.write_text(render(cells, {cell: stored.get(cell_id(*cell)) for cell in cells}))
+    """Keep one cell's result and re-render the table (a full run may be split, e.g. `-k deploy`, and run
+    in several processes at once: the lock keeps their updates)."""
+    with open(RESULTS_FILE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+        stored[cell_id(command, call, fault)] = result
+        wanted = {cell_id(*cell) for cell in cells}
+        stored = {k: v for k, v in sorted(stored.items()) if k in wanted}
+        RESULTS_FILE.write_text(json.dumps(stored, indent=1) + "\n")
+        DOC.write_text(render(cells, {cell: stored.get(cell_id(*cell)) for cell in cells}))

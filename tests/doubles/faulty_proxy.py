@@ -173,15 +173,18 @@ class FaultyProxy:
             def _reply(self, status: int, data: bytes, ctype: str | None, extra: dict, call: AwsCall | None) -> None:
                 if call is not None:
                     call.status = status
-                self.send_response(status)
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                if ctype:
-                    self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    if ctype:
+                        self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client was killed: nobody to answer
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
