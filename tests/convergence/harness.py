@@ -91,8 +91,7 @@ class Runner:
     def plant(self, call: Call, fault: str) -> None:
         self.killed.clear()
         if call.side == "aws":
-            kind = "kill" if fault == "kill" else fault
-            self.proxy.faults.append(Fault(kind, lambda c, want=call.label: c.label == want, nth=call.occurrence))
+            self.proxy.faults.append(Fault(fault, lambda c, want=call.label: c.label == want, nth=call.occurrence))
             self.proxy.on_kill = self._kill
             return
         method, path = call.label.split(" ", 1)
