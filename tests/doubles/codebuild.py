@@ -4,7 +4,8 @@ moto reports SUCCEEDED at the first poll, writes no logs and pushes nothing. Thi
 patches moto's backend (class attributes, so the server thread sees it) so that each poll
 advances one phase, the scripted log lines land in moto's CloudWatch Logs stream of the build,
 and a successful build pushes an image with the requested IMAGE_TAG into moto's ECR, as the
-real buildspec's post_build does. Outcomes: SUCCEEDED, FAILED (in `fail_phase`), TIMED_OUT,
+real buildspec's post_build does; a repeated StartBuild `idempotencyToken` returns the build it
+started, as CodeBuild does. Outcomes: SUCCEEDED, FAILED (in `fail_phase`), TIMED_OUT,
 IN_PROGRESS (never ends).
 """
 
@@ -37,6 +38,7 @@ class CodeBuildSimulator:
     # Lines written to the build's log stream when the phase they are keyed by runs.
     log_lines: dict[str, list[str]] = field(default_factory=dict)
     builds: dict[str, SimulatedBuild] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # StartBuild idempotencyToken -> build id
 
     def install(self, monkeypatch) -> CodeBuildSimulator:
         from moto.codebuild.models import CodeBuildBackend
@@ -46,9 +48,18 @@ class CodeBuildSimulator:
         original_start = CodeBuildResponse.start_build
 
         def start_build(response):
+            token = response._get_param("idempotencyToken")
+            if token and token in simulator.tokens:  # CodeBuild: a repeated token returns the build it started
+                from moto.core.responses import ActionResult
+
+                build_id = simulator.tokens[token]
+                history = response.codebuild_backend.build_metadata_history[response._get_param("projectName")]
+                return ActionResult({"build": next(b for b in history if b["id"] == build_id)})
             result = original_start(response)
             build = response.codebuild_backend.build_metadata[response._get_param("projectName")].build_metadata
             env = {v["name"]: v["value"] for v in response._get_param("environmentVariablesOverride") or []}
+            if token:
+                simulator.tokens[token] = build["id"]
             simulator.builds[build["id"]] = SimulatedBuild(
                 build["id"], response.region, env, response._get_param("buildspecOverride") or "", response._get_param("sourceLocationOverride") or ""
             )

@@ -152,10 +152,15 @@ class BuildManager:
             self.out.step("created", f"s3://{bucket}/{archive.key}")
 
         env = {"IMAGE_REPO_URI": repo_uri, "IMAGE_TAG": tag, "VLLM_VERSION": self.cfg.build.vllm_version}
-        build = cb.start_build(self.aws.codebuild, n.codebuild_project, f"{bucket}/{archive.key}", env, buildspec)
+        # A run killed after starting its build left it running: attach to it rather than pay for a second.
+        running = None if options.force else cb.running_build(self.aws.codebuild, n.codebuild_project, tag)
+        build = running or cb.start_build(self.aws.codebuild, n.codebuild_project, f"{bucket}/{archive.key}", env, buildspec)
         build_id = build["id"]
         self.state.set(STATE_BUILD, {"id": build_id, "tag": tag, "repository": repo_uri})
-        self.out.step("created", f"build {build_id}")
+        if running:
+            self.out.step("unchanged", f"build {build_id} (already running for this image; attached)")
+        else:
+            self.out.step("created", f"build {build_id}")
         if not options.wait:
             self.out.info(f"follow it: llmctl build logs {build_id} --follow   (or: llmctl build status {build_id})")
             return BuildResult("IN_PROGRESS", None, None, tag, build_id, archive.sha256, steps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 from llmctl.aws.errors import AWS_ERRORS, aws_call, aws_error, error_code, error_message
@@ -75,9 +76,13 @@ def _retry_new_role(call: Callable[[], object], name: str, sleep: Callable[[floa
 
 
 def start_build(codebuild, project: str, source_location: str, env: dict[str, str], buildspec: str) -> dict:
+    """Start one build. The idempotency token is fixed for this call, so botocore's retry of a start whose
+    reply was lost (a 5xx, a dropped connection) returns that build instead of starting a second one."""
+    token = str(uuid.uuid4())
     try:
         return codebuild.start_build(
             projectName=project,
+            idempotencyToken=token,
             sourceTypeOverride="S3",
             sourceLocationOverride=source_location,
             buildspecOverride=buildspec,
@@ -108,6 +113,24 @@ def latest_build_id(codebuild, project: str) -> str | None:
         return None
     builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:100]).get("builds", []))
     return max(builds, key=lambda b: str(b.get("startTime", "")))["id"] if builds else ids[0]
+
+
+def running_build(codebuild, project: str, image_tag: str) -> dict | None:
+    """A build of `project` still in progress for `image_tag` (one a killed or interrupted run started), if any."""
+    try:
+        ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])
+    except AWS_ERRORS as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise aws_error(exc, f"listing builds of {project}") from None
+    if not ids:
+        return None
+    builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:20]).get("builds", []))
+    for build in builds:
+        variables = {v.get("name"): v.get("value") for v in (build.get("environment") or {}).get("environmentVariables", [])}
+        if build.get("buildStatus") == "IN_PROGRESS" and variables.get("IMAGE_TAG") == image_tag:
+            return build
+    return None
 
 
 def delete_project(codebuild, name: str) -> None:

@@ -28,6 +28,7 @@ from .kubelet import LogStore, PodSim, Scenario
 from .portforward import Forwards
 from .resources import Registry, ResourceType
 from .selectors import parse_label_selector
+from .faults import KubeFault
 from .server import KubeHTTPServer, RequestRecord
 from .store import ApiError, Store, now_rfc3339
 
@@ -131,6 +132,8 @@ class KubeDouble:
         self.scripts: list[tuple[Callable[[dict], bool], Scenario]] = []
         self.sims: dict[str, PodSim] = {}
         self.requests: list[RequestRecord] = []
+        self.faults: list[KubeFault] = []  # planted failures (faults.py)
+        self.on_mutation: Callable[[RequestRecord], None] | None = None
         self.errors: list[str] = []
         self._tasks: list = []
         self._task_cond = threading.Condition()
@@ -234,6 +237,11 @@ class KubeDouble:
                     fn()
             except Exception:  # noqa: BLE001 - keep serving; the fixture reports these after the test
                 self.errors.append(traceback.format_exc())
+
+    def planted_fault(self, method: str, path: str, query: dict):
+        """The ApiError of the first planted fault this request triggers, or None (faults.py)."""
+        with self.lock:
+            return next((err for fault in self.faults if (err := fault.take(method, path, query)) is not None), None)
 
     def record_request(self, record: RequestRecord) -> None:
         with self.lock:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from .portforward import serve_portforward
+from .faults import is_mutating
 from .resources import ResourceType
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ApiError, HistoryEntry, not_found
@@ -104,12 +105,16 @@ class Handler(BaseHTTPRequestHandler):
         if self._pending is not None:
             self._pending.status = status
             self.cluster.record_request(self._pending)
-            self._pending = None
+            record, self._pending = self._pending, None
+            if status < 400 and is_mutating(record.method, record.query) and self.cluster.on_mutation:
+                self.cluster.on_mutation(record)
 
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, code: int, body: bytes, content_type: str = "application/json", headers: dict | None = None) -> None:
         self._status = code
         self._record(code)
         self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -117,9 +122,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _send_json(self, code: int, obj: object) -> None:
+    def _send_json(self, code: int, obj: object, headers: dict | None = None) -> None:
         self._status = code
-        self._send(code, json.dumps(obj).encode())
+        self._send(code, json.dumps(obj).encode(), headers=headers)
 
     def _start_chunked(self, content_type: str) -> None:
         self._status = 200
@@ -185,9 +190,12 @@ class Handler(BaseHTTPRequestHandler):
             self._pending.body = body
             if self.headers.get("Authorization") != f"Bearer {self.cluster.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            planted = self.cluster.planted_fault(self.command, url.path, query)
+            if planted is not None:
+                raise planted
             self._route(url.path.rstrip("/") or "/", query, body, content_type)
         except ApiError as err:
-            self._send_json(err.code, err.status())
+            self._send_json(err.code, err.status(), {"Retry-After": "1"} if err.code == 429 else None)
         except SelectorError as err:
             self._send_json(400, ApiError(400, "BadRequest", str(err)).status())
         except (BrokenPipeError, ConnectionResetError):

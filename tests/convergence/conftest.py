@@ -1,0 +1,92 @@
+"""The five lifecycle commands, each in a world ready for it, with AWS behind the fault-injecting proxy."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.build.conftest import codebuild_sim  # noqa: F401 - CodeBuild that advances and pushes an image
+from tests.cli.cluster.conftest import cluster_env  # noqa: F401
+from tests.cli.deploy.conftest import IMAGE, config_text, stub_endpoint  # noqa: F401
+from tests.cli.teardown.conftest import World
+from tests.convergence.harness import Runner
+from tests.doubles.faulty_proxy import FaultyProxy
+
+BUILD_CONFIG = "project:\n  name: demo\nbuild:\n  context: ctx\n"
+
+
+@pytest.fixture(scope="session")
+def faulty_proxy(moto_server):
+    proxy = FaultyProxy(moto_server.url).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def proxied(llmctl, aws, faulty_proxy):
+    """The CLI's AWS endpoint is the proxy; the test's own boto3 still talks to moto directly."""
+    faulty_proxy.reset()
+    llmctl.env["AWS_ENDPOINT_URL"] = faulty_proxy.url
+    return faulty_proxy
+
+
+def _build(request):
+    llmctl = request.getfixturevalue("llmctl")
+    request.getfixturevalue("codebuild_sim")
+    llmctl.write_config(BUILD_CONFIG)
+    ctx = llmctl.cwd / "ctx"
+    (ctx / "server").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text('FROM python:3.11-slim\nCOPY server/ /app/server/\nCMD ["python", "-m", "server"]\n')
+    (ctx / "server" / "__main__.py").write_text("print('serving')\n")
+    return ("build", "--poll-interval", "0.05")
+
+
+def _cluster_up(request):
+    request.getfixturevalue("cluster_env")
+    return ("cluster", "up", "--yes", "--gpu-timeout", "60")
+
+
+def _deploy(request):
+    llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
+    llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
+    kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
+    llmctl.write_config(config_text(request.getfixturevalue("stub_endpoint").port))
+    return ("deploy", "--image", IMAGE, "--timeout", "60")
+
+
+def _monitoring_up(request):
+    llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
+    llmctl.write_config("project:\n  name: demo\n")
+    llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vllm"}})
+    return ("monitoring", "up")
+
+
+def _teardown(request):
+    world = request.getfixturevalue("world")
+    world.seed()
+    return ("teardown", "--all", "--yes")
+
+
+SETUPS = {"build": _build, "cluster up": _cluster_up, "deploy": _deploy, "monitoring up": _monitoring_up,
+          "teardown": _teardown}
+
+
+@pytest.fixture
+def lifecycle(request, llmctl, aws, kube, proxied):
+    """`lifecycle(command)` -> (runner, argv): the world for `command`, set up as the commands before it leave it."""
+    def prepare(command: str):
+        argv = SETUPS[command](request)
+        return Runner(llmctl, proxied, kube), argv
+
+    return prepare
+
+
+@pytest.fixture
+def world(aws, kube, llmctl, fake_eksctl) -> World:
+    from tests.cli.teardown.conftest import CONFIG
+
+    llmctl.write_config(CONFIG)
+    llmctl.env.update(KUBECONFIG=str(kube.kubeconfig_path))
+    return World(aws, kube, fake_eksctl.bin_dir)
