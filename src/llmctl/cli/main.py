@@ -107,7 +107,10 @@ def main(
     if profile:
         overrides.setdefault("aws", {})["profile"] = profile
     out = ctx.obj if isinstance(ctx.obj, Output) else Output()  # run() made it, to render any error
-    out.configure(json_output=output is OutputFormat.json, quiet=quiet, color=False if no_color else None, debug=debug)
+    # JSON when the global option says so, or when argv asks for it after the command (`cluster render -o json`):
+    # a parse error in the command's own options is then still answered in JSON
+    out.configure(json_output=output is OutputFormat.json or out.json, quiet=quiet,
+                  color=False if no_color else None, debug=debug)
     ctx.obj = App(config_arg=config, output=out, overrides=overrides,
                   flags={"aws.region": "--region", "aws.profile": "--profile"})
 

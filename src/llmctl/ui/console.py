@@ -104,6 +104,12 @@ class Output:
             document["result"] = self._pending
         self._write_json(document)
 
+    def json_line(self, data: Any) -> None:
+        """One compact JSON object on its own line, now: a stream's item (`logs --follow -o json`)."""
+        self.out.file.write(json.dumps(data, default=str) + "\n")
+        self.out.file.flush()
+        self._written = True
+
     def _write_json(self, data: Any) -> None:
         self.out.file.write(json.dumps(data, indent=2, default=str) + "\n")
         self.out.file.flush()
