@@ -9,10 +9,11 @@ engine and is checked in tests/cli/local; `logs --follow` streams JSON Lines, ch
 from __future__ import annotations
 
 import json
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 
 from typer.main import get_command
 
@@ -108,6 +109,7 @@ def test_every_command_through_a_lifecycle(llmctl, aws, kube, fake_eksctl, gpu_q
     (model / "config.json").write_text(json.dumps({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                                                    "vocab_size": 100, "torch_dtype": "float16"}))
     (model / "model.safetensors").write_bytes(b"\0" * 1024)
+    (model / "tokenizer.json").write_text("{}")
     aws.client("s3").create_bucket(Bucket="demo-models")
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
@@ -159,24 +161,31 @@ def _dashboard_document(llmctl) -> dict:
     """`llmctl -o json dashboard`: its one document arrives while it forwards; Ctrl-C ends it."""
     proc = subprocess.Popen([sys.executable, "-m", "llmctl", "-o", "json", "dashboard", "--no-browser"], cwd=llmctl.cwd,
                             env=llmctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put("")], daemon=True)
+    reader.start()
+    forwarding = threading.Event()
+    threading.Thread(target=lambda: [forwarding.set() for line in proc.stderr if "Ctrl-C to stop" in line],
+                     daemon=True).start()
     text = ""
     try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while True:
-                if not sel.select(timeout=120):
-                    raise AssertionError("llmctl dashboard printed no document within 120 s")
-                line = proc.stdout.readline()
-                if not line:
-                    raise AssertionError(f"llmctl dashboard exited {proc.wait(30)}: {proc.stderr.read()}")
-                text += line
-                if line.startswith("}"):
-                    break
+        while not text.startswith("{") or not text.endswith("}\n"):
+            try:
+                line = lines.get(timeout=120)
+            except queue.Empty:
+                raise AssertionError("llmctl dashboard printed no document within 120 s") from None
+            if not line:
+                raise AssertionError(f"llmctl dashboard exited {proc.wait(30)} before its document")
+            text += line
         COVERED.add("dashboard")
         return json.loads(text)
     finally:
+        forwarding.wait(timeout=60)  # Ctrl-C while forwarding ends the session (exit 0)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        assert proc.stdout.read() == "", "nothing after the one document"
-
+        assert proc.wait(timeout=30) == 0
+        reader.join(timeout=10)
+        rest = []
+        while not lines.empty():
+            rest.append(lines.get())
+        assert "".join(rest) == "", "nothing after the one document"
