@@ -142,8 +142,8 @@ def dashboard(
                                 "-o jsonpath='{.data.admin-password}' | base64 -d")
         if not no_browser and app.output.interactive:
             webbrowser.open(url)
-        app.output.info("forwarding; Ctrl-C to stop")
-        try:
+        try:  # Ctrl-C from the moment the user is told to press it ends the session cleanly
+            app.output.info("forwarding; Ctrl-C to stop")
             forward.wait()  # raises when the pod goes away
         except KeyboardInterrupt:  # Ctrl-C is how a dashboard session ends, not an interruption
             app.output.info("stopped")
