@@ -29,5 +29,14 @@ class ConfigError(LlmctlError):
     """The one usage error: bad configuration, flag or argument (or a confirmation that cannot be asked);
     exit 2, nothing changed. Raise this, never `LlmctlError(..., exit_code=2)`."""
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, problems: tuple = ()):
         super().__init__(message, hint=hint, exit_code=EXIT_USAGE)
+        self.problems = tuple(problems)  # `config.problems.Problem`s: every problem of one config, each with its fix
+
+    @classmethod
+    def of(cls, problems) -> "ConfigError":
+        """One error for all of a config's problems: the first's words, every one in `problems`."""
+        problems = list(problems)
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        return cls(first.text + more, hint=first.fix, problems=problems)

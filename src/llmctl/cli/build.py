@@ -99,9 +99,11 @@ def logs(
     build_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Build id (default: the latest build).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the build ends.")] = False,
     poll_interval: PollOption = 5.0,
+    output: OutputOption = None,
 ) -> None:
-    """Print a build's CloudWatch log (stderr); with --follow, until the build ends."""
-    app = get_app(ctx)
+    """Print a build's CloudWatch log (stderr); with --follow, until the build ends. The result is the build's status."""
+    app = get_app(ctx, output)
     status = app.build_manager().logs(build_id, follow, poll_interval)
+    app.output.result({"status": status}, lambda d: None)
     if status not in ("SUCCEEDED", "IN_PROGRESS"):
         raise typer.Exit(1)

@@ -129,15 +129,22 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
 def render(
     ctx: typer.Context,
     device_plugin: Annotated[bool, typer.Option("--device-plugin", help="Print the NVIDIA device plugin manifest instead.")] = False,
+    output: OutputOption = None,
 ) -> None:
     """Print the eksctl ClusterConfig `cluster up` uses (or the device plugin DaemonSet)."""
+    import yaml
+
     from llmctl.actions.cluster import device_plugin_objects, render_cluster_config
     from llmctl.render import dump_documents
 
-    app = get_app(ctx)
-    text = (dump_documents(device_plugin_objects(app.config, app.names)) if device_plugin
-            else render_cluster_config(app.config, app.names))
-    app.output.document(text)
+    app = get_app(ctx, output)
+    if device_plugin:
+        documents = device_plugin_objects(app.config, app.names)
+        text = dump_documents(documents)
+    else:
+        text = render_cluster_config(app.config, app.names)
+        documents = [yaml.safe_load(text)]
+    app.output.result({"documents": documents}, lambda d: app.output.document(text))
 
 
 @cluster_app.command("down")

@@ -38,9 +38,11 @@ def validate(ctx: typer.Context, output: OutputOption = None) -> None:
 
 
 @config_app.command("schema", help="Print the config's JSON schema (for editors and CI).")
-def schema(ctx: typer.Context) -> None:
+def schema(ctx: typer.Context, output: OutputOption = None) -> None:
     import json
 
     from llmctl.config import LlmctlConfig
 
-    get_app(ctx).output.document(json.dumps(LlmctlConfig.model_json_schema(), indent=2))
+    app = get_app(ctx, output)
+    data = LlmctlConfig.model_json_schema()
+    app.output.result(data, lambda d: app.output.document(json.dumps(d, indent=2)))  # JSON in both modes

@@ -36,6 +36,17 @@ class App:
     output: Output
     config_arg: Path | None = None  # --config, if given
     overrides: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)  # dotted config path -> the flag that set it
+
+    def override(self, dotted: str, value: Any, flag: str) -> None:
+        """A command's own flag that sets a config value (`deploy --image`): validated with the rest,
+        and named as the source of any problem with it. Call before the config is first read."""
+        *sections, key = dotted.split(".")
+        target = self.overrides
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+        self.flags[dotted] = flag
 
     @cached_property
     def config_file(self) -> Path:
@@ -47,8 +58,10 @@ class App:
     @cached_property
     def config(self):
         from llmctl.config import load_config
+        from llmctl.config.loader import config_origin
 
-        return load_config(self.config_file, overrides=self.overrides)
+        return load_config(self.config_file, overrides=self.overrides, flags=self.flags,
+                           origin=config_origin(self.config_arg))
 
     @cached_property
     def names(self):

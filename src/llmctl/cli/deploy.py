@@ -34,6 +34,8 @@ def deploy(
     from llmctl.errors import ConfigError, LlmctlError
 
     app = get_app(ctx, output)
+    if image is not None:
+        app.override("deploy.image", image, "--image")  # checked as deploy.image is, and blamed on the flag
     cfg, names, out = app.config, app.names, app.output
     if output_dir is not None and not dry_run:
         raise ConfigError("--output-dir works only with --dry-run (a real deploy applies to the cluster)",

@@ -106,51 +106,66 @@ def main(
         overrides.setdefault("aws", {})["region"] = region
     if profile:
         overrides.setdefault("aws", {})["profile"] = profile
-    ctx.obj = App(
-        config_arg=config,
-        output=Output(json_output=output is OutputFormat.json, quiet=quiet, color=False if no_color else None,
-                      debug=debug),
-        overrides=overrides,
-    )
+    out = ctx.obj if isinstance(ctx.obj, Output) else Output()  # run() made it, to render any error
+    # JSON when the global option says so, or when argv asks for it after the command (`cluster render -o json`):
+    # a parse error in the command's own options is then still answered in JSON
+    out.configure(json_output=output is OutputFormat.json or out.json, quiet=quiet,
+                  color=False if no_color else None, debug=debug)
+    ctx.obj = App(config_arg=config, output=out, overrides=overrides,
+                  flags={"aws.region": "--region", "aws.profile": "--profile"})
+
+
+def _asks_for_json(argv: list[str]) -> bool:
+    """`-o json` anywhere in argv: how an error found before the options are parsed knows the format."""
+    pairs = zip(argv, [*argv[1:], ""])
+    return any(a in ("-o", "--output") and b == "json" for a, b in pairs) or any(
+        a in ("-ojson", "--output=json") for a in argv)
 
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry: map every outcome to an exit code (0, 1, 2, 130).
 
-    Usage errors have one shape whoever finds them: the framework's parse errors (an unknown
-    command or option, a value outside a choice) and llmctl's `ConfigError` both print one
-    `error: ...; fix: ...` line on stderr and exit 2."""
+    Every failure has one shape whoever finds it: the framework's parse errors (an unknown
+    command or option, a value outside a choice, exit 2), llmctl's `ConfigError` (exit 2) and
+    `LlmctlError` (exit 1) print one `error: ...; fix: ...` line per problem on stderr and, with
+    `--output json`, one error object on stdout (`Output.fail`)."""
     from typer._click import exceptions as click_errors
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or bool(os.environ.get("LLMCTL_DEBUG"))
+    out = Output(json_output=_asks_for_json(argv))  # configured by the root callback once it parses the options
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="llmctl", standalone_mode=False)
+        code = command.main(args=argv, prog_name="llmctl", standalone_mode=False, obj=out)
         code = code if isinstance(code, int) else 0
+        out.close()
     except (KeyboardInterrupt, typer.Abort):
-        Output().error("interrupted; re-run the same command to continue where it stopped")
         code = EXIT_INTERRUPTED
+        out.fail("interrupted; re-run the same command to continue where it stopped", None, exit_code=code)
     except typer.Exit as exc:
         code = exc.exit_code
+        out.close()
     except click_errors.NoArgsIsHelpError as exc:  # `llmctl` or a group alone: its help, as a usage error
-        exc.show()
         code = EXIT_USAGE
+        if out.json:
+            out.fail("no command given", "`llmctl --help` lists the commands", exit_code=code)
+        else:
+            exc.show()
     except click_errors.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "llmctl"
         message = exc.format_message().replace("Value error, ", "").rstrip(".")
-        Output().error(message, f"`{where} --help` lists the commands and options")
         code = EXIT_USAGE
+        out.fail(message, f"`{where} --help` lists the commands and options", exit_code=code)
     except click_errors.ClickException as exc:
-        exc.show()
         code = exc.exit_code
+        out.fail(exc.format_message(), None, exit_code=code)
     except LlmctlError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        Output().error(exc.message, exc.hint)
         code = exc.exit_code
+        out.fail(exc.message, exc.hint, exit_code=code, problems=getattr(exc, "problems", ()))
     except Exception as exc:  # an AWS, Kubernetes or network failure no adapter worded, else an llmctl bug
         if debug:
             raise
@@ -158,9 +173,10 @@ def run(argv: list[str] | None = None) -> None:
 
         failure = explain(exc)
         if failure is not None:
-            Output().error(failure.message, failure.hint)
             code = failure.exit_code
+            out.fail(failure.message, failure.hint, exit_code=code)
         else:
-            Output().error(f"internal error: {type(exc).__name__}: {exc}", "re-run with --debug for the traceback")
             code = EXIT_FAILED
+            out.fail(f"internal error: {type(exc).__name__}: {exc}", "re-run with --debug for the traceback",
+                     exit_code=code)
     sys.exit(code)

@@ -89,6 +89,7 @@ def render_cmd(
     ctx: typer.Context,
     mode: Annotated[RenderMode, typer.Option("--mode", help="Which mode's objects.")] = RenderMode.self_contained,
     directory: Annotated[Path | None, typer.Option("--dir", help="Write one file per object here instead of stdout.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Print the monitoring manifests (no cluster needed; the Grafana password Secret is left out)."""
     from llmctl.actions.deploy import write_documents
@@ -96,13 +97,15 @@ def render_cmd(
     from llmctl.monitoring.target import Scope
     from llmctl.render import dump_documents
 
-    app = get_app(ctx)
+    app = get_app(ctx, output)
     docs = render(Scope.of(app.config, app.names), mode.value)
     if directory is not None:
-        for path in write_documents(docs, directory):
+        files = write_documents(docs, directory)
+        for path in files:
             app.output.step("created", path)
+        app.output.result({"mode": mode.value, "files": files}, lambda d: None)
         return
-    app.output.document(dump_documents(docs))
+    app.output.result({"mode": mode.value, "documents": docs}, lambda d: app.output.document(dump_documents(docs)))
 
 
 def dashboard(
@@ -113,11 +116,12 @@ def dashboard(
     show_password: Annotated[bool, typer.Option("--show-password", help="Print Grafana's admin password.")] = False,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Port-forward Grafana (or Prometheus) to 127.0.0.1 until Ctrl-C; nothing is exposed publicly."""
     import webbrowser
 
-    app = get_app(ctx)
+    app = get_app(ctx, output)
     manager = _manager(app, kubeconfig, context)
 
     def warn(err) -> None:  # a connection that failed; the forward goes on
@@ -126,7 +130,8 @@ def dashboard(
     service, forward = manager.ui_forward(prometheus, port, on_error=warn)
     with forward:
         url = forward.url
-        app.output.result({"url": url, "service": service, "pod": forward.pod}, lambda d: app.output.print(d["url"]))
+        app.output.result({"url": url, "service": service, "pod": forward.pod}, lambda d: app.output.print(d["url"]),
+                          stream=True)  # printed now: the forward runs until Ctrl-C
         if not prometheus:
             password = manager.grafana_password()
             if password and show_password:
@@ -137,8 +142,8 @@ def dashboard(
                                 "-o jsonpath='{.data.admin-password}' | base64 -d")
         if not no_browser and app.output.interactive:
             webbrowser.open(url)
-        app.output.info("forwarding; Ctrl-C to stop")
-        try:
+        try:  # Ctrl-C from the moment the user is told to press it ends the session cleanly
+            app.output.info("forwarding; Ctrl-C to stop")
             forward.wait()  # raises when the pod goes away
         except KeyboardInterrupt:  # Ctrl-C is how a dashboard session ends, not an interruption
             app.output.info("stopped")

@@ -92,10 +92,20 @@ def logs(
     container: Annotated[Container, typer.Option("--container", help="Which container.")] = Container.vllm,
     previous: Annotated[bool, typer.Option("--previous", help="The previous (crashed) instance's log.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", min=0, help="Only the last N lines.")] = None,
+    output: OutputOption = None,
 ) -> None:
+    """Lines to stdout as they are; with `-o json`, one document `{"container", "lines"}`, or with
+    --follow one `{"container", "line"}` object per line (JSON Lines: the stream has no end)."""
     from llmctl.actions.status import logs as read_logs
 
-    app = get_app(ctx)
-    for line in read_logs(app.kube(), app.names, container=container.value, follow=follow, previous=previous,
-                          tail_lines=tail):
-        app.output.document(line)
+    app = get_app(ctx, output)
+    lines = read_logs(app.kube(), app.names, container=container.value, follow=follow, previous=previous,
+                      tail_lines=tail)
+    if app.output.json and not follow:
+        app.output.result({"container": container.value, "lines": list(lines)})
+        return
+    for line in lines:
+        if app.output.json:
+            app.output.json_line({"container": container.value, "line": line})
+        else:
+            app.output.document(line)

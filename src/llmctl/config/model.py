@@ -14,6 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmctl.config import gpus
+from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
+from llmctl.config.image_ref import image_problem
+from llmctl.config.problems import Invalid
 from llmctl.config.regions import AWS_REGIONS
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -46,7 +50,8 @@ class AwsConfig(Section):
     @classmethod
     def _known_region(cls, value: str) -> str:
         if value not in AWS_REGIONS:
-            raise ValueError(f"is not an AWS region{_did_you_mean(value, AWS_REGIONS)}")
+            close = _did_you_mean(value, AWS_REGIONS)
+            raise Invalid("is not an AWS region", fix=close or "use a region code such as us-east-1 or eu-west-1")
         return value
 
 
@@ -80,6 +85,11 @@ class BuildConfig(Section):
         "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_XLARGE", "BUILD_GENERAL1_2XLARGE"
     ] = Field("BUILD_GENERAL1_LARGE", description="CodeBuild compute type.")
     image: str = Field("aws/codebuild/standard:7.0", description="CodeBuild build image.")
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        return _checked_image(value, "aws/codebuild/standard:7.0")
     dockerhub_secret: str | None = Field(
         None, description="Secrets Manager secret with Docker Hub `username`/`password` (avoids pull rate limits)."
     )
@@ -117,15 +127,19 @@ class ClusterConfig(Section):
     def _instance_type_shape(cls, value: list[str]) -> list[str]:
         for item in value:
             if not re.fullmatch(r"[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+", item):
-                raise ValueError(f"{item!r} is not an EC2 instance type (e.g. g4dn.xlarge)")
+                raise Invalid(f"{item!r} is not an EC2 instance type", fix=f"use a GPU type such as {gpus.suggestions()}")
+            no_gpu = gpus.not_a_gpu_type(item)
+            if no_gpu:
+                raise Invalid(no_gpu, fix=f"use a GPU type such as {gpus.suggestions()}")
         return value
 
     @model_validator(mode="after")
     def _node_counts(self) -> "ClusterConfig":
         if not self.nodes_min <= self.nodes_desired <= self.nodes_max:
-            raise ValueError(
+            raise Invalid(
                 f"node counts must satisfy nodes_min <= nodes_desired <= nodes_max "
-                f"(got {self.nodes_min} <= {self.nodes_desired} <= {self.nodes_max})"
+                f"(got {self.nodes_min} <= {self.nodes_desired} <= {self.nodes_max})",
+                fix="set cluster.nodes_min, nodes_desired and nodes_max in that order",
             )
         return self
 
@@ -161,10 +175,12 @@ class ServerConfig(Section):
         lora_only = [f"server.{name}" for name in ("max_loras", "max_lora_rank") if getattr(self, name) is not None]
         lora_only += ["server.lora_modules"] if self.lora_modules else []
         if lora_only and not self.enable_lora:
-            raise ValueError(f"{', '.join(lora_only)} set but server.enable_lora is false: set server.enable_lora: true")
+            raise Invalid(f"{', '.join(lora_only)} set but server.enable_lora is false",
+                          fix="set server.enable_lora: true")
         for name in self.lora_modules:
             if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-                raise ValueError(f"server.lora_modules name {name!r} may use only letters, digits, '.', '_' and '-'")
+                raise Invalid(f"server.lora_modules name {name!r} has other characters than letters, digits, '.', "
+                              "'_' and '-'", fix="rename the adapter")
         return self
 
 
@@ -218,6 +234,11 @@ class DeployConfig(Section):
     service_account: str = Field("vllm-sa", pattern=DNS_LABEL)
     app_name: str | None = Field(None, pattern=DNS_LABEL, description="Deployment/Service name (default vllm-<name>).")
     image: str | None = Field(None, description="Image to run (default: the digest of the last `llmctl build`).")
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_image(value, IMAGE_EXAMPLE)
     replicas: int = Field(1, ge=0, le=100)
     gpus: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per pod.")
     requests: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="12Gi"))
@@ -247,7 +268,7 @@ class DeployConfig(Section):
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValueError(f"{item!r} is not a CIDR (e.g. 203.0.113.0/24)") from None
+                raise Invalid(f"{item!r} is not a CIDR", fix="use an address block such as 203.0.113.0/24") from None
         return value
 
     @model_validator(mode="after")
@@ -267,11 +288,11 @@ class AlertmanagerConfig(Section):
     @model_validator(mode="after")
     def _email_needs_a_relay(self) -> "AlertmanagerConfig":
         if self.email_to and not self.smtp_smarthost:
-            raise ValueError("email_to needs an SMTP relay: set monitoring.alertmanager.smtp_smarthost (host:port) "
-                             "and smtp_from")
+            raise Invalid("email_to needs an SMTP relay",
+                          fix="set monitoring.alertmanager.smtp_smarthost (host:port) and smtp_from")
         if self.smtp_auth_username and not self.smtp_auth_password_secret:
-            raise ValueError("smtp_auth_username needs smtp_auth_password_secret (a Secret in the monitoring "
-                             "namespace with key `password`)")
+            raise Invalid("smtp_auth_username needs smtp_auth_password_secret",
+                          fix="set it to a Secret in the monitoring namespace with key `password`")
         return self
 
 
@@ -291,8 +312,8 @@ class MonitoringConfig(Section):
     @model_validator(mode="after")
     def _public_needs_source_ranges(self) -> "MonitoringConfig":
         if self.expose == "load-balancer" and not self.load_balancer_source_ranges:
-            raise ValueError("expose is load-balancer but load_balancer_source_ranges is empty: list the CIDRs "
-                             "allowed to reach Grafana and Prometheus, or use `llmctl dashboard`")
+            raise Invalid("expose is load-balancer but load_balancer_source_ranges is empty",
+                          fix="list the CIDRs allowed to reach Grafana and Prometheus, or use `llmctl dashboard`")
         return self
 
 
@@ -322,18 +343,45 @@ class LlmctlConfig(Section):
     @model_validator(mode="after")
     def _cross_field(self) -> "LlmctlConfig":
         if self.deploy.autoscaling.enabled and self.deploy.autoscaling.max_replicas > self.cluster.nodes_max:
-            raise ValueError(
+            raise Invalid(
                 f"deploy.autoscaling.max_replicas ({self.deploy.autoscaling.max_replicas}) exceeds "
-                f"cluster.nodes_max ({self.cluster.nodes_max}); each replica needs its own GPU node"
+                f"cluster.nodes_max ({self.cluster.nodes_max}); each replica needs its own GPU node",
+                fix="raise cluster.nodes_max or lower deploy.autoscaling.max_replicas",
             )
+        self._gpu_memory_holds_the_model()
         return self
+
+    def _gpu_memory_holds_the_model(self) -> None:
+        """The weights a model's name implies must fit each instance type's GPU memory (pre-flight checks exactly)."""
+        m = self.model
+        params = gpus.parameters_from_name(m.served_name, m.prefix)
+        if params is None:
+            return
+        weights = gpus.weights_gib(params, m.dtype, m.quantization)
+        utilization = self.server.gpu_memory_utilization
+        for itype in self.cluster.instance_types:
+            short = gpus.too_small(itype, weights, self.server.tensor_parallel_size, utilization)
+            if short:
+                raise Invalid(
+                    f"{short} for model {m.served_name!r} ({params:g}B parameters, {m.dtype})",
+                    fields=("cluster.instance_types", "model.served_name", "model.prefix", "model.dtype",
+                            "model.quantization", "server.tensor_parallel_size", "server.gpu_memory_utilization"),
+                    fix=f"use {gpus.bigger_types(weights, utilization)}, or set model.quantization (awq, gptq) "
+                        "for a quantized model")
 
 
 def _did_you_mean(value: str, choices) -> str:
     import difflib
 
     close = difflib.get_close_matches(value, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _checked_image(value: str, example: str) -> str:
+    problem = image_problem(value)
+    if problem:
+        raise Invalid(problem, fix=f"use a reference such as {example}")
+    return value
 
 
 def _build() -> None:

@@ -3,6 +3,14 @@
 Results (and `--output json`) go to stdout; progress, spinners and logs go to stderr; spinners
 only when stderr is a terminal; `NO_COLOR` respected. Actions report through an `Output` and
 never print themselves.
+
+The `--output json` contract (docs/cli.md): stdout holds exactly one JSON document. On success
+it is the command's result; on failure it is an error object, `{"error", "fix", "exit_code"}`
+plus `problems` (every problem of a bad config) and `result` (what the command had found when
+it failed, such as `cluster up`'s failed pre-flight). So a result is held until the run ends
+(`close` or `fail`), except a command that keeps running after it (`result(..., stream=True)`:
+`dashboard`), whose later errors go to stderr only. The human `error: ...; fix: ...` line goes
+to stderr in both modes.
 """
 
 from __future__ import annotations
@@ -36,12 +44,20 @@ STATUS_STYLE = {
     "run": "green",
     "none": "dim",
 }
+_NOTHING = object()
 # How a dry run words an outcome it would have.
 _WOULD = {"created": "would create", "updated": "would update", "deleted": "would delete", "done": "would run"}
 
 
 class Output:
     def __init__(self, *, json_output: bool = False, quiet: bool = False, color: bool | None = None, debug: bool = False):
+        self.configure(json_output=json_output, quiet=quiet, color=color, debug=debug)
+        self._pending: Any = _NOTHING  # the result, until the run ends (JSON mode)
+        self._written = False  # a JSON document is on stdout
+
+    def configure(self, *, json_output: bool, quiet: bool, color: bool | None, debug: bool) -> None:
+        """Set the run's options once the global flags are parsed (the object exists from the start,
+        so an error found while parsing is rendered by it too)."""
         no_color = bool(os.environ.get("NO_COLOR")) if color is None else not color
         self.json = json_output
         self.quiet = quiet
@@ -54,15 +70,50 @@ class Output:
         return self.err.is_terminal and not self.quiet
 
     # --- results (stdout) --------------------------------------------------------------------
-    def result(self, data: Any, render: Callable[[Any], None] | None = None) -> None:
-        """Emit a command's result: JSON for scripts, or the human rendering."""
+    def result(self, data: Any, render: Callable[[Any], None] | None = None, *, stream: bool = False) -> None:
+        """A command's result: the human rendering now, or the JSON document when the run ends
+        (`stream`: now, for a command that goes on running after its result)."""
         if self.json:
-            self.out.file.write(json.dumps(data, indent=2, default=str) + "\n")
-            self.out.file.flush()
+            self._pending = data
+            if stream:
+                self.close()
         elif render is not None:
             render(data)
         else:
             self.out.print(data)
+
+    def close(self) -> None:
+        """The run succeeded (or exited with its own code): write the held result."""
+        if self.json and self._pending is not _NOTHING and not self._written:
+            self._write_json(self._pending)
+        self._pending = _NOTHING
+
+    def fail(self, message: str, hint: str | None, *, exit_code: int, problems: Sequence[Any] = ()) -> None:
+        """The run failed: one `error:` line per problem on stderr; in JSON mode the error object on stdout."""
+        if problems:
+            for problem in problems:
+                self.error(problem.text, problem.fix)
+        else:
+            self.error(message, hint)
+        if not self.json or self._written:
+            return
+        document: dict[str, Any] = {"error": message, "fix": hint, "exit_code": exit_code}
+        if problems:
+            document["problems"] = [problem.to_dict() for problem in problems]
+        if self._pending is not _NOTHING:
+            document["result"] = self._pending
+        self._write_json(document)
+
+    def json_line(self, data: Any) -> None:
+        """One compact JSON object on its own line, now: a stream's item (`logs --follow -o json`)."""
+        self.out.file.write(json.dumps(data, default=str) + "\n")
+        self.out.file.flush()
+        self._written = True
+
+    def _write_json(self, data: Any) -> None:
+        self.out.file.write(json.dumps(data, indent=2, default=str) + "\n")
+        self.out.file.flush()
+        self._written = True
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         """Human-only stdout text; silent under --output json so stdout stays parseable."""
@@ -122,8 +173,8 @@ class Output:
             raise LlmctlError("not confirmed: nothing was changed", exit_code=EXIT_INTERRUPTED)
 
     def document(self, text: str) -> None:
-        """A raw document on stdout exactly as given (YAML or JSON a render command prints, a log line):
-        no markup, no wrapping, in text and JSON mode alike."""
+        """A raw document on stdout exactly as given (the YAML a render command prints, a log line):
+        no markup, no wrapping. Text mode only: in JSON mode a command passes its data to `result`."""
         self.out.file.write(text if text.endswith("\n") else text + "\n")
         self.out.file.flush()
 

@@ -45,7 +45,7 @@ def test_spot_uses_the_spot_quota(cluster_env, aws, fake_eksctl, gpu_quota):
     gpu_quota["L-3819A6DF"] = 8
     done = cluster_env("cluster", "up", "--dry-run", "--output", "json", timeout=180)
     assert done.returncode == 1
-    quota = json.loads(done.stdout)["preflight"]["quota"]
+    quota = json.loads(done.stdout)["result"]["preflight"]["quota"]  # the error object holds the result
     assert (quota["code"], quota["needed_vcpus"], quota["limit_vcpus"], quota["status"]) == ("L-3819A6DF", 12, 8.0, "fail")
 
 
