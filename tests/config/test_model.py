@@ -56,3 +56,16 @@ def test_names_and_tags_are_derived_from_the_deployment_name():
     assert names.ecr_repository == "llmctl/chat"
     assert names.aws_tags == {TAG_DEPLOYMENT: "chat", TAG_MANAGED_BY: "llmctl"}
     assert names.k8s_labels == {LABEL_MANAGED_BY: "llmctl", LABEL_INSTANCE: "chat"}
+
+
+def test_connections_must_hold_every_admitted_request(tmp_path):
+    """The server refuses MAX_CONNECTIONS <= MAX_CONCURRENT_REQUESTS + MAX_QUEUED_REQUESTS at start-up;
+    the config says so first, with the fix, instead of rendering a crash-looping pod."""
+    path = tmp_path / "llmctl.yaml"
+    path.write_text("server:\n  max_concurrent_requests: 300\n  max_queued_requests: 300\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert "server.max_connections 512 is not above" in str(caught.value)
+    assert "600" in caught.value.hint
+    path.write_text("server:\n  max_concurrent_requests: 300\n  max_queued_requests: 300\n  max_connections: 700\n")
+    assert load_config(path, env={}).server.max_connections == 700

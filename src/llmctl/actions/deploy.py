@@ -112,6 +112,7 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         "PORT": str(server.port),
         "MAX_CONCURRENT_REQUESTS": str(server.max_concurrent_requests),
         "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
+        "MAX_CONNECTIONS": str(server.max_connections),
         "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
         "ENFORCE_EAGER": "true" if server.enforce_eager else "false",
     }

@@ -12,22 +12,15 @@ import os
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmctl.config import gpus
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
 from llmctl.config.image_ref import image_problem
 from llmctl.config.problems import Invalid
 from llmctl.config.regions import AWS_REGIONS
-
-DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
-DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
-
-
-class Section(BaseModel):
-    # built once, by _build() below, rather than as each class is defined
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+from llmctl.config.section import DNS_LABEL, DURATION, QUANTITY, Section
+from llmctl.config.server import ServerConfig
 
 
 class ProjectConfig(Section):
@@ -141,46 +134,6 @@ class ClusterConfig(Section):
                 f"(got {self.nodes_min} <= {self.nodes_desired} <= {self.nodes_max})",
                 fix="set cluster.nodes_min, nodes_desired and nodes_max in that order",
             )
-        return self
-
-
-class ServerConfig(Section):
-    port: int = Field(8000, ge=1, le=65535)
-    gpu_memory_utilization: float = Field(0.95, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1, le=8)
-    max_num_seqs: int | None = Field(None, ge=1, description="vLLM max concurrent sequences (engine default when unset).")
-    enforce_eager: bool = Field(False, description="Disable CUDA graphs (less memory, slower).")
-    max_concurrent_requests: int = Field(32, ge=1, description="Requests in flight before queueing.")
-    max_queued_requests: int = Field(64, ge=0, description="Requests waiting before 429.")
-    drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
-    tool_call_parser: str | None = Field(
-        None, description="vLLM tool-call parser (hermes, llama3_json, mistral, ...): enables tools with tool_choice auto/required."
-    )
-    reasoning_parser: str | None = Field(None, description="vLLM reasoning parser (deepseek_r1, qwen3, ...).")
-    enable_lora: bool = Field(False, description="Serve LoRA adapters (vLLM --enable-lora).")
-    max_loras: int | None = Field(None, ge=1, description="LoRA adapters in one batch (vLLM default when unset).")
-    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = Field(
-        None, description="Largest LoRA rank served (vLLM default when unset)."
-    )
-    lora_modules: dict[str, str] = Field(
-        default_factory=dict, description="Adapters served from the start: name -> path in the container."
-    )
-    vllm_extra_args: list[str] = Field(
-        default_factory=list,
-        description="More `vllm serve` options, one word per item (e.g. [--enable-prefix-caching]); checked by vLLM at start-up.",
-    )
-
-    @model_validator(mode="after")
-    def _lora_needs_enable_lora(self) -> "ServerConfig":
-        lora_only = [f"server.{name}" for name in ("max_loras", "max_lora_rank") if getattr(self, name) is not None]
-        lora_only += ["server.lora_modules"] if self.lora_modules else []
-        if lora_only and not self.enable_lora:
-            raise Invalid(f"{', '.join(lora_only)} set but server.enable_lora is false",
-                          fix="set server.enable_lora: true")
-        for name in self.lora_modules:
-            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-                raise Invalid(f"server.lora_modules name {name!r} has other characters than letters, digits, '.', "
-                              "'_' and '-'", fix="rename the adapter")
         return self
 
 
