@@ -50,8 +50,10 @@ def _cluster_up(request):
 def _deploy(request):
     llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
+    port = request.getfixturevalue("stub_endpoint").port
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
-    llmctl.write_config(config_text(request.getfixturevalue("stub_endpoint").port))
+    kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
+    llmctl.write_config(config_text(port))
     return ("deploy", "--image", IMAGE, "--timeout", "60")
 
 
