@@ -25,7 +25,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/demo@sha256:" + "ab
 # Every command the tests below run with -o json; a new command fails `test_the_list_is_every_command`
 # until a test here runs it.
 CHECKED = {
-    "init", "doctor", "cost", "deploy", "status", "logs", "bench", "dashboard", "teardown", "config show",
+    "init", "doctor", "cost", "deploy", "status", "endpoint", "logs", "bench", "dashboard", "teardown", "config show",
     "config validate", "config schema", "model upload", "build", "build status", "build logs", "cluster up",
     "cluster status", "cluster render", "cluster down", "monitoring up", "monitoring down", "monitoring render",
     "local status", "local down",
@@ -114,6 +114,7 @@ def test_every_command_through_a_lifecycle(llmctl, aws, kube, fake_eksctl, gpu_q
     (model / "tokenizer.json").write_text("{}")
     aws.client("s3").create_bucket(Bucket="demo-models")
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
+    kube.expose("vllm-demo", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))  # the `cluster` exposure
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
 
     doctor = run_json(llmctl, "-o", "json", "doctor", code=None, error=False)  # a failed check: its result, exit 1
@@ -138,15 +139,17 @@ def test_every_command_through_a_lifecycle(llmctl, aws, kube, fake_eksctl, gpu_q
     deployed = run_json(llmctl, "-o", "json", "deploy", "--timeout", "60", timeout=240)
     assert deployed["ready_replicas"] == 1
     assert run_json(llmctl, "-o", "json", "status")["deployed"] is True
+    forwarded = _forwarding_document(llmctl, "endpoint")
+    assert forwarded["url"].startswith("http://127.0.0.1:") and forwarded["pod"]
     assert isinstance(run_json(llmctl, "logs", "-o", "json")["lines"], list)
     assert run_json(llmctl, "-o", "json", "cost", "--running")["mode"] == "running"
-    bench = run_json(llmctl, "-o", "json", "bench", "--url", "http://127.0.0.1:9", "-n", "2", "--warmup", "0",
-                     code=None, error=False)  # nothing listens: every request fails, in the result
-    assert bench["completed"] == 0 and bench["failed"] == 2
+    dead = run_json(llmctl, "-o", "json", "bench", "--url", "http://127.0.0.1:9", "-n", "2", "--warmup", "0",
+                    code=1, error=True)  # nothing listens: one error before any request
+    assert "cannot reach http://127.0.0.1:9" in dead["error"] and dead["fix"]
 
     assert run_json(llmctl, "-o", "json", "monitoring", "up", "--dry-run")["dry_run"] is True
     assert run_json(llmctl, "-o", "json", "monitoring", "up")["objects"]
-    shown = _dashboard_document(llmctl)
+    shown = _forwarding_document(llmctl, "dashboard", "--no-browser")
     assert shown["url"].startswith("http://127.0.0.1:") and shown["service"]
     assert run_json(llmctl, "-o", "json", "monitoring", "down")["objects"]
 
@@ -161,9 +164,9 @@ def test_the_list_is_every_command():
     assert _all_commands() == CHECKED | set(ELSEWHERE)
 
 
-def _dashboard_document(llmctl) -> dict:
-    """`llmctl -o json dashboard`: its one document arrives while it forwards; Ctrl-C ends it."""
-    proc = subprocess.Popen([sys.executable, "-m", "llmctl", "-o", "json", "dashboard", "--no-browser"], cwd=llmctl.cwd,
+def _forwarding_document(llmctl, *command: str) -> dict:
+    """`llmctl -o json dashboard` or `endpoint`: its one document arrives while it forwards; Ctrl-C ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmctl", "-o", "json", *command], cwd=llmctl.cwd,
                             env=llmctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put("")], daemon=True)
@@ -177,9 +180,9 @@ def _dashboard_document(llmctl) -> dict:
             try:
                 line = lines.get(timeout=120)
             except queue.Empty:
-                raise AssertionError("llmctl dashboard printed no document within 120 s") from None
+                raise AssertionError(f"llmctl {command[0]} printed no document within 120 s") from None
             if not line:
-                raise AssertionError(f"llmctl dashboard exited {proc.wait(30)} before its document")
+                raise AssertionError(f"llmctl {command[0]} exited {proc.wait(30)} before its document")
             text += line
         return json.loads(text)
     finally:

@@ -36,10 +36,11 @@ def endpoint(
         app.output.warn(err.message + (f"; fix: {err.hint}" if err.hint else ""))
 
     with forward_endpoint(app.kube(), app.names, port, on_error=warn) as forward:
-        app.output.result({"url": forward.url, "pod": forward.pod}, lambda d: app.output.print(d["url"]))
-        app.output.info(f"forwarding to {app.names.namespace}/{forward.pod}; the key: `llmctl deploy --show-api-key`;"
-                        " Ctrl-C to stop")
-        try:
+        app.output.result({"url": forward.url, "pod": forward.pod}, lambda d: app.output.print(d["url"]),
+                          stream=True)  # now: the command goes on forwarding
+        try:  # the line inside: a Ctrl-C right after it still ends the session cleanly
+            app.output.info(f"forwarding to {app.names.namespace}/{forward.pod}; the key: "
+                            "`llmctl deploy --show-api-key`; Ctrl-C to stop")
             forward.wait()  # raises when the pod goes away
         except KeyboardInterrupt:  # Ctrl-C is how the session ends
             app.output.info("stopped")
