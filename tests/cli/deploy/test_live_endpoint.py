@@ -1,7 +1,8 @@
 """Deploy's smoke request and status's metrics against the real server (vLLM CPU engine).
 
 The Secret already exists with the live server's key: deploy keeps it (never regenerates it) and
-the smoke request authenticates with it through the load balancer address the double publishes.
+the smoke request authenticates with it through the port-forward of the default `cluster` exposure,
+which the double connects to the live server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def test_deploy_smoke_and_status_against_the_real_server(llmctl, aws, kube, live
     port = urlparse(live_server.base_url).port
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
+    kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
     llmctl.write_config(config_text(port).replace("  bucket: llama-models\n",
                                                   f"  bucket: llama-models\n  served_name: {live_server.model_name}\n"))
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vllm"}})
@@ -32,7 +34,7 @@ def test_deploy_smoke_and_status_against_the_real_server(llmctl, aws, kube, live
     data = json.loads(done.stdout)
     assert data["api_key_created"] is False
     assert data["smoke"]["status"] == 200 and data["smoke"]["text"]
-    assert data["endpoint"] == f"http://127.0.0.1:{port}"
+    assert data["endpoint"] == f"http://vllm-llama.vllm.svc.cluster.local:{port}"  # in-cluster: `cluster` exposure
     status = json.loads(llmctl("status", "--output", "json", check=True).stdout)
     assert status["metrics"]["requests"].get("success", 0) >= 1
     assert status["metrics"]["model_loaded"] == 1.0
