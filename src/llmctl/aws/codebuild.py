@@ -102,30 +102,30 @@ def get_build(codebuild, build_id: str) -> dict:
     return builds[0]
 
 
-def latest_build_id(codebuild, project: str) -> str | None:
+def _recent_builds(codebuild, project: str, limit: int) -> tuple[list[str], list[dict]]:
+    """The newest build ids of `project` (none when the project is gone) and up to `limit` of those builds."""
     try:
         ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])
     except AWS_ERRORS as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            return None
+            return [], []
         raise aws_error(exc, f"listing builds of {project}") from None
     if not ids:
+        return [], []
+    builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:limit]).get("builds", []))
+    return ids, builds
+
+
+def latest_build_id(codebuild, project: str) -> str | None:
+    ids, builds = _recent_builds(codebuild, project, 100)
+    if not ids:
         return None
-    builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:100]).get("builds", []))
     return max(builds, key=lambda b: str(b.get("startTime", "")))["id"] if builds else ids[0]
 
 
 def running_build(codebuild, project: str, image_tag: str) -> dict | None:
     """A build of `project` still in progress for `image_tag` (one a killed or interrupted run started), if any."""
-    try:
-        ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])
-    except AWS_ERRORS as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise aws_error(exc, f"listing builds of {project}") from None
-    if not ids:
-        return None
-    builds = aws_call(f"reading builds of {project}", lambda: codebuild.batch_get_builds(ids=ids[:20]).get("builds", []))
+    _, builds = _recent_builds(codebuild, project, 20)
     for build in builds:
         variables = {v.get("name"): v.get("value") for v in (build.get("environment") or {}).get("environmentVariables", [])}
         if build.get("buildStatus") == "IN_PROGRESS" and variables.get("IMAGE_TAG") == image_tag:
