@@ -18,6 +18,7 @@ from llmctl.actions.build_context import ALWAYS, context_files
 from llmctl.actions.model import upload_model
 from llmctl.procs import free_port
 from tests.fixtures.server import REPO
+from tests.build.test_lock import LOCKS, REMOVED_ON_CPU, canonical, pins
 from tests.image.conftest import IMAGE, layer_dirs, pod_like_run_args, podman
 
 pytestmark = pytest.mark.image
@@ -47,7 +48,7 @@ def test_the_image_carries_the_runtime_contract(server_image):
 
 def test_no_layer_holds_credentials_test_files_wheels_or_a_pip_cache(server_image):
     layers = layer_dirs(server_image)
-    assert len(layers) >= 6, layers  # base, apt, engine, server requirements (+ their COPY), user, server
+    assert len(layers) >= 6, layers  # base, apt, the lock's COPY, its install, user, server
     found: dict[str, list[str]] = {"credentials": [], "pip cache": [], "wheels": [], "apt cache": [], "outside server/": []}
     app_files: set[str] = set()
     for layer in layers:
@@ -73,6 +74,19 @@ def test_no_layer_holds_credentials_test_files_wheels_or_a_pip_cache(server_imag
     expected = {f for f in context_files(REPO) if f not in ALWAYS}
     assert app_files == expected
     assert not [f for f in app_files if "/tests/" in f or Path(f).name.startswith(("test_", "conftest"))]
+
+
+def test_the_image_holds_exactly_the_packages_of_its_lock(server_image, models_volume):
+    """--require-hashes --no-deps installed the whole lock and pip added nothing of its own; the CPU
+    build then removed what ENGINE_UNINSTALL names. Only pip itself comes from the base."""
+    lock = pins(LOCKS["vllm-cpu"])
+    script = "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    done = subprocess.run(["podman", "run", "--rm", *pod_like_run_args(models_volume), IMAGE, "python", "-c", script],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    installed = {canonical(name): version for name, version in json.loads(done.stdout).items()}
+    expected = {name: version for name, (version, _) in lock.items() if name not in REMOVED_ON_CPU}
+    assert {k: v for k, v in installed.items() if k != "pip"} == expected
 
 
 @pytest.mark.engine
