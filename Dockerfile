@@ -12,8 +12,8 @@
 # wheels never load. Python 3.11 is the interpreter the test suite runs server/ under. The name
 # is fully qualified so podman and buildah resolve it like docker does, without a short-name alias.
 # Pinned by digest, so every build starts from the same bytes whatever the tag points at later.
-# The tag stays in the reference for the reader; docker, buildah and podman pull by the digest and
-# ignore it. The digest is the tag's multi-platform index as published on 2026-08-25 (Python
+# The tag stays in the reference for the reader; docker, buildah and podman resolve such a FROM by
+# the digest alone. The digest is the tag's multi-platform index as published on 2026-08-25 (Python
 # 3.11.16, Debian 12; docker-library/repo-info, repos/python/remote/3.11-slim-bookworm.md).
 # To move to a newer build of the tag: `docker buildx imagetools inspect python:3.11-slim-bookworm`
 # (or `skopeo inspect --format '{{.Digest}}' docker://docker.io/library/python:3.11-slim-bookworm`)
