@@ -197,3 +197,23 @@ def test_gate_pod_judges_one_pod_through_a_port_forward(kube, tmp_path, answers)
     assert set(answers.auth) == {"Bearer sk-2"}  # the requests reached the pod's server through the forward
     missing = gate_pod(k, NS, "vllm-gone", 8000, api_key=None, model="tiny", gate=gate)
     assert statuses(missing) == [("port-forward", "fail")] and "vllm-gone" in missing.checks[0].detail
+
+
+def test_slo_verdicts_on_bench_figures():
+    from llmctl.actions.gate import _slo_checks
+    from llmctl.config.gate import GateSlo
+
+    figures = {"p95_ttft_ms": 300.0, "p95_tpot_ms": 40.0, "tpot_requests": 4, "error_rate": 0.25,
+               "errors_by_type": {"HTTP 429": 1}, "output_throughput": 90.0}
+    slo = GateSlo(p95_ttft_s=0.5, p95_tpot_s=0.02, max_error_rate=0.1, min_throughput_ratio=0.8)
+    checks = _slo_checks(slo, figures, {"output_throughput": 100.0})
+    assert [(c.name, c.status, c.detail) for c in checks] == [
+        ("slo p95 TTFT", "pass", "0.300 s (limit 0.5 s)"),
+        ("slo p95 TPOT", "fail", "0.040 s (limit 0.02 s)"),
+        ("slo error rate", "fail", "25.0% (limit 10.0%): HTTP 429 x1"),
+        ("slo throughput ratio", "pass", "0.90x of 100.0 tok/s (minimum 0.8x)")]
+    unmeasured = _slo_checks(slo, {**figures, "tpot_requests": 0}, None)
+    assert [(c.name, c.status) for c in unmeasured][1:] == [
+        ("slo p95 TPOT", "fail"), ("slo error rate", "fail"), ("slo throughput ratio", "skip")]
+    assert "cannot be measured" in unmeasured[1].detail and "no recorded bench" in unmeasured[3].detail
+    assert _slo_checks(GateSlo(), figures, None) == []
