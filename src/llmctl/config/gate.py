@@ -67,7 +67,8 @@ class GateConfig(Section):
     ready_timeout_s: float = Field(120, gt=0, le=3600, description="How long the gate waits for /ready to answer 200.")
     request_timeout_s: float = Field(120, gt=0, le=3600, description="Timeout of each smoke and golden request.")
     bench_requests: int = Field(0, ge=0, le=100_000, description="Requests of the gate's short bench (0: no bench).")
-    bench_seconds: float = Field(60, gt=0, le=3600, description="The gate's bench stops after this long.")
+    bench_seconds: float | None = Field(None, gt=0, le=3600, description="Run the gate's bench this long instead "
+                                        "(its bench_requests prompts in turn), as `llmctl bench --duration`.")
     bench_concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight during the gate's bench.")
     bench_input_len: int = Field(128, ge=1, description="Prompt tokens of each bench request.")
     bench_output_len: int = Field(64, ge=1, description="Output tokens of each bench request.")
