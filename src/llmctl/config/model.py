@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from llmctl.config import gpus
+from llmctl.config.gate import GateConfig
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
 from llmctl.config.image_ref import image_problem
 from llmctl.config.problems import Invalid
@@ -211,6 +212,7 @@ class DeployConfig(Section):
     )
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("load_balancer_source_ranges")
     @classmethod
