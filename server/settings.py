@@ -20,6 +20,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMPLETE_MARKER = ".llmctl-complete"
 MANIFEST_NAME = "llmctl-manifest.json"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH_LIMIT = 1024  # the most MAX_BATCH_PROMPTS and MAX_N may be set to
 
 
 class SettingsError(ValueError):
@@ -66,7 +67,8 @@ class Settings:
     max_prompt_chars: int | None = None  # None: request_checks.PROMPT_CHARS_PER_TOKEN x the context length
     max_stop_sequences: int = 4
     max_stop_chars: int = 256
-
+    max_batch_prompts: int = 32
+    max_n: int = 16
 
     def vllm_options(self) -> list[tuple[str, list[str]]]:
         """(variable, `vllm serve` options) for every typed setting that is set, in a fixed order.
@@ -249,4 +251,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_prompt_chars=_int(env, "MAX_PROMPT_CHARS", None, high=MAX_BODY_BYTES),
         max_stop_sequences=_int(env, "MAX_STOP_SEQUENCES", 4, low=0, high=1024),
         max_stop_chars=_int(env, "MAX_STOP_CHARS", 256, high=MAX_BODY_BYTES),
+        max_batch_prompts=_int(env, "MAX_BATCH_PROMPTS", 32, high=MAX_BATCH_LIMIT),
+        max_n=_int(env, "MAX_N", 16, high=MAX_BATCH_LIMIT),
     )

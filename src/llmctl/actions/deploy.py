@@ -113,6 +113,8 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         "MAX_CONCURRENT_REQUESTS": str(server.max_concurrent_requests),
         "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
         "MAX_CONNECTIONS": str(server.max_connections),
+        "MAX_BATCH_PROMPTS": str(server.max_batch_prompts),
+        "MAX_N": str(server.max_n),
         "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
         "ENFORCE_EAGER": "true" if server.enforce_eager else "false",
     }

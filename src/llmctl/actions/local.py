@@ -220,6 +220,8 @@ class LocalStack:
             "MAX_CONCURRENT_REQUESTS": str(server.max_concurrent_requests),
             "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
             "MAX_CONNECTIONS": str(server.max_connections),
+        "MAX_BATCH_PROMPTS": str(server.max_batch_prompts),
+        "MAX_N": str(server.max_n),
             "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             **server_engine_env(server),

@@ -25,6 +25,10 @@ class ServerConfig(Section):
     max_connections: int = Field(
         512, ge=2, description="Open connections before new ones get a 503; must exceed the two limits above."
     )
+    max_batch_prompts: int = Field(
+        32, ge=1, le=1024, description="Prompts in one completions request's `prompt` list; more is a 400."
+    )
+    max_n: int = Field(16, ge=1, le=1024, description="Largest `n` / `best_of` a request may ask for; more is a 400.")
     drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
     tool_call_parser: str | None = Field(
         None, description="vLLM tool-call parser (hermes, llama3_json, mistral, ...): enables tools with tool_choice auto/required."
