@@ -50,6 +50,7 @@ class Settings:
     # llmctl's own.
     host: str = "0.0.0.0"
     port: int = 8000
+    metrics_port: int = 9100  # 0: /metrics on PORT instead (no second listener)
     api_key: str | None = None
     max_concurrent_requests: int = 64
     max_queued_requests: int = 256
@@ -215,6 +216,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"MAX_CONNECTIONS={max_connections} must be above MAX_CONCURRENT_REQUESTS + "
                             f"MAX_QUEUED_REQUESTS ({max_concurrent + max_queued}), or queued requests are refused "
                             "a connection")
+    port, metrics_port = _int(env, "PORT", 8000, high=65535), _int(env, "METRICS_PORT", 9100, low=0, high=65535)
+    if metrics_port == port:
+        raise SettingsError(f"METRICS_PORT={metrics_port} is PORT too: give /metrics its own port, or METRICS_PORT=0 "
+                            "to serve it on PORT")
     return Settings(
         model_path=model_path,
         served_model_name=_raw(env, "SERVED_MODEL_NAME") or model_path.rstrip("/").rsplit("/", 1)[-1],
@@ -234,7 +239,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lora_modules=_lora_modules(env, enable_lora),
         vllm_extra_args=_words(env, "VLLM_EXTRA_ARGS"),
         host=_raw(env, "HOST") or "0.0.0.0",
-        port=_int(env, "PORT", 8000, high=65535),
+        port=port,
+        metrics_port=metrics_port,
         api_key=env.get("API_KEY") or None,
         max_concurrent_requests=max_concurrent,
         max_queued_requests=max_queued,
