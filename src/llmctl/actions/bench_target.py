@@ -32,10 +32,14 @@ class ResolvedTarget:
     region: str = "us-east-1"
     spot: bool = False
     forward: Any = None  # the port-forward base_url goes through (a ClusterIP endpoint), open until close()
-    metrics_url: str | None = None  # whose /metrics the cross-check reads (None: none known)
+    metrics_url: str | None = None  # whose /metrics the cross-check reads (cluster: None when none was found)
     metrics_forward: Any = None  # the port-forward metrics_url goes through, open until close()
     tls_server_name: str | None = None  # the name the certificate is checked against, sent as SNI and Host
     tls_check_hostname: bool = True  # False: a TLS NLB whose name on its certificate llmctl does not know
+
+    def __post_init__(self) -> None:
+        if self.metrics_url is None and self.source != "cluster":  # a URL's own /metrics unless told otherwise
+            self.metrics_url = self.base_url
 
     def close(self) -> None:
         for name in ("forward", "metrics_forward"):
