@@ -1,7 +1,9 @@
 """The ASGI app uvicorn serves: llmctl's contract around vLLM's OpenAI app.
 
     RequestMiddleware  request id, bearer auth, body limit, record -> series + log line
-      ServerApp        /health, /ready, /metrics here; 503 while loading (and, for generation,
+      ServerApp        /health, /ready here (and /metrics when METRICS_PORT=0; otherwise
+                       /metrics is a 404 here: metrics.app serves it on its own listener,
+                       which a NetworkPolicy can open to the monitoring namespace alone); 503 while loading (and, for generation,
                        while draining); generation routes take an admission slot (429 beyond
                        it) for as long as their response runs
         vLLM's app     every other route and all generation, as `vllm serve` serves them
@@ -39,7 +41,8 @@ class ServerApp:
         self.admission = Admission(settings.max_concurrent_requests, settings.max_queued_requests, settings.retry_after_s)
         self.on_fatal = on_fatal
         self.body_limits = request_checks.limits_from(settings, vllm_seam.max_model_len(vllm_config))
-        self.probes = {"/health": self.health, "/ready": self.ready, "/metrics": self.metrics}
+        self.probes = {"/health": self.health, "/ready": self.ready,
+                       "/metrics": lambda: metrics.on_api_port(settings.metrics_port)}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -108,9 +111,6 @@ class ServerApp:
         if self.engine.error:
             body["reason"] = self.engine.error
         return JSONResponse(body, status_code=503)
-
-    def metrics(self) -> Response:
-        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 
 def create_app(settings: Settings, vllm_args, vllm_config, on_fatal: Callable[[], None] = lambda: None):

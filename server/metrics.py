@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
+from server.errors import ApiError
+
 disable_created_metrics()
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
@@ -94,3 +96,33 @@ def observe(record: RequestRecord, outcome: str) -> None:
 def render() -> bytes:
     """Everything in the default registry: ours and vLLM's own series."""
     return generate_latest(REGISTRY)
+
+
+async def send(send_message) -> None:
+    """The whole /metrics response."""
+    body = render()
+    await send_message({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", CONTENT_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+    await send_message({"type": "http.response.body", "body": body})
+
+
+def on_api_port(metrics_port: int):
+    """What GET /metrics on the API port answers (an ASGI app): the series with METRICS_PORT=0,
+    else a 404 that says where they are."""
+    async def answer(scope, receive, send_message) -> None:
+        if metrics_port:
+            error = ApiError(404, f"/metrics is served on the metrics port ({metrics_port}), not this one",
+                             type="not_found")
+            return await error.send(send_message)
+        await send(send_message)
+    return answer
+
+
+async def app(scope, receive, send_message) -> None:
+    """The metrics listener's whole ASGI app (METRICS_PORT): GET /metrics, and 404 for anything else,
+    so the port a NetworkPolicy opens to the monitoring namespace reaches nothing but the series."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
+        return await ApiError(404, "this port serves GET /metrics only", type="not_found").send(send_message)
+    await send(send_message)

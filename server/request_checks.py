@@ -8,6 +8,9 @@ event loop):
 - `stop` (and the Messages API's `stop_sequences`): at most MAX_STOP_SEQUENCES entries (OpenAI's
   limit is 4), each 1..MAX_STOP_CHARS characters (vLLM checks a stop string against the text at
   every engine step; an empty one is a client mistake vLLM would let through as a 500 on /generate);
+- a completions `prompt` list has at most MAX_BATCH_PROMPTS entries, and `n` and `best_of` are at
+  most MAX_N (each prompt and each of its `n`/`best_of` choices is a sequence for the engine: a
+  10,000-entry batch or `n: 100000` would be tokenized and scheduled before any other check);
 - every integer fits in 64 bits (a larger `seed` or `top_k` reached vLLM's sampling code as a 500);
 - nesting is at most MAX_JSON_DEPTH deep (deeper JSON is a RecursionError in a JSON parser).
 
@@ -35,6 +38,8 @@ class BodyLimits:
     max_stop_sequences: int = 4
     max_stop_chars: int = 256
     body_timeout_s: float = 30.0
+    max_batch_prompts: int = 32
+    max_n: int = 16
 
 
 def limits_from(settings, max_model_len: int | None) -> BodyLimits:
@@ -42,7 +47,8 @@ def limits_from(settings, max_model_len: int | None) -> BodyLimits:
     characters per token of the context length (the body limit caps it)."""
     chars = settings.max_prompt_chars or min(MAX_BODY_BYTES, PROMPT_CHARS_PER_TOKEN * (max_model_len or 4096))
     return BodyLimits(max_prompt_chars=chars, max_stop_sequences=settings.max_stop_sequences,
-                      max_stop_chars=settings.max_stop_chars, body_timeout_s=settings.body_timeout_s)
+                      max_stop_chars=settings.max_stop_chars, body_timeout_s=settings.body_timeout_s,
+                      max_batch_prompts=settings.max_batch_prompts, max_n=settings.max_n)
 
 
 async def read_body(receive, timeout_s: float):
@@ -82,6 +88,8 @@ def check_body(body: bytes, limits: BodyLimits) -> ApiError | None:
         for field in STOP_FIELDS:
             if (error := _check_stop(field, data.get(field), limits)) is not None:
                 return error
+        if (error := _check_batch(data, limits)) is not None:
+            return error
     return _walk(data, limits)
 
 
@@ -94,6 +102,21 @@ def _check_stop(field: str, stop, limits: BodyLimits) -> ApiError | None:
         if isinstance(entry, str) and not 1 <= len(entry) <= limits.max_stop_chars:
             return ApiError(400, f"each {field} entry must be 1 to {limits.max_stop_chars} characters "
                                  f"(got one of {len(entry)})", param=field)
+    return None
+
+
+def _check_batch(data: dict, limits: BodyLimits) -> ApiError | None:
+    """How many sequences the request asks for: the entries of a `prompt` list (strings or token-id
+    lists; a flat list of token ids is one prompt) and `n` / `best_of`."""
+    prompt = data.get("prompt")
+    if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
+        if len(prompt) > limits.max_batch_prompts:
+            return ApiError(400, f"prompt is a batch of {len(prompt)} prompts; at most {limits.max_batch_prompts} "
+                                 "are allowed in one request (MAX_BATCH_PROMPTS)", param="prompt")
+    for field in ("n", "best_of"):
+        value = data.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limits.max_n:
+            return ApiError(400, f"{field}={value} is above the limit of {limits.max_n} (MAX_N)", param=field)
     return None
 
 

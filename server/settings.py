@@ -20,6 +20,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMPLETE_MARKER = ".llmctl-complete"
 MANIFEST_NAME = "llmctl-manifest.json"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH_LIMIT = 1024  # the most MAX_BATCH_PROMPTS and MAX_N may be set to
 
 
 class SettingsError(ValueError):
@@ -49,6 +50,7 @@ class Settings:
     # llmctl's own.
     host: str = "0.0.0.0"
     port: int = 8000
+    metrics_port: int = 9100  # 0: /metrics on PORT instead (no second listener)
     api_key: str | None = None
     max_concurrent_requests: int = 64
     max_queued_requests: int = 256
@@ -66,7 +68,8 @@ class Settings:
     max_prompt_chars: int | None = None  # None: request_checks.PROMPT_CHARS_PER_TOKEN x the context length
     max_stop_sequences: int = 4
     max_stop_chars: int = 256
-
+    max_batch_prompts: int = 32
+    max_n: int = 16
 
     def vllm_options(self) -> list[tuple[str, list[str]]]:
         """(variable, `vllm serve` options) for every typed setting that is set, in a fixed order.
@@ -213,6 +216,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(f"MAX_CONNECTIONS={max_connections} must be above MAX_CONCURRENT_REQUESTS + "
                             f"MAX_QUEUED_REQUESTS ({max_concurrent + max_queued}), or queued requests are refused "
                             "a connection")
+    port, metrics_port = _int(env, "PORT", 8000, high=65535), _int(env, "METRICS_PORT", 9100, low=0, high=65535)
+    if metrics_port == port:
+        raise SettingsError(f"METRICS_PORT={metrics_port} is PORT too: give /metrics its own port, or METRICS_PORT=0 "
+                            "to serve it on PORT")
     return Settings(
         model_path=model_path,
         served_model_name=_raw(env, "SERVED_MODEL_NAME") or model_path.rstrip("/").rsplit("/", 1)[-1],
@@ -232,7 +239,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lora_modules=_lora_modules(env, enable_lora),
         vllm_extra_args=_words(env, "VLLM_EXTRA_ARGS"),
         host=_raw(env, "HOST") or "0.0.0.0",
-        port=_int(env, "PORT", 8000, high=65535),
+        port=port,
+        metrics_port=metrics_port,
         api_key=env.get("API_KEY") or None,
         max_concurrent_requests=max_concurrent,
         max_queued_requests=max_queued,
@@ -249,4 +257,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_prompt_chars=_int(env, "MAX_PROMPT_CHARS", None, high=MAX_BODY_BYTES),
         max_stop_sequences=_int(env, "MAX_STOP_SEQUENCES", 4, low=0, high=1024),
         max_stop_chars=_int(env, "MAX_STOP_CHARS", 256, high=MAX_BODY_BYTES),
+        max_batch_prompts=_int(env, "MAX_BATCH_PROMPTS", 32, high=MAX_BATCH_LIMIT),
+        max_n=_int(env, "MAX_N", 16, high=MAX_BATCH_LIMIT),
     )

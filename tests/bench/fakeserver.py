@@ -36,8 +36,11 @@ class Script:
 
 
 class FakeServer:
-    def __init__(self, script: Script | None = None):
+    def __init__(self, script: Script | None = None, ssl_context=None):
+        """`ssl_context`: a server-side ssl.SSLContext to listen with TLS (https URL)."""
         self.script = script or Script()
+        self.ssl_context = ssl_context
+        self.hosts: list[str] = []  # the Host header of every request
         self.active = 0
         self.seen = 0
         self.counts = {"success": 0, "error": 0}
@@ -51,7 +54,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "FakeServer":
         self._thread.start()
@@ -67,16 +70,21 @@ class FakeServer:
 
     async def _start(self) -> None:
         self._release = asyncio.Event()
-        app = web.Application()
+        app = web.Application(middlewares=[self._record_host])
         for path in ("/generate", "/v1/completions", "/v1/chat/completions"):
             app.router.add_post(path, self._handle)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+
+    @web.middleware
+    async def _record_host(self, request: web.Request, handler):
+        self.hosts.append(request.headers.get("Host", ""))
+        return await handler(request)
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})

@@ -34,7 +34,7 @@ def test_live_run_json_has_vllm_keys_and_server_counts_agree(llmctl, live_server
 
     before_success = success_count()
     done = llmctl(
-        "bench", "--url", live_server.base_url, "--api-key", live_server.api_key, "-n", "8", "--concurrency", "4",
+        "bench", "--url", live_server.base_url, "--metrics-url", live_server.metrics_url, "--api-key", live_server.api_key, "-n", "8", "--concurrency", "4",
         "--input-len", "16", "--output-len", "8", "--tokenizer", str(live_server.model_dir), "--output-json", "live.json",
         "--percentiles", "50,90,95,99", timeout=240,
     )
@@ -64,7 +64,7 @@ def test_live_generate_endpoint_streams(live_server):
 
     doc = run_bench(
         BenchOptions(endpoint="/generate", num_prompts=4, concurrency=2, input_len=8, output_len=6, warmup=0),
-        ResolvedTarget(live_server.base_url, live_server.api_key, "flag"),
+        ResolvedTarget(live_server.base_url, live_server.api_key, "flag", metrics_url=live_server.metrics_url),
     )
     assert doc["completed"] == 4 and doc["total_output_tokens"] == 24
     assert doc["llmctl"]["crosscheck"]["disagreements"] == []

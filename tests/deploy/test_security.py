@@ -155,16 +155,21 @@ def test_network_policy_admits_only_the_exposure_source_and_allows_only_dns_and_
     spec = policy["spec"]
     assert spec["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
-    [rule] = spec["ingress"]
+    rule, metrics = spec["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]  # the server port, nothing else
     peers = rule["from"]
     if name == "cluster":
         assert peers == [{"namespaceSelector": {}}]  # pods of the cluster; port-forwards bypass policies
     else:
-        cidrs = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
+        cidrs = [p["ipBlock"]["cidr"] for p in peers]  # the NLB's VPC addresses and the source ranges, only
         assert cidrs == list(dict.fromkeys(["192.168.0.0/16", *EXPOSURES[name].get("load_balancer_source_ranges", [])]))
-        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
-        assert len(peers) == len(cidrs) + 1
+    # the metrics port, from the monitoring namespace alone, whatever the exposure; the Service never carries it
+    assert metrics == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                       "ports": [{"protocol": "TCP", "port": 9100}]}
+    [container] = [c for c in docs["Deployment"]["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+    assert [p["targetPort"] for p in docs["Service"]["spec"]["ports"]] == ["http"]
+    assert docs["ConfigMap"]["data"]["METRICS_PORT"] == "9100"
     dns, https = spec["egress"]
     assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},

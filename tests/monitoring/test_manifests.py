@@ -71,6 +71,11 @@ def test_operator_mode_contract():
     monitor = docs["ServiceMonitor", "vllm-demo"]
     assert monitor["metadata"]["labels"]["release"] == "kps"
     assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
+    # the pods' named metrics port (deploy renders it; the Service, and so the NLB, does not carry it)
+    assert (monitor["spec"]["endpoints"][0]["targetPort"], monitor["spec"]["endpoints"][0]["path"]) == ("metrics", "/metrics")
+    [job] = [j for j in yaml.safe_load(config_files(scope())["prometheus"])["scrape_configs"] if j["job_name"] == "vllm-demo"]
+    assert {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics",
+            "action": "keep"} in job["relabel_configs"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["vllm"]}
     assert monitor["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/managed-by": "llmctl",
@@ -112,6 +117,30 @@ def test_load_balancer_is_opt_in_and_source_limited():
     assert services["demo-alertmanager"]["type"] == "ClusterIP"
     with pytest.raises(ValidationError, match="load_balancer_source_ranges"):  # refused by the config itself
         config(expose="load-balancer")
+
+
+@pytest.mark.parametrize("scheme", [None, "internet-facing"])
+def test_load_balancers_carry_the_endpoint_services_nlb_annotations(scheme):
+    """One derivation (llmctl.load_balancer) for the endpoint's NLB and the stack's: a controller-owned NLB,
+    IP targets, the scheme asked for (internal unless internet-facing is spelled out), llmctl's tags."""
+    from llmctl.actions.exposure import service_annotations
+    from llmctl.config import Names
+
+    asked = {"load_balancer_scheme": scheme} if scheme else {}
+    cfg = config(expose="load-balancer", load_balancer_source_ranges=["203.0.113.0/24"], **asked)
+    docs = by_kind_name(self_contained_manifests(Scope.of(cfg)))
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    endpoint_cfg = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"exposure": "internal"})})
+    endpoint = service_annotations(endpoint_cfg, Names.from_config(cfg), 60)
+    for name in ("demo-grafana", "demo-prometheus"):
+        annotations = docs["Service", name]["metadata"]["annotations"]
+        assert annotations[prefix + "type"] == "external" and annotations[prefix + "nlb-target-type"] == "ip"
+        assert annotations[prefix + "scheme"] == (scheme or "internal")
+        assert annotations[prefix + "additional-resource-tags"] == endpoint[prefix + "additional-resource-tags"]
+        shared = {k: v for k, v in endpoint.items() if k != prefix + "target-group-attributes"}
+        assert {**shared, prefix + "scheme": scheme or "internal"} == annotations
+    assert "annotations" not in docs["Service", "demo-alertmanager"]["metadata"]
+    assert "annotations" not in by_kind_name(self_contained_manifests(scope()))["Service", "demo-grafana"]["metadata"]
 
 
 def test_prometheus_scrape_and_retention():
@@ -197,11 +226,11 @@ def test_network_policies_fence_every_component():
     assert policies["alertmanager"]["ingress"][0]["from"] == [from_("prometheus")]
     assert policies["dcgm-exporter"]["ingress"][0]["from"] == [from_("prometheus")]
     assert policies["dcgm-exporter"]["egress"] == []  # nothing out
-    # Prometheus scrapes the endpoint's server port in its namespace, and nothing else there
+    # Prometheus scrapes the endpoint's metrics port in its namespace, and nothing else there
     dns, https, scrape, alertmanager, dcgm = policies["prometheus"]["egress"]
     assert https["ports"] == [{"protocol": "TCP", "port": 443}]  # the Kubernetes API (service discovery)
     assert scrape == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vllm"}}}],
-                      "ports": [{"protocol": "TCP", "port": 8000}]}
+                      "ports": [{"protocol": "TCP", "port": 9100}]}
     assert (alertmanager["to"], dcgm["to"]) == ([from_("alertmanager")], [from_("dcgm-exporter")])
     grafana_out = [r["ports"] for r in policies["grafana"]["egress"]]
     assert grafana_out == [[{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],

@@ -59,7 +59,7 @@ def prometheus(live_server, tmp_path):
     binary = require_tool("prometheus")
     scope = live_config()
     target = scope.target
-    server = urllib.parse.urlsplit(live_server.url)
+    server = urllib.parse.urlsplit(live_server.metrics_url)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(scope)))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -166,7 +166,7 @@ def test_dashboards_and_alerts_have_data_from_the_real_server(prometheus, live_s
 def test_queries_name_only_metrics_the_server_exposes(live_server):
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"{live_server.url}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{live_server.metrics_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
     scope = live_config()

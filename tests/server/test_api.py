@@ -226,8 +226,14 @@ def test_auth_on_every_route_but_the_probes(live_server):
                          ("GET", "/openapi.json"), ("POST", "/scale_elastic_ep"), ("GET", "/no/such/route")]:
         r = httpx.request(method, f"{url}{path}", json={})
         assert r.status_code == 401, (path, r.status_code)
-    for open_path in ("/health", "/ready", "/metrics"):
+    for open_path in ("/health", "/ready"):
         assert httpx.get(f"{url}{open_path}").status_code == 200
+    # /metrics is on its own listener (METRICS_PORT, which a NetworkPolicy opens to monitoring only)
+    moved = httpx.get(f"{url}/metrics")
+    assert moved.status_code == 404 and "metrics port" in moved.json()["error"]["message"]
+    scraped = httpx.get(f"{live_server.metrics_url}/metrics")
+    assert scraped.status_code == 200 and "vllm:num_requests_running" in scraped.text
+    assert httpx.get(f"{live_server.metrics_url}/v1/models", headers=live_server.headers).status_code == 404
 
 
 async def _flood(live_server, n: int) -> list[httpx.Response]:

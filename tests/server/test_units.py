@@ -113,15 +113,22 @@ def test_limit_settings_defaults_and_errors(tiny_model_dir):
     s = load_settings({"MODEL_PATH": str(tiny_model_dir), "MAX_PROMPT_CHARS": "5000", "HEADER_TIMEOUT_S": "2.5"})
     assert request_checks.limits_from(s, 1024).max_prompt_chars == 5000
     assert http_limits.limits_from(s).header_timeout_s == 2.5
+    assert (s.max_batch_prompts, s.max_n) == (32, 16)
+    batch = request_checks.limits_from(load_settings({"MODEL_PATH": str(tiny_model_dir), "MAX_BATCH_PROMPTS": "8",
+                                                      "MAX_N": "2"}), 1024)
+    assert (batch.max_batch_prompts, batch.max_n) == (8, 2)
     for env, message in [({"MAX_CONNECTIONS": "100"}, "MAX_CONNECTIONS=100 must be above MAX_CONCURRENT_REQUESTS"),
                          ({"HEADER_TIMEOUT_S": "0"}, "HEADER_TIMEOUT_S=0 must be in"),
                          ({"BODY_TIMEOUT_S": "soon"}, "BODY_TIMEOUT_S='soon' is not a number"),
-                         ({"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES=10 must be between 1024")]:
+                         ({"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES=10 must be between 1024"),
+                         ({"MAX_N": "0"}, "MAX_N=0 must be between 1 and 1024"),
+                         ({"MAX_BATCH_PROMPTS": "5000"}, "MAX_BATCH_PROMPTS=5000 must be between 1 and 1024")]:
         with pytest.raises(SettingsError, match=message):
             load_settings({"MODEL_PATH": str(tiny_model_dir), **env})
 
 
-LIMITS = request_checks.BodyLimits(max_prompt_chars=100, max_stop_sequences=4, max_stop_chars=8)
+LIMITS = request_checks.BodyLimits(max_prompt_chars=100, max_stop_sequences=4, max_stop_chars=8, max_batch_prompts=4,
+                                   max_n=3)
 
 
 @pytest.mark.parametrize(("body", "param", "words"), [
@@ -136,6 +143,11 @@ LIMITS = request_checks.BodyLimits(max_prompt_chars=100, max_stop_sequences=4, m
     ({"prompt": "a" * 101}, "prompt", "101 characters of text; at most 100"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a" * 60}]}] * 2}, "prompt", "at most 100"),
     ({"prompt": "x", "response_format": {"a": [[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]] * 5}}, "body", "nested"),
+    ({"prompt": ["x"] * 5}, "prompt", "a batch of 5 prompts; at most 4 are allowed in one request (MAX_BATCH_PROMPTS)"),
+    ({"prompt": [[1, 2]] * 5}, "prompt", "a batch of 5 prompts"),
+    ({"prompt": "x", "n": 100000}, "n", "n=100000 is above the limit of 3 (MAX_N)"),
+    ({"prompt": "x", "n": 2, "best_of": 4}, "best_of", "best_of=4 is above the limit of 3"),
+    ({"messages": [{"role": "user", "content": "x"}], "n": 4}, "n", "above the limit of 3"),
 ])
 def test_body_checks_refuse_with_a_400_naming_the_field(body, param, words):
     import json
@@ -149,7 +161,8 @@ def test_body_checks_refuse_with_a_400_naming_the_field(body, param, words):
 
 
 def test_body_checks_pass_good_and_non_json_bodies():
-    for body in (b"", b"not json", b'{"prompt": "x", "max_tokens": ', b"[1, 2]",
+    for body in (b"", b"not json", b'{"prompt": "x", "max_tokens": ', b"[1, 2]", b'{"prompt": [1, 2, 3, 4, 5, 6]}',
+                 b'{"prompt": ["a", "b", "c", "d"], "n": 3, "best_of": 3}', b'{"prompt": "x", "n": true}',
                  b'{"prompt": "hello", "stop": ["a", "bb"], "seed": 9223372036854775807, "stream": true}'):
         assert request_checks.check_body(body, LIMITS) is None, body
     assert request_checks.check_body(b"[" * 100_000 + b"]" * 100_000, LIMITS).message.startswith("JSON nested")

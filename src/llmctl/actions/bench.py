@@ -107,22 +107,34 @@ _UNREACHABLE_HINT = {
 }
 
 
-async def _probe(resolved: ResolvedTarget) -> str | None:
+_CERTIFICATE_HINT = {
+    "flag": "name the host on the certificate with --tls-server-name (an NLB's address never is), or trust a "
+            "private CA with SSL_CERT_FILE",
+    "local": "the local endpoint is plain HTTP; is the recorded URL stale? (`llmctl local status`)",
+    "cluster": "set deploy.tls.host_name to the DNS name on the certificate, or trust a private CA with SSL_CERT_FILE",
+}
+
+
+async def _probe(resolved: ResolvedTarget, tls) -> str | None:
     """Fail at once, in one line, when nothing answers at the URL (not after a table of failures);
     return the first model `/v1/models` lists (what vLLM's benchmark picks), or None."""
     import aiohttp
 
-    from llmctl.bench.client import classify
+    from llmctl.bench.client import classify, request_options
 
     headers = {"Authorization": f"Bearer {resolved.api_key}"} if resolved.api_key else {}
+    url = f"{resolved.base_url}/v1/models"
     try:
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{resolved.base_url}/v1/models", headers=headers,
-                                   timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=10),
+                                   **request_options(tls, url, headers)) as resp:
                 if resp.status != 200:
                     return None
                 body = await resp.json()
                 return (body.get("data") or [{}])[0].get("id")
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise LlmctlError(f"{resolved.base_url} ({resolved.source}): its TLS certificate does not verify: "
+                          f"{exc.certificate_error}", hint=_CERTIFICATE_HINT[resolved.source]) from None
     except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
         raise LlmctlError(f"cannot reach {resolved.base_url} ({resolved.source}): {classify(exc)}",
                           hint=_UNREACHABLE_HINT.get(resolved.source)) from None
@@ -142,8 +154,9 @@ def _reference(model: str | None, instance_type: str | None) -> dict:
 class _Scraper:
     """Scrapes `/metrics` before and after one run (no-op when disabled or unavailable)."""
 
-    def __init__(self, base_url: str, enabled: bool):
-        self.base_url, self.enabled, self.before = base_url, enabled, None
+    def __init__(self, base_url: str | None, enabled: bool, tls=None):
+        self.base_url, self.enabled, self.before, self.tls = base_url, enabled and bool(base_url), None, tls
+        self.asked = enabled
 
     async def start(self) -> None:
         if self.enabled:
@@ -155,13 +168,15 @@ class _Scraper:
         from llmctl.bench.crosscheck import scrape
 
         async with aiohttp.ClientSession() as session:
-            return await scrape(session, self.base_url)
+            return await scrape(session, self.base_url, tls=self.tls)
 
     async def finish(self, metrics: dict, endpoint: str) -> dict:
         from llmctl.bench.crosscheck import compare
 
-        if not self.enabled:
+        if not self.asked:
             return {"status": "disabled"}
+        if not self.base_url:
+            return {"status": "unavailable", "reason": "no metrics listener found (no ready pod's metrics port)"}
         after = await self._get() if self.before is not None else None
         if self.before is None or after is None:
             return {"status": "unavailable", "reason": f"{self.base_url}/metrics could not be read"}
@@ -172,7 +187,8 @@ async def _one_run(opts, target, requests, spec, hooks: Hooks, stop: asyncio.Eve
     from llmctl.bench.load import run_load
     from llmctl.bench.metrics import REFERENCE_PERCENTILES, compute_metrics
 
-    scraper = _Scraper(target.base_url, opts.crosscheck)
+    same_host = target.metrics_url == target.base_url
+    scraper = _Scraper(target.metrics_url, opts.crosscheck, target.tls if same_host else None)
     hooks.on_run_start(None if spec.duration_s else len(requests), label)
     try:
         run = await run_load(requests, target, spec, on_result=hooks.on_result, stop=stop, on_start=scraper.start)
@@ -201,7 +217,7 @@ def run_bench(opts: BenchOptions, resolved: ResolvedTarget, hooks: Hooks | None 
 
 async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer, hooks: Hooks) -> dict:
     from llmctl.bench import cost as costs
-    from llmctl.bench.client import Target
+    from llmctl.bench.client import Target, Tls
     from llmctl.bench.load import LoadSpec
     from llmctl.bench.metrics import reference_checks, result_document
 
@@ -213,12 +229,17 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
         handled = False
     try:
-        served = await _probe(resolved)
+        tls = Tls(resolved.tls_server_name, resolved.tls_check_hostname)
+        if resolved.base_url.startswith("https://") and not tls.context.check_hostname:
+            hooks.on_info("TLS: the certificate chain is checked, not its name (set deploy.tls.host_name to the "
+                          "DNS name on the certificate to check it too)")
+        served = await _probe(resolved, tls)
         model = opts.model or resolved.model
         if model is None and opts.endpoint != "/generate":
             model = served
         target = Target(
-            resolved.base_url, opts.endpoint, resolved.api_key, model, opts.ignore_eos, opts.temperature, opts.timeout_s
+            resolved.base_url, opts.endpoint, resolved.api_key, model, opts.ignore_eos, opts.temperature, opts.timeout_s,
+            tls=tls, metrics_url=resolved.metrics_url,
         )
         count_tokens = tokenizer.count if tokenizer is not None else None
         base_spec = LoadSpec(opts.request_rate, opts.burstiness, opts.concurrency, opts.duration_s, opts.warmup, opts.seed)

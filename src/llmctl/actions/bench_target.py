@@ -3,6 +3,10 @@
 `--url` (+ `--api-key`); the local endpoint `llmctl local up` recorded in the state store (key
 "local"); the deployed endpoint (the Service's load-balancer address, or a port-forward to a
 ClusterIP Service, and the API key Secret, through the Kubernetes adapter).
+
+The cross-check scrapes `metrics_url`: the server's own metrics listener (a port-forward to a pod's
+"metrics" port when deployed: no load balancer carries it; the recorded one locally), or, for `--url`,
+`--metrics-url` or the URL itself (where `vllm serve` and METRICS_PORT=0 serve it).
 """
 
 from __future__ import annotations
@@ -28,11 +32,20 @@ class ResolvedTarget:
     region: str = "us-east-1"
     spot: bool = False
     forward: Any = None  # the port-forward base_url goes through (a ClusterIP endpoint), open until close()
+    metrics_url: str | None = None  # whose /metrics the cross-check reads (cluster: None when none was found)
+    metrics_forward: Any = None  # the port-forward metrics_url goes through, open until close()
+    tls_server_name: str | None = None  # the name the certificate is checked against, sent as SNI and Host
+    tls_check_hostname: bool = True  # False: a TLS NLB whose name on its certificate llmctl does not know
+
+    def __post_init__(self) -> None:
+        if self.metrics_url is None and self.source != "cluster":  # a URL's own /metrics unless told otherwise
+            self.metrics_url = self.base_url
 
     def close(self) -> None:
-        if self.forward is not None:
-            self.forward.stop()
-            self.forward = None
+        for name in ("forward", "metrics_forward"):
+            if getattr(self, name) is not None:
+                getattr(self, name).stop()
+                setattr(self, name, None)
 
 
 def resolve_target(
@@ -43,11 +56,20 @@ def resolve_target(
     config_loader: Callable[[], Any],
     names_loader: Callable[[], Any],
     kube_factory: Callable[[], Any],
+    metrics_url: str | None = None,
+    tls_server_name: str | None = None,
 ) -> ResolvedTarget:
+    for flag, value in (("--url", url), ("--metrics-url", metrics_url)):
+        if value and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{flag} {value!r} is not an http(s) URL", hint=f"e.g. {flag} http://127.0.0.1:8000")
+    if (metrics_url or tls_server_name) and not url:
+        flag = "--metrics-url" if metrics_url else "--tls-server-name"
+        raise ConfigError(f"{flag} needs --url", hint="the local and deployed endpoints bring their own")
+    if tls_server_name and not url.startswith("https://"):
+        raise ConfigError(f"--tls-server-name {tls_server_name} needs an https --url (got {url})")
     if url:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--url {url!r} is not an http(s) URL", hint="e.g. --url http://127.0.0.1:8000")
-        return ResolvedTarget(url.rstrip("/"), api_key, "flag")
+        return ResolvedTarget(url.rstrip("/"), api_key, "flag", metrics_url=(metrics_url or url).rstrip("/"),
+                              tls_server_name=tls_server_name)
     if local and local.get("url"):
         tokenizer = None
         if local.get("model_path"):
@@ -58,7 +80,8 @@ def resolve_target(
                 tokenizer = str(candidate) if candidate.is_dir() else None
             except LlmctlError:
                 tokenizer = None
-        return ResolvedTarget(local["url"].rstrip("/"), api_key or local.get("api_key"), "local", model=local.get("model"), tokenizer_path=tokenizer)
+        return ResolvedTarget(local["url"].rstrip("/"), api_key or local.get("api_key"), "local", model=local.get("model"),
+                              tokenizer_path=tokenizer, metrics_url=local.get("metrics_url") or local["url"].rstrip("/"))
     return _cluster_target(api_key, config_loader(), names_loader(), kube_factory)
 
 
@@ -93,6 +116,8 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         from llmctl.actions.deploy import existing_api_key
 
         api_key = existing_api_key(kube, names)
+    metrics_forward = _metrics_forward(kube, names)
+    host_name = cfg.deploy.tls.host_name if base_url.startswith("https://") else None
     return ResolvedTarget(
         base_url,
         api_key,
@@ -103,4 +128,21 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         region=cfg.aws.region,
         spot=cfg.cluster.spot,
         forward=forward,
+        metrics_url=metrics_forward.url if metrics_forward else None,
+        metrics_forward=metrics_forward,
+        tls_server_name=host_name,
+        tls_check_hostname=bool(host_name) or not base_url.startswith("https://"),
     )
+
+
+def _metrics_forward(kube, names):
+    """A started port-forward to a ready pod's metrics port, or None (the cross-check then says so)."""
+    from llmctl.actions.status import METRICS_PORT_NAME
+    from llmctl.k8s.portforward import forward_container_port
+
+    try:
+        forward = forward_container_port(kube, names.namespace, names.app, METRICS_PORT_NAME)
+        forward.start()
+    except LlmctlError:
+        return None
+    return forward

@@ -110,9 +110,12 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         "SERVED_MODEL_NAME": model.served_name,
         "LOAD_FORMAT": model.load_format,
         "PORT": str(server.port),
+        "METRICS_PORT": str(server.metrics_port),
         "MAX_CONCURRENT_REQUESTS": str(server.max_concurrent_requests),
         "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
         "MAX_CONNECTIONS": str(server.max_connections),
+        "MAX_BATCH_PROMPTS": str(server.max_batch_prompts),
+        "MAX_N": str(server.max_n),
         "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
         "ENFORCE_EAGER": "true" if server.enforce_eager else "false",
     }
@@ -193,6 +196,7 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
         "configmap_name": configmap_name(names),
         "selector": pod_selector(names),
         "port": cfg.server.port,
+        "metrics_port": cfg.server.metrics_port,
     }
     min_replicas = max(1, d.replicas)
     grace = termination_grace_s(cfg)
@@ -202,7 +206,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
         ("serviceaccount", {"role_arn": role_arn}),
         ("secret", {"api_key_b64": base64.b64encode(api_key.encode()).decode()}),
         ("configmap", {"env": env}),
-        ("networkpolicy", {"ingress_peers": exposures.ingress_peers(cfg)}),
+        ("networkpolicy", {"ingress_peers": exposures.ingress_peers(cfg),
+                           "metrics_peers": exposures.metrics_peers(cfg)}),
         ("service", {"service_type": ex.service_type, "source_ranges": list(ex.source_ranges),
                      "service_annotations": exposures.service_annotations(cfg, names, grace),
                      "service_port": ex.port, "port_name": "https" if ex.scheme == "https" else "http"}),

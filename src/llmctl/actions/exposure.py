@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from llmctl.config import LlmctlConfig, Names
+from llmctl.load_balancer import PREFIX, nlb_annotations
 
 HTTPS_PORT = 443
 # How long the pod keeps serving after it is marked for deletion, before SIGTERM: the endpoint leaves the
@@ -68,22 +69,14 @@ def service_annotations(cfg: LlmctlConfig, names: Names, termination_grace_s: in
     d = cfg.deploy
     if d.exposure == "cluster":
         return {}
-    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
-    annotations = {
-        prefix + "type": "external",
-        prefix + "nlb-target-type": "ip",
-        prefix + "scheme": SCHEMES[d.exposure],
-        prefix + "attributes": "load_balancing.cross_zone.enabled=true",
-        # connections still open when a pod leaves get as long as the pod itself takes to drain
-        prefix + "target-group-attributes": f"deregistration_delay.timeout_seconds={termination_grace_s}",
-        prefix + "additional-resource-tags": ",".join(f"{k}={v}" for k, v in names.aws_tags.items()),
-    }
+    # connections still open when a pod leaves get as long as the pod itself takes to drain
+    annotations = nlb_annotations(SCHEMES[d.exposure], names.aws_tags, deregistration_delay_s=termination_grace_s)
     if d.tls.certificate_arn:
         annotations.update({
-            prefix + "ssl-cert": d.tls.certificate_arn,
-            prefix + "ssl-ports": str(HTTPS_PORT),
-            prefix + "ssl-negotiation-policy": d.tls.ssl_policy,
-            prefix + "backend-protocol": "tcp",
+            PREFIX + "ssl-cert": d.tls.certificate_arn,
+            PREFIX + "ssl-ports": str(HTTPS_PORT),
+            PREFIX + "ssl-negotiation-policy": d.tls.ssl_policy,
+            PREFIX + "backend-protocol": "tcp",
         })
     return annotations
 
@@ -95,13 +88,17 @@ def prestop_s(cfg: LlmctlConfig) -> int:
 def ingress_peers(cfg: LlmctlConfig) -> list[dict]:
     """NetworkPolicy peers allowed to the server port: the whole cluster for a ClusterIP (a port-forward
     enters the pod's own network namespace, which no NetworkPolicy filters); behind a load balancer, the
-    NLB's VPC addresses and the source ranges, and the monitoring namespace (Prometheus scrapes /metrics
-    on the same port)."""
+    NLB's VPC addresses and the source ranges. (Prometheus scrapes the metrics port: metrics_peers.)"""
     if cfg.deploy.exposure == "cluster":
         return [{"namespaceSelector": {}}]
     ranges = dict.fromkeys([cfg.cluster.vpc_cidr, *cfg.deploy.load_balancer_source_ranges])
-    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring.namespace}}}
-    return [*({"ipBlock": {"cidr": cidr}} for cidr in ranges), monitoring]
+    return [{"ipBlock": {"cidr": cidr}} for cidr in ranges]
+
+
+def metrics_peers(cfg: LlmctlConfig) -> list[dict]:
+    """NetworkPolicy peers allowed to the metrics port (`server.metrics_port`), whatever the exposure: the
+    monitoring namespace. The Service never carries that port, so no load balancer forwards to it."""
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.monitoring.namespace}}}]
 
 
 def endpoint_url(address: str, ex: Exposure) -> str:
@@ -135,13 +132,12 @@ def describe_service(service: dict) -> dict:
     """What a live Service exposes, to whom (for `status`): read from the object, not the config."""
     spec = service.get("spec") or {}
     annotations = (service.get("metadata") or {}).get("annotations") or {}
-    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
     port = ((spec.get("ports") or [{}])[0]).get("port")
     if spec.get("type") != "LoadBalancer":
         return {"exposure": "cluster", "port": port, "scheme": "http",
                 "reachable_from": "pods in the cluster, and `llmctl endpoint` (a port-forward)"}
-    scheme = annotations.get(prefix + "scheme", "internal")
-    tls = bool(annotations.get(prefix + "ssl-cert"))
+    scheme = annotations.get(PREFIX + "scheme", "internal")
+    tls = bool(annotations.get(PREFIX + "ssl-cert"))
     ranges = spec.get("loadBalancerSourceRanges") or []
     kind = "public" if scheme == "internet-facing" else "internal"
     return {"exposure": kind, "port": port, "scheme": "https" if tls else "http", "source_ranges": ranges,

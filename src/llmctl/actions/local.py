@@ -66,6 +66,7 @@ class LocalEndpoint:
     timeline: dict
     already_running: bool = False
     model_source: str = TINY_MODEL_SOURCE  # what --model named (resolved), or the tiny model
+    metrics_url: str = ""  # the server's /metrics listener (METRICS_PORT; "" in a stack recorded before it)
 
     def to_dict(self, show_key: bool = True) -> dict:
         data = asdict(self)
@@ -126,7 +127,9 @@ class LocalStack:
             event(PhaseStarted(LOADING, at(), "vLLM CPU engine"))
             api_key = secrets.token_urlsafe(24)
             url = f"http://127.0.0.1:{server_port}"
-            self._serve(model_path, server_port, api_key, url, timeout_s)
+            metrics_port = next(p for p in (free_port(self.cfg.server.metrics_port), free_port()) if p != server_port)
+            metrics_url = f"http://127.0.0.1:{metrics_port}"
+            self._serve(model_path, server_port, metrics_port, api_key, url, timeout_s)
             event(PhaseStarted(READY, at(), url))
             event(RolloutFinished(at(), ok=True))
         except KeyboardInterrupt:
@@ -147,6 +150,7 @@ class LocalStack:
             state_dir=str(self.root),
             timeline=timeline.to_dict(),
             model_source=source,
+            metrics_url=metrics_url,
         )
         self.state.set(STATE_KEY, endpoint.to_dict())
         return endpoint
@@ -205,7 +209,7 @@ class LocalStack:
             raise LlmctlError(f"model download failed: {reason}")
         return model_path
 
-    def _serve(self, model_path: Path, port: int, api_key: str, url: str, timeout_s: float) -> None:
+    def _serve(self, model_path: Path, port: int, metrics_port: int, api_key: str, url: str, timeout_s: float) -> None:
         server = self.cfg.server
         dtype = self.cfg.model.dtype if "dtype" in self.cfg.model.model_fields_set else "auto"
         env = {
@@ -216,10 +220,13 @@ class LocalStack:
             "DTYPE": dtype,
             "HOST": "127.0.0.1",
             "PORT": str(port),
+            "METRICS_PORT": str(metrics_port),
             "API_KEY": api_key,
             "MAX_CONCURRENT_REQUESTS": str(server.max_concurrent_requests),
             "MAX_QUEUED_REQUESTS": str(server.max_queued_requests),
             "MAX_CONNECTIONS": str(server.max_connections),
+        "MAX_BATCH_PROMPTS": str(server.max_batch_prompts),
+        "MAX_N": str(server.max_n),
             "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             **server_engine_env(server),
@@ -261,6 +268,7 @@ class LocalStack:
         return {
             "running": bool(server_pid and s3_pid),
             "url": recorded.get("url"),
+            "metrics_url": recorded.get("metrics_url"),
             "api_key": key if show_key or key is None else HIDDEN_KEY,
             "model": recorded.get("model"),
             "model_source": recorded.get("model_source"),

@@ -12,6 +12,7 @@ from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 
 RECENT_EVENTS = 10
+METRICS_PORT_NAME = "metrics"  # the server's /metrics listener: a container port no Service carries
 # /metrics series summarised by `status` (llmctl server names, then vLLM's own)
 METRIC_SUMMARY = {
     "vllm_model_loaded": "model_loaded",
@@ -106,20 +107,18 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
                     "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
         "metrics": None,
     }
-    if endpoint:
-        data["metrics"] = metrics(endpoint)
-    elif service and any(p["ready"] for p in data["pods"]):
-        data["metrics"] = _metrics_through_port_forward(kube, names, service, metrics)
+    if service and any(p["ready"] for p in data["pods"]):
+        data["metrics"] = _metrics_through_port_forward(kube, names, metrics)
     return data
 
 
-def _metrics_through_port_forward(kube, names: Names, service: dict, metrics: Callable[[str], dict]) -> dict:
-    """A ClusterIP endpoint's /metrics, through a short port-forward to a ready pod."""
-    from llmctl.k8s.portforward import forward_service
+def _metrics_through_port_forward(kube, names: Names, metrics: Callable[[str], dict]) -> dict:
+    """A ready pod's /metrics, through a short port-forward to its metrics port (whatever the exposure: the
+    load balancer does not carry that port, and the NetworkPolicy admits only the monitoring namespace)."""
+    from llmctl.k8s.portforward import forward_container_port
 
-    port = int(((service.get("spec") or {}).get("ports") or [{}])[0].get("port", 0))
     try:
-        with forward_service(kube, names.namespace, names.app, port) as forward:
+        with forward_container_port(kube, names.namespace, names.app, METRICS_PORT_NAME) as forward:
             return metrics(forward.url)
     except LlmctlError as exc:
         return {"error": f"/metrics through a port-forward: {exc.message}"}

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import codecs
 import errno
+import functools
 import json
+import ssl
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,42 @@ class RequestInput:
     output_len: int
 
 
+@dataclass(frozen=True)
+class Tls:
+    """How an https endpoint is checked. A TLS NLB's address (an AWS host name) is never the name on its
+    certificate (the user's domain): with `server_name` the connection goes to the URL's address but sends
+    that name as SNI and Host and checks the certificate against it, as a client of the domain would;
+    without one (and `check_hostname` off) only the chain is checked, as the smoke test does. The trust
+    store is the system's (SSL_CERT_FILE / SSL_CERT_DIR add a private CA)."""
+
+    server_name: str | None = None
+    check_hostname: bool = True
+
+    @functools.cached_property
+    def context(self) -> ssl.SSLContext:
+        """One per run: aiohttp pools connections per context object."""
+        context = ssl.create_default_context()
+        context.check_hostname = self.check_hostname or bool(self.server_name)
+        return context
+
+    def options(self, url: str) -> dict[str, Any]:
+        """aiohttp request options for one request to `url`: the TLS context, SNI and the Host header."""
+        if not url.startswith("https://"):
+            return {}
+        options: dict[str, Any] = {"ssl": self.context}
+        if self.server_name:
+            port = urllib.parse.urlsplit(url).port
+            host = self.server_name if port in (None, 443) else f"{self.server_name}:{port}"
+            options.update(server_hostname=self.server_name, headers={"Host": host})
+        return options
+
+
+def request_options(tls: Tls, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """`headers` plus what `tls` adds, as aiohttp keyword arguments."""
+    options = tls.options(url)
+    return {**options, "headers": {**headers, **options.get("headers", {})}}
+
+
 @dataclass
 class Target:
     """Where and how to send: base URL, endpoint path, key, and the request fields we add."""
@@ -42,6 +81,8 @@ class Target:
     temperature: float | None = None
     timeout_s: float = 300.0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    tls: Tls = field(default_factory=Tls)
+    metrics_url: str | None = None  # whose /metrics the cross-check reads (the server's metrics listener)
 
     @property
     def url(self) -> str:
@@ -172,7 +213,8 @@ async def send_request(session: aiohttp.ClientSession, target: Target, req: Requ
     first = False
     try:
         async with session.post(
-            target.url, json=payload, headers=target.headers(), timeout=aiohttp.ClientTimeout(total=target.timeout_s)
+            target.url, json=payload, timeout=aiohttp.ClientTimeout(total=target.timeout_s),
+            **request_options(target.tls, target.url, target.headers()),
         ) as response:
             if response.status != 200:
                 out.error = f"HTTP {response.status}"

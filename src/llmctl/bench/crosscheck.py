@@ -157,12 +157,16 @@ def compare(before_text: str, after_text: str, client: dict, endpoint: str | Non
     return check
 
 
-async def scrape(session, base_url: str, timeout_s: float = 10.0) -> str | None:
-    """GET /metrics text, or None when the endpoint does not expose it."""
+async def scrape(session, base_url: str, timeout_s: float = 10.0, tls=None) -> str | None:
+    """GET /metrics text, or None when the endpoint does not expose it (`tls`: a client.Tls for https)."""
     import aiohttp
 
+    from llmctl.bench.client import Tls, request_options
+
+    url = base_url.rstrip("/") + "/metrics"
     try:
-        async with session.get(base_url.rstrip("/") + "/metrics", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                               **request_options(tls or Tls(), url, {})) as resp:
             if resp.status != 200:
                 return None
             return await resp.text()

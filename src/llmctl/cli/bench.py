@@ -26,6 +26,8 @@ def bench(
     ctx: typer.Context,
     url: Annotated[Optional[str], Opt("--url", help="Base URL (default: `llmctl local up`'s endpoint, else the deployed one).")] = None,
     api_key: Annotated[Optional[str], Opt("--api-key", envvar="LLMCTL_API_KEY", help="Bearer key (default: the endpoint's).")] = None,
+    metrics_url: Annotated[Optional[str], Opt("--metrics-url", help="With --url: where the server's /metrics is (default: the --url itself; llmctl's server listens on METRICS_PORT).")] = None,
+    tls_server_name: Annotated[Optional[str], Opt("--tls-server-name", help="With an https --url: the name on its certificate, sent as SNI and Host (e.g. an NLB's address, benched as your domain).")] = None,
     endpoint: Annotated[Optional[str], Opt("--endpoint", help="/generate, /v1/completions or /v1/chat/completions.")] = None,
     num_prompts: Annotated[Optional[int], Opt("--num-prompts", "-n", min=1, help="Requests to send.")] = None,
     concurrency: Annotated[Optional[int], Opt("--concurrency", min=1, help="Most requests in flight.")] = None,
@@ -122,6 +124,7 @@ def bench(
     target = resolve_target(
         url, api_key, local=None if url else app.state.get("local"),
         config_loader=lambda: app.config, names_loader=lambda: app.names, kube_factory=app.kube,
+        metrics_url=metrics_url, tls_server_name=tls_server_name,
     )
     app.output.info(f"benchmarking {target.base_url}{opts.endpoint} ({target.source})")
     progress = BenchProgress(app.output)

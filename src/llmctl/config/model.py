@@ -163,6 +163,10 @@ class TlsConfig(Section):
         description="ACM certificate for the NLB's TLS listener on port 443 (internal or public exposure).")
     ssl_policy: str = Field("ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]+$",
                             description="The NLB listener's security policy (TLS versions and ciphers).")
+    host_name: str | None = Field(
+        None, max_length=253, pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+        description="The DNS name on the certificate that clients use (pointed at the NLB): `bench` checks the "
+                    "certificate against it, sends it as SNI and Host; unset, only the chain is checked.")
 
 
 def check_exposure(deploy: "DeployConfig") -> "DeployConfig":
@@ -176,6 +180,9 @@ def check_exposure(deploy: "DeployConfig") -> "DeployConfig":
     if exposure == "public" and not ranges:
         raise ValueError("deploy.exposure is public but deploy.load_balancer_source_ranges is empty: list the CIDRs "
                          "allowed to reach the endpoint (e.g. [203.0.113.0/24]), or [0.0.0.0/0] for the whole internet")
+    if deploy.tls.host_name and not tls:
+        raise ValueError(f"deploy.tls.host_name {deploy.tls.host_name} is set but deploy.tls.certificate_arn is not: "
+                         "set the ACM certificate that names it, or remove deploy.tls.host_name")
     if exposure == "cluster" and (ranges or tls):
         field = "load_balancer_source_ranges" if ranges else "tls.certificate_arn"
         raise ValueError(f"deploy.{field} needs a load balancer but deploy.exposure is cluster (a ClusterIP): "
@@ -260,6 +267,8 @@ class MonitoringConfig(Section):
     queue_alert_threshold: int = Field(10, ge=1, description="Alert when requests waiting stay above this for 5m.")
     expose: Literal["cluster-ip", "load-balancer"] = "cluster-ip"
     load_balancer_source_ranges: list[str] = Field(default_factory=list)
+    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="With expose load-balancer: an internal NLB (the VPC), or internet-facing.")
     persistent_volume_size: str | None = Field(None, pattern=QUANTITY)
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
     dcgm: bool = Field(False, description="Deploy the DCGM exporter for GPU metrics.")

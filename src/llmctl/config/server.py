@@ -16,6 +16,10 @@ from llmctl.config.section import Section
 
 class ServerConfig(Section):
     port: int = Field(8000, ge=1, le=65535)
+    metrics_port: int = Field(
+        9100, ge=1, le=65535,
+        description="The server's /metrics listener (a named container port kept off the load balancer; the "
+                    "NetworkPolicy opens it to the monitoring namespace only).")
     gpu_memory_utilization: float = Field(0.95, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1, le=8)
     max_num_seqs: int | None = Field(None, ge=1, description="vLLM max concurrent sequences (engine default when unset).")
@@ -25,6 +29,10 @@ class ServerConfig(Section):
     max_connections: int = Field(
         512, ge=2, description="Open connections before new ones get a 503; must exceed the two limits above."
     )
+    max_batch_prompts: int = Field(
+        32, ge=1, le=1024, description="Prompts in one completions request's `prompt` list; more is a 400."
+    )
+    max_n: int = Field(16, ge=1, le=1024, description="Largest `n` / `best_of` a request may ask for; more is a 400.")
     drain_timeout_s: int = Field(30, ge=0, le=3600, description="SIGTERM drain for in-flight requests.")
     tool_call_parser: str | None = Field(
         None, description="vLLM tool-call parser (hermes, llama3_json, mistral, ...): enables tools with tool_choice auto/required."
@@ -51,6 +59,13 @@ class ServerConfig(Section):
             raise Invalid(f"server.max_connections {self.max_connections} is not above server.max_concurrent_requests"
                           f" + server.max_queued_requests ({admitted})",
                           fix=f"raise server.max_connections above {admitted}, or lower the other two")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_is_its_own(self) -> "ServerConfig":
+        if self.metrics_port == self.port:
+            raise Invalid(f"server.metrics_port {self.metrics_port} is server.port too",
+                          fix="give /metrics its own port (the default is 9100)")
         return self
 
     @model_validator(mode="after")

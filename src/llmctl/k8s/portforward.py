@@ -71,6 +71,20 @@ def pod_for_service(kube: Kube, namespace: str, service: str, port: int, wait_s:
     """The pod and container port `kubectl port-forward svc/<service> <port>` would use: a ready pod the
     Service selects (the one ready longest), `port` (a Service port) mapped through its targetPort, a port
     name looked up in the pod's containers. Waits up to `wait_s` for a pod to become ready."""
+    spec, pod = _ready_pod(kube, namespace, service, wait_s, port)
+    entry = next(p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port)
+    return _named_or_number(pod, entry.get("targetPort", port), namespace, service)
+
+
+def pod_for_container_port(kube: Kube, namespace: str, service: str, name: str, wait_s: float = 0.0) -> PodPort:
+    """A ready pod behind the Service, as pod_for_service picks it, and its container port called `name`:
+    for a port the Service does not carry (the metrics port, kept off the load balancer)."""
+    _, pod = _ready_pod(kube, namespace, service, wait_s)
+    return _named_or_number(pod, name, namespace, service)
+
+
+def _ready_pod(kube: Kube, namespace: str, service: str, wait_s: float, port: int | None = None) -> tuple[dict, dict]:
+    """(the Service's spec, its ready pod); `port`, when given, must be one of the Service's ports."""
     svc = kube.get("v1", "Service", service, namespace)
     where = f"Service {namespace}/{service}"
     if svc is None:
@@ -79,8 +93,7 @@ def pod_for_service(kube: Kube, namespace: str, service: str, port: int, wait_s:
     selector = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items()))
     if not selector:
         raise PortForwardError(f"{where} has no selector, so no pod to forward to", reason="not-found")
-    entry = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
-    if entry is None:
+    if port is not None and not any(int(p.get("port", 0)) == port for p in spec.get("ports") or []):
         known = ", ".join(str(p.get("port")) for p in spec.get("ports") or []) or "none"
         raise PortForwardError(f"{where} has no port {port}", reason="not-found", hint=f"its ports: {known}")
     ready = sorted((p for p in kube.list("v1", "Pod", namespace, label_selector=selector) if _is_ready(p)),
@@ -94,12 +107,15 @@ def pod_for_service(kube: Kube, namespace: str, service: str, port: int, wait_s:
     if pod is None:
         raise PortForwardError(f"no ready pod behind {where}", reason="not-running",
                                hint=f"`kubectl -n {namespace} get pods -l {selector}` shows their state")
-    target = entry.get("targetPort", port)
+    return spec, pod
+
+
+def _named_or_number(pod: dict, target: int | str, namespace: str, service: str) -> PodPort:
     if isinstance(target, str):
         number = _container_port(pod, target)
         if number is None:
             raise PortForwardError(f"pod {namespace}/{pod['metadata']['name']} has no container port named "
-                                   f"{target!r} ({where} targets it)", reason="not-found")
+                                   f"{target!r} (Service {namespace}/{service} selects it)", reason="not-found")
         target = number
     return PodPort(pod["metadata"]["name"], int(target))
 
@@ -376,3 +392,9 @@ def forward_service(kube: Kube, namespace: str, service: str, port: int, local_p
     """A (not yet started) forward to a ready pod behind a Service, as `kubectl port-forward svc/<service>`."""
     target = pod_for_service(kube, namespace, service, port, wait_s=wait_s)
     return PortForward(kube, namespace, target.pod, target.port, local_port, on_error=on_error)
+
+
+def forward_container_port(kube: Kube, namespace: str, service: str, name: str, wait_s: float = 0.0) -> PortForward:
+    """A (not yet started) forward to the container port `name` of a ready pod behind a Service."""
+    target = pod_for_container_port(kube, namespace, service, name, wait_s=wait_s)
+    return PortForward(kube, namespace, target.pod, target.port)

@@ -130,6 +130,7 @@ def _component_labels(labels: dict[str, str]) -> dict[str, dict[str, str]]:
 
 def self_contained_manifests(scope: Scope) -> list[dict]:
     """Every object of the self-contained stack (the Grafana admin Secret is made by the action)."""
+    from llmctl.load_balancer import nlb_annotations
     from llmctl.render import render_documents
 
     cfg, t, n = scope.cfg, scope.target, scope.stack
@@ -167,6 +168,7 @@ def self_contained_manifests(scope: Scope) -> list[dict]:
         volume_size=mon.persistent_volume_size,
         load_balancer=mon.expose == "load-balancer",
         source_ranges=mon.load_balancer_source_ranges,
+        load_balancer_annotations=nlb_annotations(mon.load_balancer_scheme, scope.names.aws_tags),
         alert_secrets=alert_secrets,
         dcgm=t.dcgm,
         gpu_instance_types=cfg.cluster.instance_types,

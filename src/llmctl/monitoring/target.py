@@ -23,7 +23,7 @@ class Target:
     deployment: str
     job: str
     namespace: str
-    port: int
+    port: int  # the server's metrics port (container port "metrics"), not its API port
     dcgm: bool
 
     @classmethod
@@ -32,7 +32,7 @@ class Target:
             deployment=names.deployment,
             job=names.app,
             namespace=names.namespace,
-            port=cfg.server.port,
+            port=cfg.server.metrics_port,
             dcgm=cfg.monitoring.dcgm,
         )
 

@@ -29,6 +29,7 @@ vllm:num_requests_waiting{model_name="llama-2-7b"} 2.0
 @dataclass
 class StubEndpoint:
     port: int
+    metrics_port: int  # a second listener with /metrics, as the server's METRICS_PORT
     requests: list[dict] = field(default_factory=list)
 
 
@@ -62,15 +63,17 @@ def stub_endpoint():
                      "usage": {"completion_tokens": 8}}
             self._send(200, json.dumps(reply).encode())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+    threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
     try:
-        yield StubEndpoint(server.server_address[1], seen)
+        yield StubEndpoint(servers[0].server_address[1], servers[1].server_address[1], seen)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        for server, thread in zip(servers, threads):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -80,11 +83,13 @@ def project(llmctl, aws, kube, stub_endpoint):
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
     kube.expose("vllm-llama", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
-    llmctl.write_config(config_text(stub_endpoint.port))
+    kube.expose("vllm-llama", stub_endpoint.metrics_port, ("127.0.0.1", stub_endpoint.metrics_port))
+    llmctl.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port))
     return llmctl
 
 
-def config_text(port: int, replicas: int = 1, nodes_max: int = 1, extra: str = "") -> str:
-    return (f"project:\n  name: llama\nmodel:\n  bucket: llama-models\nserver:\n  port: {port}\n"
+def config_text(port: int, replicas: int = 1, nodes_max: int = 1, extra: str = "", metrics_port: int | None = None) -> str:
+    metrics = f"  metrics_port: {metrics_port}\n" if metrics_port else ""
+    return (f"project:\n  name: llama\nmodel:\n  bucket: llama-models\nserver:\n  port: {port}\n{metrics}"
             f"cluster:\n  nodes_max: {nodes_max}\n  nodes_desired: {min(nodes_max, max(1, replicas))}\n"
             f"deploy:\n  replicas: {replicas}\n{extra}")

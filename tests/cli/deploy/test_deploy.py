@@ -56,7 +56,7 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
 
 
 def test_internal_exposure_smoke_tests_through_the_load_balancer(project, kube, stub_endpoint) -> None:
-    project.write_config(config_text(stub_endpoint.port, extra="  exposure: internal\n"))
+    project.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port, extra="  exposure: internal\n"))
     missing = run_deploy(project)
     assert missing.returncode != 0 and "no AWS Load Balancer Controller" in missing.stderr
     assert "deploy.exposure: cluster" in missing.stderr and "Traceback" not in missing.stderr
@@ -77,7 +77,7 @@ def test_internal_exposure_smoke_tests_through_the_load_balancer(project, kube, 
 
 
 def test_public_without_tls_is_refused_before_the_cluster_is_touched(project, kube, stub_endpoint) -> None:
-    project.write_config(config_text(stub_endpoint.port, extra="  exposure: public\n"
+    project.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port, extra="  exposure: public\n"
                                      "  load_balancer_source_ranges: [0.0.0.0/0]\n"))
     done = run_deploy(project)
     assert done.returncode != 0
@@ -102,12 +102,12 @@ def test_reapply_reports_no_changes_and_keeps_the_key(project, kube) -> None:
 
 
 def test_pruning_removes_a_dropped_object(project, kube, stub_endpoint) -> None:
-    project.write_config(config_text(stub_endpoint.port, replicas=2, nodes_max=2))
+    project.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port, replicas=2, nodes_max=2))
     kube.add_node("gpu-node-2")
     first = run_deploy(project, "--output", "json")
     assert first.returncode == 0, first.stderr
     assert kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm") is not None
-    project.write_config(config_text(stub_endpoint.port, replicas=1, nodes_max=2))
+    project.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port, replicas=1, nodes_max=2))
     second = run_deploy(project, "--output", "json")
     assert second.returncode == 0, second.stderr
     actions = {(o["kind"], o["action"]) for o in json.loads(second.stdout)["objects"]}

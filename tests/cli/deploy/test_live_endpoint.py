@@ -22,8 +22,10 @@ def test_deploy_smoke_and_status_against_the_real_server(llmctl, aws, kube, live
     port = urlparse(live_server.base_url).port
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
+    metrics_port = urlparse(live_server.metrics_url).port
     kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
-    llmctl.write_config(config_text(port).replace("  bucket: llama-models\n",
+    kube.expose("vllm-llama", metrics_port, ("127.0.0.1", metrics_port))  # status's, to the metrics listener
+    llmctl.write_config(config_text(port, metrics_port=metrics_port).replace("  bucket: llama-models\n",
                                                   f"  bucket: llama-models\n  served_name: {live_server.model_name}\n"))
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vllm"}})
     kube.create({"apiVersion": "v1", "kind": "Secret",

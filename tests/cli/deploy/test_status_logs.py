@@ -23,6 +23,7 @@ def test_status_json_after_deploy(project, kube, stub_endpoint) -> None:
     assert data["model"] == {"source": "s3://llama-models/llama-2-7b-merged-vllm", "served_name": "llama-2-7b",
                              "max_model_len": "512"}
     # the default exposure has no load balancer: status says so, and reads /metrics through a port-forward
+    # to the pod's metrics port (the port the NetworkPolicy keeps for the monitoring namespace)
     assert data["endpoint"] is None
     assert data["exposure"]["exposure"] == "cluster" and data["exposure"]["port"] == stub_endpoint.port
     [pod] = data["pods"]
@@ -117,7 +118,8 @@ def test_bench_reaches_a_cluster_exposure_through_a_port_forward(project, kube, 
 
     kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
-    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port}})
+    cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"},
+                                       "server": {"port": stub_endpoint.port, "metrics_port": stub_endpoint.metrics_port}})
     client = Kube.from_kubeconfig(str(kube.kubeconfig_path))
     target = resolve_target(None, None, local=None, config_loader=lambda: cfg,
                             names_loader=lambda: Names.from_config(cfg), kube_factory=lambda: client)
@@ -126,8 +128,12 @@ def test_bench_reaches_a_cluster_exposure_through_a_port_forward(project, kube, 
         assert target.api_key  # from the Secret
         import urllib.request
 
-        with urllib.request.urlopen(f"{target.base_url}/metrics", timeout=30) as response:
+        # the cross-check reads the pod's metrics port through a second port-forward
+        assert target.metrics_url.startswith("http://127.0.0.1:") and target.metrics_url != target.base_url
+        with urllib.request.urlopen(f"{target.metrics_url}/metrics", timeout=30) as response:
             assert b"vllm_model_loaded" in response.read()
     finally:
         target.close()
-    assert target.forward is None
+    assert target.forward is None and target.metrics_forward is None
+    forwarded = {r.query.get("ports") for r in kube.requests_matching("GET", "/portforward")}
+    assert {str(stub_endpoint.port), str(stub_endpoint.metrics_port)} <= forwarded, forwarded

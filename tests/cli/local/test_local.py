@@ -66,6 +66,10 @@ def test_local_lifecycle_up_request_bench_down(llmctl):
 
         reply = _complete(endpoint["url"], endpoint["api_key"])
         assert reply["choices"][0]["text"] is not None and reply["usage"]["completion_tokens"] >= 1
+        # /metrics is on the server's own metrics listener, as in a pod
+        assert endpoint["metrics_url"].startswith("http://127.0.0.1:") and endpoint["metrics_url"] != endpoint["url"]
+        with urllib.request.urlopen(f"{endpoint['metrics_url']}/metrics", timeout=10) as response:
+            assert b'vllm_requests_total{' in response.read()  # the listener serves the series
 
         again = json.loads(llmctl("local", "up", "-o", "json", check=True).stdout)
         assert again["already_running"] is True and again["url"] == endpoint["url"]
@@ -87,6 +91,7 @@ def test_local_lifecycle_up_request_bench_down(llmctl):
         assert bench.returncode == 0, bench.stderr
         result = json.loads((llmctl.cwd / "bench.json").read_text())
         assert result["completed"] == 6 and result["output_throughput"] > 0
+        assert result["llmctl"]["crosscheck"]["status"] == "ok"  # it read the metrics listener
         # a tiny CPU model is not graded against the seed's 7B-on-T4 targets
         assert "Reference targets (Llama-2-7B on a T4) not shown: this endpoint serves tiny-llama" in " ".join(bench.stdout.split())
         assert result["llmctl"]["reference_checks"] == [] and 0 <= result["tpot_requests"] <= 6
