@@ -6,7 +6,7 @@ import base64
 import json
 import time
 
-from llmctl.actions.deploy import deploy
+from llmctl.actions.rollout.run import deploy
 from llmctl.actions.rollout.events import READY, PhaseStarted
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
@@ -115,7 +115,7 @@ def test_pruning_removes_a_dropped_object(project, kube, stub_endpoint) -> None:
     assert kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm") is None
 
 
-def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> None:
+def test_dry_run_writes_files_and_changes_nothing_in_the_cluster(llmctl, kube, tmp_path) -> None:
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     llmctl.write_config(config_text(8000))
     before = len(kube.requests)
@@ -127,7 +127,8 @@ def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> 
                      "07-deployment-vllm-llama.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
-    assert len(kube.requests) == before
+    assert "plan: revision 1: initial: nothing serves yet" in done.stderr  # the planner read the cluster
+    assert {r.method for r in kube.requests[before:]} == {"GET"}
 
 
 def test_no_image_says_how_to_get_one(llmctl) -> None:
