@@ -132,3 +132,26 @@ def pods_revision(records: list[RevisionRecord], pods: list[dict]) -> RevisionRe
 
     hashes = {((p["metadata"].get("annotations") or {}).get("llmctl.io/config-hash")) for p in pods if is_ready(p)}
     return next((r for r in reversed(records) if r.config_hash in hashes), None)
+
+
+def rollback_target(records: list[RevisionRecord], number: int | None) -> RevisionRecord:
+    """Revision `number`, else the newest one that served before the serving one; an error naming what exists."""
+    from llmctl.errors import LlmctlError
+
+    listed = ", ".join(str(r.number) for r in records) or "none"
+    current = serving(records)
+    if number is not None:
+        found = find(records, number)
+        if found is None or not found.documents:
+            raise LlmctlError(f"no revision {number} to roll back to (recorded: {listed})",
+                              hint="`llmctl history` lists the revisions; pass one of them to --to")
+        if current is not None and found.config_hash == current.config_hash:
+            raise LlmctlError(f"revision {number} is what serves now (revision {current.number})",
+                              hint="pass --to with another revision from `llmctl history`")
+        return found
+    earlier = [r for r in records if r.outcome == SUPERSEDED and (current is None or r.number < current.number)
+               and (current is None or r.config_hash != current.config_hash)]
+    if not earlier:
+        raise LlmctlError(f"no earlier revision served before this one (recorded: {listed})",
+                          hint="pass --to N with a revision from `llmctl history`")
+    return earlier[-1]

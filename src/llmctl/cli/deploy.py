@@ -74,56 +74,8 @@ def deploy(
         out.result(data, render_dry)
         return
 
-    from llmctl.actions.rollout import capacity
-    from llmctl.actions.rollout.run import deploy as run_deploy
-    from llmctl.ui.rollout import RolloutDisplay, render_timeline
-
-    arn = actions.role_arn(app.aws.account_id, names)
-    kube = app.kube()
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
-    display = RolloutDisplay(out)
-
-    def on_applied() -> None:
-        if cfg.deploy.replicas:
-            out.info("rollout:")
-            display.start()
-
-    try:
-        outcome = run_deploy(cfg, names, kube, image=resolved, role_arn=arn,
-                             timeout_s=timeout or cfg.deploy.startup_timeout_s,
-                             report=out.report, emit=display, on_applied=on_applied,
-                             on_plan=lambda update: show_plan(out, update),
-                             node_group=lambda: capacity.node_group(app.aws, cfg, names),
-                             scale=capacity.scaler(app.aws, names), say=out.info)
-    finally:
-        display.stop()
-    data = outcome.to_dict(show_api_key=show_api_key)
-    data["secret"] = f"{names.namespace}/{names.api_key_secret}"
-
-    def render(data: dict) -> None:
-        if data["revision"]:
-            rev = data["revision"]
-            out.print(f"revision {rev['number']} serves ({rev['strategy']}; image {rev['image']})", markup=False)
-        if outcome.timeline is not None:
-            render_timeline(out, outcome.timeline)
-        elif data["ready_replicas"]:
-            out.print(f"{data['ready_replicas']} pod(s) already ready: nothing to roll out")
-        if not data["changed"]:
-            out.print("no changes: every object is up to date")
-        if data["endpoint"] and exposed.load_balancer:
-            out.print(f"endpoint: {data['endpoint']}")
-        elif data["endpoint"]:
-            out.print(f"endpoint: {data['endpoint']} (in the cluster; `llmctl endpoint` forwards it to 127.0.0.1)")
-        if data["smoke"]:
-            smoke = data["smoke"]
-            out.print(f"smoke request: HTTP {smoke['status']} in {smoke['latency_s']:.2f}s: {smoke['text']!r}",
-                      markup=False)
-        if show_api_key:
-            out.print(f"api key: {data['api_key']}", markup=False)
-        else:
-            out.print(f"api key: in Secret {data['secret']} (`llmctl deploy --show-api-key` prints it)")
-
-    out.result(data, render)
+    follow_rollout(app, resolved, timeout, show_api_key)
 
 
 def show_plan(out, update) -> None:
@@ -164,3 +116,63 @@ def dry_run_plan(app, documents: list[dict], image: str) -> dict | None:
         return None
     out.info(f"plan: revision {update.record.number}: {update.plan.strategy}: {update.plan.reason}")
     return update.plan.to_dict()
+
+
+def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = False, skip_gate: bool = False,
+                   **extra) -> None:
+    """Run the planned rollout with its live display and render the outcome (`deploy` and `rollback`);
+    `extra` goes to the action (a recorded revision's `documents`, `rollback_of`). The promotion gate
+    (deploy.gate, issue 19's other half) is passed as `gate` unless `skip_gate`; none is configured yet."""
+    from llmctl.actions import deploy as actions
+    from llmctl.actions.rollout import capacity
+    from llmctl.actions.rollout.run import deploy as run_deploy
+    from llmctl.ui.rollout import RolloutDisplay, render_timeline
+
+    cfg, names, out = app.config, app.names, app.output
+    exposed = actions.exposures.exposure(cfg)
+    arn = actions.role_arn(app.aws.account_id, names)
+    kube = app.kube()
+    display = RolloutDisplay(out)
+
+    def on_applied() -> None:
+        if cfg.deploy.replicas:
+            out.info("rollout:")
+            display.start()
+
+    try:
+        outcome = run_deploy(cfg, names, kube, image=image, role_arn=arn,
+                             timeout_s=timeout or cfg.deploy.startup_timeout_s,
+                             report=out.report, emit=display, on_applied=on_applied,
+                             on_plan=lambda update: show_plan(out, update),
+                             node_group=lambda: capacity.node_group(app.aws, cfg, names),
+                             scale=capacity.scaler(app.aws, names), say=out.info,
+                             gate=None if skip_gate else extra.pop("gate", None), **extra)
+    finally:
+        display.stop()
+    data = outcome.to_dict(show_api_key=show_api_key)
+    data["secret"] = f"{names.namespace}/{names.api_key_secret}"
+
+    def render(data: dict) -> None:
+        if data["revision"]:
+            rev = data["revision"]
+            out.print(f"revision {rev['number']} serves ({rev['strategy']}; image {rev['image']})", markup=False)
+        if outcome.timeline is not None:
+            render_timeline(out, outcome.timeline)
+        elif data["ready_replicas"]:
+            out.print(f"{data['ready_replicas']} pod(s) already ready: nothing to roll out")
+        if not data["changed"]:
+            out.print("no changes: every object is up to date")
+        if data["endpoint"] and exposed.load_balancer:
+            out.print(f"endpoint: {data['endpoint']}")
+        elif data["endpoint"]:
+            out.print(f"endpoint: {data['endpoint']} (in the cluster; `llmctl endpoint` forwards it to 127.0.0.1)")
+        if data["smoke"]:
+            smoke = data["smoke"]
+            out.print(f"smoke request: HTTP {smoke['status']} in {smoke['latency_s']:.2f}s: {smoke['text']!r}",
+                      markup=False)
+        if show_api_key:
+            out.print(f"api key: {data['api_key']}", markup=False)
+        else:
+            out.print(f"api key: in Secret {data['secret']} (`llmctl deploy --show-api-key` prints it)")
+
+    out.result(data, render)
