@@ -79,7 +79,7 @@ def load_config(
         problems += unknown_keys(layer, LlmctlConfig, sources)
         data = deep_merge(data, layer)
     try:
-        cfg = LlmctlConfig.model_validate(data)
+        cfg = LlmctlConfig.model_validate(data, context={"config_dir": path.parent})  # deploy.gate.prompts is relative to it
     except ValidationError as exc:
         reported = {tuple(p.field.split(".")) for p in problems}
         problems += explain(exc, sources, skip=reported)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from llmctl.config import gpus
+from llmctl.config.gate import GateConfig
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
 from llmctl.config.image_ref import image_problem
 from llmctl.config.problems import Invalid
@@ -217,6 +218,7 @@ class DeployConfig(Section):
         "recreate (downtime).")
     allow_downtime: bool = Field(False, description="Accept a recreate (every pod stops before the new one starts) "
                                  "without asking.")
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("load_balancer_source_ranges")
     @classmethod
