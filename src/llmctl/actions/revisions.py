@@ -112,8 +112,19 @@ def mark_serving(kube, names: Names, records: list[RevisionRecord], record: Revi
         if other.number != record.number and other.outcome == SERVING:
             other.outcome = SUPERSEDED
             save(kube, names, other)
-    record.outcome = SERVING
-    save(kube, names, record)
+    settle_interrupted(kube, names, records, record)
+    if record.outcome != SERVING:
+        record.outcome = SERVING
+        save(kube, names, record)
+
+
+def settle_interrupted(kube, names: Names, records: list[RevisionRecord], current: RevisionRecord) -> None:
+    """Rollouts killed before they finished (left `rolling-out`) that a later run did not resume: failed."""
+    for other in records:
+        if other.number != current.number and other.outcome == ROLLING_OUT:
+            other.outcome = FAILED
+            other.diagnosis = f"interrupted before it served; revision {current.number} serves instead"
+            save(kube, names, other)
 
 
 def next_number(records: list[RevisionRecord]) -> int:

@@ -122,13 +122,20 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
                    **extra) -> None:
     """Run the planned rollout with its live display and render the outcome (`deploy` and `rollback`);
     `extra` goes to the action (a recorded revision's `documents`, `rollback_of`). The promotion gate
-    (deploy.gate, issue 19's other half) is passed as `gate` unless `skip_gate`; none is configured yet."""
+    (`deploy.gate`) judges the new pod unless `skip_gate`."""
     from llmctl.actions import deploy as actions
     from llmctl.actions.rollout import capacity
+    from llmctl.actions.gate import run_gate
     from llmctl.actions.rollout.run import deploy as run_deploy
+    from llmctl.ui.gate import gate_progress, render_gate
     from llmctl.ui.rollout import RolloutDisplay, render_timeline
 
     cfg, names, out = app.config, app.names, app.output
+
+    def gate(url: str, api_key: str, baseline: dict | None):
+        out.info(f"promotion gate on the new pod ({url}, a port-forward; no traffic yet):")
+        return run_gate(url, api_key=api_key, model=cfg.model.served_name, gate=cfg.deploy.gate, baseline=baseline,
+                        on_check=gate_progress(out))
     exposed = actions.exposures.exposure(cfg)
     arn = actions.role_arn(app.aws.account_id, names)
     kube = app.kube()
@@ -146,7 +153,7 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
                              on_plan=lambda update: show_plan(out, update),
                              node_group=lambda: capacity.node_group(app.aws, cfg, names),
                              scale=capacity.scaler(app.aws, names), say=out.info,
-                             gate=None if skip_gate else extra.pop("gate", None), **extra)
+                             gate=None if skip_gate else gate, **extra)
     finally:
         display.stop()
     data = outcome.to_dict(show_api_key=show_api_key)
@@ -156,6 +163,8 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
         if data["revision"]:
             rev = data["revision"]
             out.print(f"revision {rev['number']} serves ({rev['strategy']}; image {rev['image']})", markup=False)
+        if data["revision"] and data["revision"]["gate"]:
+            render_gate(out, data["revision"]["gate"])
         if outcome.timeline is not None:
             render_timeline(out, outcome.timeline)
         elif data["ready_replicas"]:

@@ -196,13 +196,10 @@ def test_timeout_rolls_back(project, kube) -> None:
     assert [r["outcome"] for r in history(project)["revisions"]] == ["serving", "failed"]
 
 
-class Report:
-    def __init__(self, passed: bool, seen: str):
-        self.passed, self.seen = passed, seen
-        self.checks = []
+def failing_report(seen: str):
+    from llmctl.actions.gate import GateCheck, GateReport
 
-    def to_dict(self) -> dict:
-        return {"passed": self.passed, "seen": self.seen}
+    return GateReport((GateCheck("golden 1", False, f"saw {seen!r}", 0.01),))
 
 
 def test_a_failing_gate_keeps_the_previous_revision(kube, aws, stub_endpoint) -> None:
@@ -219,20 +216,70 @@ def test_a_failing_gate_keeps_the_previous_revision(kube, aws, stub_endpoint) ->
     deploy(cfg, names, client, image=IMAGE, **args)
     gated: list[str] = []
 
-    def gate(url: str) -> Report:
+    def gate(url: str, api_key: str, baseline):
         with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
             gated.append(url)
-            return Report(False, response.read().decode()[:20])
+            return failing_report(response.read().decode()[:20])
 
     try:
         deploy(cfg, names, client, image=IMAGE_B, gate=gate, **args)
         raise AssertionError("the gate failed: deploy must raise")
     except GateFailed as exc:
-        assert "failed its promotion gate" in exc.message
+        assert "failed its promotion gate (golden 1)" in exc.message
     assert gated and gated[0].startswith("http://127.0.0.1:")
     assert deployment_image(kube) == IMAGE
     from llmctl.actions import revisions
 
     records = revisions.history(client, names)
     assert [(r.number, r.outcome) for r in records] == [(1, "serving"), (2, "failed")]
-    assert records[1].gate == {"passed": False, "seen": "# HELP vllm_requests"}
+    assert records[1].gate["passed"] is False
+    assert records[1].gate["checks"][0]["detail"] == "saw '# HELP vllm_requests'"
+
+
+def test_a_failing_golden_prompt_rolls_back_and_a_passing_one_promotes(project, kube, stub_endpoint) -> None:
+    (project.cwd / "goldens.jsonl").write_text('{"prompt": "Who are you?", "expect": "tea"}\n'
+                                               '{"prompt": "Capital of France?", "regex": "^Paris"}\n')
+    project.write_config(config_text(stub_endpoint.port, nodes_max=2, extra="  gate:\n    prompts: goldens.jsonl\n"))
+    kube.add_node("gpu-node-2")
+    assert run(project).returncode == 0
+    failed = run(project, image=IMAGE_B)
+    assert failed.returncode == 1, failed.stderr
+    assert "promotion gate on the new pod" in failed.stderr and "does not match /^Paris/" in failed.stderr
+    assert "failed its promotion gate (golden line 2)" in failed.stderr
+    assert deployment_image(kube) == IMAGE
+    recorded = history(project)["revisions"]
+    assert [r["outcome"] for r in recorded] == ["serving", "failed"]
+    assert [c["status"] for c in recorded[1]["gate"]["checks"]] == ["pass", "pass", "pass", "fail"]
+    (project.cwd / "goldens.jsonl").write_text('{"prompt": "Who are you?", "expect": "tea"}\n')
+    done = run(project, "--output", "json", image=IMAGE_B)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["revision"]["gate"]["passed"] is True
+    assert [r["outcome"] for r in history(project)["revisions"]] == ["superseded", "failed", "serving"]
+
+
+def test_an_interrupted_update_converges_on_re_run(project, kube) -> None:
+    """SIGKILL llmctl while the new revision loads: the old one still serves; the re-run finishes the same
+    revision (not a third), and history says which serves."""
+    import signal
+    import subprocess
+    import sys
+
+    kube.add_node("gpu-node-2")
+    assert run(project).returncode == 0
+    kube.script(APP, Scenario.success(delay=0.6))  # the new pod takes a few seconds to load
+    proc = subprocess.Popen([sys.executable, "-m", "llmctl", "deploy", "--image", IMAGE_B, "--timeout", "60"],
+                            cwd=project.cwd, env=project.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        kube.wait_for(lambda: [p for p in kube.list("v1", "Pod", "vllm")
+                               if p["spec"]["containers"][0]["image"] == IMAGE_B], timeout=60)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    recorded = history(project)
+    assert [(r["number"], r["outcome"]) for r in recorded["revisions"]] == [(1, "serving"), (2, "rolling-out")]
+    ready = [p for p in kube.list("v1", "Pod", "vllm") if p["spec"]["containers"][0]["image"] == IMAGE and
+             any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+    assert ready  # never neither: the old revision serves while the new one loads
+    again = run(project, image=IMAGE_B, timeout="60")
+    assert again.returncode == 0, again.stderr
+    assert [(r["number"], r["outcome"]) for r in history(project)["revisions"]] == [(1, "superseded"), (2, "serving")]

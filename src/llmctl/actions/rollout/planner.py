@@ -71,9 +71,9 @@ class SurgeRefused(LlmctlError):
     """A surge the cluster cannot schedule: refused at plan time (nothing applied), with the numbers."""
 
 
-def plan(request: PlanRequest, facts: ClusterFacts) -> RolloutPlan:
+def plan(request: PlanRequest, facts: ClusterFacts | None) -> RolloutPlan:
     """The strategy and why (pure)."""
-    if not request.serving:
+    if not request.serving or facts is None:  # (the cluster is only read when a revision serves)
         return RolloutPlan(INITIAL, "nothing serves yet: the first revision starts directly", facts=facts)
     need = request.gpus_per_pod
     if need == 0:

@@ -59,7 +59,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
            emit: Callable = lambda e: None,
            on_applied: Callable[[], None] = lambda: None,
            on_plan: Callable[[updates.Update], None] = lambda u: None,
-           gate: Callable[[str], object] | None = None,
+           gate: Callable[[str, str, dict | None], object] | None = None,
            node_group: Callable[[], object] = lambda: None,
            scale: Callable[[str, int], None] | None = None,
            say: Callable[[str], None] = lambda m: None,
@@ -97,7 +97,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
         if result is not None:
             outcome.ready_replicas = result.ready_replicas
             outcome.timeline = None if result.already_ready else result.timeline
-            updates.run_gate(update, result.pod, cfg.server.port, gate)
+            updates.run_gate(update, result.pod, cfg.server.port, gate, api_key)
     except (RolloutFailed, updates.GateFailed) as exc:
         if update.changes:
             say(f"rolling back: revision {update.record.number} failed; "

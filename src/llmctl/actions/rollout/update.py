@@ -26,8 +26,7 @@ class GateFailed(LlmctlError):
     """The promotion gate refused the new revision (its report is on the revision record)."""
 
     def __init__(self, report):
-        failed = [c for c in getattr(report, "checks", []) if not getattr(c, "passed", True)]
-        names = ", ".join(getattr(c, "name", "?") for c in failed) or "see the gate's report"
+        names = ", ".join(c.name for c in report.checks if not c.passed) or "see the gate's report"
         super().__init__(f"the new revision failed its promotion gate ({names}); the previous revision serves",
                          hint="fix the model or the golden prompts, then deploy again (`llmctl history` shows the "
                               "gate's results)")
@@ -76,9 +75,11 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
     pod_spec = deployment["spec"]["template"]["spec"]
     request = planner.PlanRequest(cfg.deploy.strategy, cfg.deploy.replicas, cfg.deploy.gpus,
                                   cfg.deploy.allow_downtime, serving=current is not None)
-    facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s if current else None)
-    if request.serving and facts.free_gpus < cfg.deploy.gpus:  # only then is the node group asked about
-        facts = planner.ClusterFacts(facts.free_gpus, facts.fitting_nodes, node_group(), facts.last_cold_start_s)
+    facts = None  # the first revision has nothing to keep serving: no capacity to look at
+    if request.serving:
+        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s)
+        if facts.free_gpus < cfg.deploy.gpus:  # only then is the node group asked about
+            facts = planner.ClusterFacts(facts.free_gpus, facts.fitting_nodes, node_group(), facts.last_cold_start_s)
     plan = planner.plan(request, facts)
     if plan.strategy != planner.INITIAL:
         set_strategy(documents, planner.deployment_strategy(plan.strategy))
@@ -125,14 +126,17 @@ def begin(update: Update) -> None:
         revs.save(update.kube, update.names, update.record)
 
 
-def run_gate(update: Update, pod: str | None, port: int, gate: Callable[[str], object] | None) -> None:
-    """The promotion gate against the new pod itself, through a port-forward; raises GateFailed."""
-    if gate is None or pod is None or not update.changes:
+def run_gate(update: Update, pod: str | None, port: int, gate: Callable | None, api_key: str) -> None:
+    """The promotion gate (`gate(url, api_key, baseline)`) against the new pod itself, through a port-forward,
+    before the revision counts as serving; raises GateFailed. The first revision has no traffic to protect:
+    its smoke request is its check."""
+    if gate is None or pod is None or not update.changes or update.previous is None:
         return
     from llmctl.k8s.portforward import PortForward
 
+    baseline = (update.previous.gate or {}).get("bench")
     with PortForward(update.kube, update.names.namespace, pod, port) as forward:
-        report = gate(forward.url)
+        report = gate(forward.url, api_key, baseline)
     update.record.gate = report.to_dict()
     if not report.passed:
         raise GateFailed(report)
@@ -140,7 +144,8 @@ def run_gate(update: Update, pod: str | None, port: int, gate: Callable[[str], o
 
 def promote(update: Update, cold_start_s: float | None) -> None:
     """The new revision serves: record it (the one before is superseded)."""
-    if not update.changes:
+    if not update.changes:  # what serves did not change; a rollout killed on the way to another one ended
+        revs.settle_interrupted(update.kube, update.names, update.records, update.record)
         return
     if cold_start_s:
         update.record.cold_start_s = round(cold_start_s, 3)
