@@ -176,14 +176,16 @@ def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(projec
     assert "keeps crashing" in recorded["revisions"][1]["diagnosis"]
     kube.script(APP, Scenario.success())
     assert run(project, image=IMAGE_B).returncode == 0  # fixed: revision 3 (the same config as 2) serves
-    back = project("rollback", "--to", "1", "--timeout", "20", timeout=180)
+    back = project("rollback", "--to", "1", "--timeout", "20", "--output", "json", timeout=180)
     assert back.returncode == 0, back.stderr
     assert "rolling back to revision 1" in back.stderr
+    assert json.loads(back.stdout)["revision"]["rollback_of"] == 1
     assert deployment_image(kube) == IMAGE
     recorded = history(project)
     assert recorded["revisions"][-1]["rollback_of"] == 1 and recorded["revisions"][-1]["outcome"] == "serving"
-    unknown = project("rollback", "--to", "9")
-    assert unknown.returncode == 1 and "no revision 9 to roll back to (recorded: 1, 2, 3, 4)" in unknown.stderr
+    unknown = project("rollback", "--to", "9", "--output", "json")
+    assert unknown.returncode == 1
+    assert "no revision 9 to roll back to (recorded: 1, 2, 3, 4)" in json.loads(unknown.stdout)["error"]
 
 
 def test_timeout_rolls_back(project, kube) -> None:
@@ -275,11 +277,11 @@ def test_an_interrupted_update_converges_on_re_run(project, kube) -> None:
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
+    ready = [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp") and
+             any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+    assert ready  # never neither: the old revision serves until the new one is ready
     recorded = history(project)
     assert [(r["number"], r["outcome"]) for r in recorded["revisions"]] == [(1, "serving"), (2, "rolling-out")]
-    ready = [p for p in kube.list("v1", "Pod", "vllm") if p["spec"]["containers"][0]["image"] == IMAGE and
-             any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
-    assert ready  # never neither: the old revision serves while the new one loads
     again = run(project, image=IMAGE_B, timeout="60")
     assert again.returncode == 0, again.stderr
     assert [(r["number"], r["outcome"]) for r in history(project)["revisions"]] == [(1, "superseded"), (2, "serving")]
