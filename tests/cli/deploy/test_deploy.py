@@ -24,7 +24,8 @@ def run_deploy(project, *args: str, timeout: str = "20"):
 
 
 def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, kube, stub_endpoint) -> None:
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}']))
+    # steps 0.2 s apart: the download is still running when the watcher starts (after the apply and prune)
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.2))
     done = run_deploy(project)
     assert done.returncode == 0, done.stderr
     err, out = done.stderr, done.stdout
