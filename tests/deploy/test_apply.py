@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmctl.actions.deploy import apply_documents, deploy, render
+from llmctl.actions.deploy import apply_documents, render
+from llmctl.actions.rollout.run import deploy
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube

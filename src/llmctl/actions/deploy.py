@@ -3,8 +3,8 @@
 `render()` is pure (config + names + image + role ARN + API key in, documents out) and
 golden-tested. `apply_documents()` hands them to `Kube.apply_and_prune` (`k8s/apply.py`: one
 apply order, the `llmctl` field manager), which deletes objects of this deployment (by label)
-that are no longer rendered, so a second run reports every object unchanged. The rollout that
-follows lives in `rollout/`.
+that are no longer rendered, so a second run reports every object unchanged. The whole command
+(plan, apply, rollout, gate, rollback) lives in `rollout/run.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import secrets
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from llmctl.actions import exposure as exposures
 from llmctl.config import LlmctlConfig, Names
@@ -299,91 +298,3 @@ def apply_documents(kube, documents: list[dict], names: Names,
                  "kube-system`, with its IRSA role), or set deploy.exposure: cluster",
         )
     return kube.apply_and_prune(documents, prune_selector(names), PRUNED_KINDS, [names.namespace], report=report)
-
-
-# --- the whole command ---------------------------------------------------------------------------
-
-
-@dataclass
-class DeployOutcome:
-    objects: list[ApplyResult]
-    image: str
-    api_key: str
-    api_key_created: bool
-    timeline: object | None = None  # rollout.Timeline
-    ready_replicas: int = 0
-    endpoint: str | None = None
-    smoke: object | None = None  # rollout.SmokeResult
-    exposure: exposures.Exposure | None = None
-
-    def to_dict(self, show_api_key: bool = False) -> dict:
-        data = {
-            "objects": [o.to_dict() for o in self.objects],
-            "changed": any(o.action != "unchanged" for o in self.objects),
-            "image": self.image,
-            "api_key_created": self.api_key_created,
-            "ready_replicas": self.ready_replicas,
-            "timeline": self.timeline.to_dict() if self.timeline is not None else None,
-            "endpoint": self.endpoint,
-            "smoke": self.smoke.to_dict() if self.smoke is not None else None,
-            "exposure": self.exposure.to_dict() if self.exposure is not None else None,
-        }
-        if show_api_key:
-            data["api_key"] = self.api_key
-        return data
-
-
-def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, timeout_s: float,
-           report: Callable[[ApplyResult], None] = lambda r: None,
-           emit: Callable = lambda e: None,
-           on_applied: Callable[[], None] = lambda: None,
-           smoke: bool = True) -> DeployOutcome:
-    """Apply, follow the rollout to Ready, wait for the endpoint's address, send one request (through the
-    load balancer, or a port-forward to the ClusterIP Service)."""
-    import time
-
-    from llmctl.actions.rollout.diagnosis import DownloadSource
-    from llmctl.actions.rollout.endpoint import smoke_request, wait_for_address
-    from llmctl.actions.rollout.pods import Revision
-    from llmctl.actions.rollout.watcher import RolloutTarget, RolloutWatcher
-
-    started = time.monotonic()
-    api_key = existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
-    created = api_key is None
-    api_key = api_key or new_api_key()
-    documents = render(cfg, names, image=image, role_arn=role_arn, api_key=api_key)
-    outcome = DeployOutcome(apply_documents(kube, documents, names, report), image, api_key, created)
-    outcome.exposure = ex = exposures.exposure(cfg)
-    on_applied()
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
-    if want == 0:
-        return outcome
-    config_hash = deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]
-    target = RolloutTarget(
-        revision=Revision(names.namespace, ",".join(f"{k}={v}" for k, v in pod_selector(names).items()),
-                          {ANNOTATION_CONFIG_HASH: config_hash}),
-        replicas=want,
-        image=image,
-        timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
-        requested_timeout_s=timeout_s,
-        download=DownloadSource(cfg.model.bucket, cfg.model.prefix, role_arn, names.service_account),
-    )
-    result = RolloutWatcher(kube, target, emit).run()
-    outcome.ready_replicas = result.ready_replicas
-    outcome.timeline = None if result.already_ready else result.timeline
-    if not ex.load_balancer:
-        outcome.endpoint = exposures.cluster_url(names, ex)
-        if smoke:
-            from llmctl.k8s.portforward import forward_service
-
-            with forward_service(kube, names.namespace, names.app, ex.port, wait_s=10.0) as forward:
-                outcome.smoke = smoke_request(forward.url, api_key, cfg.model.served_name,
-                                              max(10.0, timeout_s - (time.monotonic() - started)))
-        return outcome
-    remaining = max(1.0, timeout_s - (time.monotonic() - started))
-    outcome.endpoint = exposures.endpoint_url(wait_for_address(kube, names.namespace, names.app, remaining), ex)
-    if smoke:
-        remaining = max(10.0, timeout_s - (time.monotonic() - started))
-        outcome.smoke = smoke_request(outcome.endpoint, api_key, cfg.model.served_name, remaining)
-    return outcome

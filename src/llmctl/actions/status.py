@@ -76,6 +76,18 @@ def _pod_summary(pod: dict) -> dict:
     }
 
 
+def _serving_revision(kube, names: Names, pods: list[dict]) -> dict | None:
+    """The recorded revision the Ready pods run (by their config hash), and the one recorded as serving."""
+    from llmctl.actions import revisions
+
+    records = revisions.history(kube, names)
+    running, recorded = revisions.pods_revision(records, pods), revisions.serving(records)
+    if running is None and recorded is None:
+        return None
+    return {"number": (running or recorded).number, "recorded_serving": recorded.number if recorded else None,
+            "image": (running or recorded).image, "outcome": (running or recorded).outcome}
+
+
 def collect_status(kube, cfg: LlmctlConfig, names: Names,
                    metrics: Callable[[str], dict] = fetch_metrics) -> dict:
     deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
@@ -106,6 +118,7 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
         "events": [{"reason": e.get("reason"), "object": (e.get("involvedObject") or {}).get("name"),
                     "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
         "metrics": None,
+        "revision": _serving_revision(kube, names, pods),
     }
     if service and any(p["ready"] for p in data["pods"]):
         data["metrics"] = _metrics_through_port_forward(kube, names, metrics)

@@ -26,3 +26,13 @@ def nodegroups(eks, cluster: str) -> list[dict]:
     """Every node group of the cluster, described."""
     names = aws_call(f"listing node groups of {cluster}", lambda: eks.list_nodegroups(clusterName=cluster).get("nodegroups", []))
     return [group for name in names if (group := describe_nodegroup(eks, cluster, name)) is not None]
+
+
+def scale_nodegroup(eks, cluster: str, name: str, desired: int) -> None:
+    """Set the node group's desired size (its min and max stay); EKS starts or stops instances to match."""
+    group = describe_nodegroup(eks, cluster, name) or {}
+    scaling = dict(group.get("scalingConfig") or {})
+    scaling["desiredSize"] = desired
+    scaling["minSize"] = min(scaling.get("minSize", desired), desired)
+    aws_call(f"scaling node group {name} to {desired}",
+             lambda: eks.update_nodegroup_config(clusterName=cluster, nodegroupName=name, scalingConfig=scaling))

@@ -1,4 +1,4 @@
-"""`llmctl deploy [--dry-run] [--output-dir DIR] [--image IMAGE] [--timeout S] [--show-api-key]`."""
+"""`llmctl deploy [--dry-run] [--output-dir DIR] [--image IMAGE] [--timeout S] [--allow-downtime] [--show-api-key]`."""
 
 from __future__ import annotations
 
@@ -26,16 +26,20 @@ def deploy(
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1.0, help="Seconds to wait for Ready (default: deploy.startup_timeout_s).")
     ] = None,
+    allow_downtime: Annotated[bool, typer.Option(
+        "--allow-downtime", help="Accept a recreate (no GPU for a second pod) without asking.")] = False,
     show_api_key: Annotated[bool, typer.Option("--show-api-key", help="Print the endpoint's API key.")] = False,
     output: OutputOption = None,
 ) -> None:
-    """Render, server-side apply, prune, then show the rollout, the timeline, the endpoint and a test request."""
+    """Plan, render, server-side apply, prune, then show the rollout, the timeline, the endpoint and a test request."""
     from llmctl.actions import deploy as actions
     from llmctl.errors import ConfigError, LlmctlError
 
     app = get_app(ctx, output)
     if image is not None:
         app.override("deploy.image", image, "--image")  # checked as deploy.image is, and blamed on the flag
+    if allow_downtime:
+        app.override("deploy.allow_downtime", True, "--allow-downtime")
     cfg, names, out = app.config, app.names, app.output
     if output_dir is not None and not dry_run:
         raise ConfigError("--output-dir works only with --dry-run (a real deploy applies to the cluster)",
@@ -53,9 +57,10 @@ def deploy(
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY)
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
+        plan = dry_run_plan(app, documents, resolved)
         files = actions.write_documents(documents, output_dir) if output_dir else []
         data = {"dry_run": True, "image": resolved, "role_arn": arn, "files": files, "exposure": exposed.to_dict(),
-                "documents": documents}
+                "plan": plan, "documents": documents}
 
         def render_dry(data: dict) -> None:
             if files:
@@ -69,11 +74,71 @@ def deploy(
         out.result(data, render_dry)
         return
 
+    out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
+    follow_rollout(app, resolved, timeout, show_api_key)
+
+
+def show_plan(out, update) -> None:
+    """The planner's choice and why, before anything is written; a recreate needs a yes (or --allow-downtime)."""
+    plan = update.plan
+    if plan is None:
+        out.info(f"revision {update.record.number} already serves this image, model and engine settings")
+        return
+    out.info(f"revision {update.record.number}: {plan.strategy}: {plan.reason}")
+    if plan.temporary_node:
+        node = plan.temporary_node
+        out.info(f"temporary node: one {node['instance_type']} at ${node['hourly_usd']:.3f}/h while both "
+                 "revisions run")
+    if plan.needs_consent:
+        out.confirm("Recreate the endpoint (it is down until the new revision is ready)?",
+                    refusal="the plan is a recreate: the endpoint is down until the new revision is ready",
+                    hint="pass --allow-downtime (or set deploy.allow_downtime: true), or free a GPU for a surge")
+
+
+def dry_run_plan(app, documents: list[dict], image: str) -> dict | None:
+    """The plan a real deploy would follow, from the cluster (reads only); None, with a warning, without one."""
+    from llmctl.actions.rollout import capacity
+    from llmctl.actions.rollout.planner import SurgeRefused
+    from llmctl.actions.rollout.update import prepare
+    from llmctl.errors import LlmctlError
+
+    out = app.output
+    try:
+        update = prepare(app.kube(), app.config, app.names, documents, image,
+                         node_group=lambda: capacity.node_group(app.aws, app.config, app.names))
+    except SurgeRefused:
+        raise
+    except LlmctlError as exc:
+        out.warn(f"no rollout plan: the cluster cannot be read ({exc.message})")
+        return None
+    if update.plan is None:
+        out.info(f"revision {update.record.number} already serves this image, model and engine settings")
+        return None
+    out.info(f"plan: revision {update.record.number}: {update.plan.strategy}: {update.plan.reason}")
+    return update.plan.to_dict()
+
+
+def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = False, skip_gate: bool = False,
+                   **extra) -> None:
+    """Run the planned rollout with its live display and render the outcome (`deploy` and `rollback`);
+    `extra` goes to the action (a recorded revision's `documents`, `rollback_of`). The promotion gate
+    (`deploy.gate`) judges the new pod unless `skip_gate`."""
+    from llmctl.actions import deploy as actions
+    from llmctl.actions.rollout import capacity
+    from llmctl.actions.gate import run_gate
+    from llmctl.actions.rollout.run import deploy as run_deploy
+    from llmctl.ui.gate import gate_progress, render_gate
     from llmctl.ui.rollout import RolloutDisplay, render_timeline
 
+    cfg, names, out = app.config, app.names, app.output
+
+    def gate(url: str, api_key: str, baseline: dict | None):
+        out.info(f"promotion gate on the new pod ({url}, a port-forward; no traffic yet):")
+        return run_gate(url, api_key=api_key, model=cfg.model.served_name, gate=cfg.deploy.gate, baseline=baseline,
+                        on_check=gate_progress(out))
+    exposed = actions.exposures.exposure(cfg)
     arn = actions.role_arn(app.aws.account_id, names)
     kube = app.kube()
-    out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     display = RolloutDisplay(out)
 
     def on_applied() -> None:
@@ -82,15 +147,24 @@ def deploy(
             display.start()
 
     try:
-        outcome = actions.deploy(cfg, names, kube, image=resolved, role_arn=arn,
-                                 timeout_s=timeout or cfg.deploy.startup_timeout_s,
-                                 report=out.report, emit=display, on_applied=on_applied)
+        outcome = run_deploy(cfg, names, kube, image=image, role_arn=arn,
+                             timeout_s=timeout or cfg.deploy.startup_timeout_s,
+                             report=out.report, emit=display, on_applied=on_applied,
+                             on_plan=lambda update: show_plan(out, update),
+                             node_group=lambda: capacity.node_group(app.aws, cfg, names),
+                             scale=capacity.scaler(app.aws, names), say=out.info,
+                             gate=None if skip_gate else gate, **extra)
     finally:
         display.stop()
     data = outcome.to_dict(show_api_key=show_api_key)
     data["secret"] = f"{names.namespace}/{names.api_key_secret}"
 
     def render(data: dict) -> None:
+        if data["revision"]:
+            rev = data["revision"]
+            out.print(f"revision {rev['number']} serves ({rev['strategy']}; image {rev['image']})", markup=False)
+        if data["revision"] and data["revision"]["gate"]:
+            render_gate(out, data["revision"]["gate"])
         if outcome.timeline is not None:
             render_timeline(out, outcome.timeline)
         elif data["ready_replicas"]:

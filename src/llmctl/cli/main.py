@@ -20,7 +20,7 @@ from llmctl.ui import Output
 
 # Each command name -> the module whose `register(app)` defines it, in the order `--help` lists them.
 COMMANDS = {
-    "init": "init", "doctor": "doctor", "cost": "cost", "deploy": "deploy", "status": "status", "logs": "status", "endpoint": "status",
+    "init": "init", "doctor": "doctor", "cost": "cost", "deploy": "deploy", "history": "history", "rollback": "rollback", "status": "status", "logs": "status", "endpoint": "status",
     "bench": "bench", "dashboard": "monitoring", "teardown": "teardown", "config": "config_cmd", "model": "model",
     "build": "build", "cluster": "cluster", "monitoring": "monitoring", "local": "local",
 }

@@ -59,6 +59,9 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
             return
         out.print(f"{data['deployment']}: {data['ready_replicas']}/{data['replicas']} ready")
         out.print(f"image:    {data['image']}", markup=False)
+        if data["revision"]:
+            rev = data["revision"]
+            out.print(f"revision: {rev['number']} serves ({rev['outcome']}; `llmctl history` lists them all)")
         model = data["model"]
         out.print(f"model:    {model['served_name']} from {model['source']} (max_model_len {model['max_model_len']})",
                   markup=False)

@@ -219,6 +219,12 @@ class DeployConfig(Section):
     )
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    strategy: Literal["auto", "surge", "recreate"] = Field(
+        "auto", description="How a new revision replaces the serving one: auto (the planner picks: surge when a GPU "
+        "can be had, else one pod at a time, else recreate with consent), surge (refused when it cannot schedule), "
+        "recreate (downtime).")
+    allow_downtime: bool = Field(False, description="Accept a recreate (every pod stops before the new one starts) "
+                                 "without asking.")
     gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("load_balancer_source_ranges")

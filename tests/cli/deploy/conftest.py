@@ -51,12 +51,18 @@ def stub_endpoint():
         def do_GET(self):
             if self.path == "/metrics":
                 self._send(200, METRICS.encode(), "text/plain")
+            elif self.path in ("/ready", "/health"):  # what the promotion gate's readiness check asks
+                self._send(200, b'{"status": "ready"}')
             else:
                 self._send(404, b"{}")
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            if self.path == "/v1/chat/completions":  # the gate's golden prompts
+                reply = {"choices": [{"message": {"role": "assistant", "content": "Alice and I like tea"},
+                                      "finish_reason": "stop"}], "usage": {"completion_tokens": 6}}
+                return self._send(200, json.dumps(reply).encode())
             if self.path != "/v1/completions":
                 return self._send(404, b"{}")
             reply = {"choices": [{"text": " Alice and I like tea", "finish_reason": "length"}],

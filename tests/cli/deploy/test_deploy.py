@@ -6,7 +6,7 @@ import base64
 import json
 import time
 
-from llmctl.actions.deploy import deploy
+from llmctl.actions.rollout.run import deploy
 from llmctl.actions.rollout.events import READY, PhaseStarted
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
@@ -24,7 +24,8 @@ def run_deploy(project, *args: str, timeout: str = "20"):
 
 
 def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, kube, stub_endpoint) -> None:
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}']))
+    # steps 0.2 s apart: the download is still running when the watcher starts (after the apply and prune)
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.2))
     done = run_deploy(project)
     assert done.returncode == 0, done.stderr
     err, out = done.stderr, done.stdout
@@ -115,7 +116,7 @@ def test_pruning_removes_a_dropped_object(project, kube, stub_endpoint) -> None:
     assert kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm") is None
 
 
-def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> None:
+def test_dry_run_writes_files_and_changes_nothing_in_the_cluster(llmctl, kube, tmp_path) -> None:
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     llmctl.write_config(config_text(8000))
     before = len(kube.requests)
@@ -127,7 +128,8 @@ def test_dry_run_writes_files_and_touches_no_cluster(llmctl, kube, tmp_path) -> 
                      "07-deployment-vllm-llama.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
-    assert len(kube.requests) == before
+    assert "plan: revision 1: initial: nothing serves yet" in done.stderr  # the planner read the cluster
+    assert {r.method for r in kube.requests[before:]} == {"GET"}
 
 
 def test_no_image_says_how_to_get_one(llmctl) -> None:

@@ -1,0 +1,160 @@
+"""`llmctl deploy` (and `llmctl rollback`) as one action: plan, apply, follow, gate, promote or roll back.
+
+The planner's choice is shown (`on_plan`) before anything is written; a temporary GPU node is asked for
+before the new pods exist (so they never wait Pending); the new revision's record is written before the
+apply; the rollout watcher and its diagnosis decide whether the new pods came up; the gate judges the new pod
+directly; only then does the revision serve. A failure on the way puts the previous revision's documents
+back (`update.roll_back`) and re-raises the diagnosis, so the command exits 1 with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llmctl.actions import deploy as manifests
+from llmctl.actions import exposure as exposures
+from llmctl.actions.rollout import update as updates
+from llmctl.config import LlmctlConfig, Names
+from llmctl.errors import LlmctlError
+from llmctl.k8s.apply import ApplyResult
+
+
+@dataclass
+class DeployOutcome:
+    objects: list[ApplyResult]
+    image: str
+    api_key: str
+    api_key_created: bool
+    timeline: object | None = None  # rollout.Timeline
+    ready_replicas: int = 0
+    endpoint: str | None = None
+    smoke: object | None = None  # rollout.SmokeResult
+    exposure: exposures.Exposure | None = None
+    update: updates.Update | None = None
+
+    def to_dict(self, show_api_key: bool = False) -> dict:
+        up = self.update
+        data = {
+            "objects": [o.to_dict() for o in self.objects],
+            "changed": any(o.action != "unchanged" for o in self.objects),
+            "image": self.image,
+            "api_key_created": self.api_key_created,
+            "ready_replicas": self.ready_replicas,
+            "timeline": self.timeline.to_dict() if self.timeline is not None else None,
+            "endpoint": self.endpoint,
+            "smoke": self.smoke.to_dict() if self.smoke is not None else None,
+            "exposure": self.exposure.to_dict() if self.exposure is not None else None,
+            "revision": up.record.to_dict() if up else None,
+            "plan": up.plan.to_dict() if up and up.plan else None,
+        }
+        if show_api_key:
+            data["api_key"] = self.api_key
+        return data
+
+
+def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, timeout_s: float,
+           report: Callable[[ApplyResult], None] = lambda r: None,
+           emit: Callable = lambda e: None,
+           on_applied: Callable[[], None] = lambda: None,
+           on_plan: Callable[[updates.Update], None] = lambda u: None,
+           gate: Callable[[str, str, dict | None], object] | None = None,
+           node_group: Callable[[], object] = lambda: None,
+           scale: Callable[[str, int], None] | None = None,
+           say: Callable[[str], None] = lambda m: None,
+           documents: list[dict] | None = None,
+           rollback_of: int | None = None,
+           smoke: bool = True) -> DeployOutcome:
+    """Apply, follow the rollout to Ready, gate the new revision, wait for the endpoint's address, send one
+    request (through the load balancer, or a port-forward to the ClusterIP Service). `documents` (rollback)
+    replaces the rendered revision documents with a recorded revision's."""
+    from llmctl.actions.rollout.watcher import RolloutFailed
+
+    started = time.monotonic()
+    api_key = manifests.existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
+    created = api_key is None
+    api_key = api_key or manifests.new_api_key()
+    rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key)
+    if documents is not None:  # the recorded revision's Deployment and env ConfigMap replace the rendered ones
+        keyed = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+        rendered = [keyed.get((d["kind"], d["metadata"]["name"]), d) for d in rendered]
+    update = updates.prepare(kube, cfg, names, rendered, image, node_group=node_group, rollback_of=rollback_of)
+    on_plan(update)
+    pod_spec = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    if update.plan is not None and update.plan.grow_node_group:
+        if scale is None:
+            raise LlmctlError("the plan grows the node group, but no AWS access was given to grow it",
+                              hint="run `llmctl deploy` with AWS credentials for the cluster's account")
+        updates.grow(update, scale, timeout_s, pod_spec, cfg.deploy.gpus, say)
+    if update.previous is not None:  # the first revision's record follows its rollout (no namespace yet)
+        updates.begin(update)
+    outcome = DeployOutcome([], image, api_key, created, exposure=exposures.exposure(cfg), update=update)
+    try:
+        outcome.objects = manifests.apply_documents(kube, rendered, names, report)
+        on_applied()
+        result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit)
+        if result is not None:
+            outcome.ready_replicas = result.ready_replicas
+            outcome.timeline = None if result.already_ready else result.timeline
+            updates.run_gate(update, result.pod, cfg.server.port, gate, api_key)
+    except (RolloutFailed, updates.GateFailed) as exc:
+        if update.changes:
+            say(f"rolling back: revision {update.record.number} failed; "
+                + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before"))
+            updates.roll_back(update, exc, lambda docs: [kube.apply(d) for d in docs])
+            if update.previous is not None:
+                updates.wait_for_revision(kube, names, update.previous, max(1, cfg.deploy.replicas),
+                                          max(10.0, timeout_s))
+            if scale is not None:
+                updates.shrink(update, scale)
+        raise
+    updates.promote(update, outcome.timeline.total_s if outcome.timeline is not None else None)
+    if scale is not None and update.grown:
+        say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}")
+        updates.shrink(update, scale)
+    if result is not None:
+        _endpoint(cfg, names, kube, outcome, api_key, timeout_s, started, smoke)
+    return outcome
+
+
+def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, emit):
+    """The rollout watcher on the new revision's pods (by config hash); None when no replica is wanted."""
+    from llmctl.actions.rollout.diagnosis import DownloadSource
+    from llmctl.actions.rollout.pods import Revision
+    from llmctl.actions.rollout.watcher import RolloutTarget, RolloutWatcher
+
+    want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
+    if want == 0:
+        return None
+    target = RolloutTarget(
+        revision=Revision(names.namespace, ",".join(f"{k}={v}" for k, v in manifests.pod_selector(names).items()),
+                          {manifests.ANNOTATION_CONFIG_HASH: updates.config_hash(documents)}),
+        replicas=want,
+        image=image,
+        timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
+        requested_timeout_s=timeout_s,
+        download=DownloadSource(cfg.model.bucket, cfg.model.prefix, role_arn, names.service_account),
+    )
+    return RolloutWatcher(kube, target, emit).run()
+
+
+def _endpoint(cfg, names, kube, outcome: DeployOutcome, api_key: str, timeout_s: float, started: float,
+              smoke: bool) -> None:
+    from llmctl.actions.rollout.endpoint import smoke_request, wait_for_address
+
+    ex = outcome.exposure
+    if not ex.load_balancer:
+        outcome.endpoint = exposures.cluster_url(names, ex)
+        if smoke:
+            from llmctl.k8s.portforward import forward_service
+
+            with forward_service(kube, names.namespace, names.app, ex.port, wait_s=10.0) as forward:
+                outcome.smoke = smoke_request(forward.url, api_key, cfg.model.served_name,
+                                              max(10.0, timeout_s - (time.monotonic() - started)))
+        return
+    remaining = max(1.0, timeout_s - (time.monotonic() - started))
+    outcome.endpoint = exposures.endpoint_url(wait_for_address(kube, names.namespace, names.app, remaining), ex)
+    if smoke:
+        remaining = max(10.0, timeout_s - (time.monotonic() - started))
+        outcome.smoke = smoke_request(outcome.endpoint, api_key, cfg.model.served_name, remaining)

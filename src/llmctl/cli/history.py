@@ -1,0 +1,41 @@
+"""`llmctl history [--output json]`: the endpoint's revisions, as recorded in the cluster."""
+
+from __future__ import annotations
+
+import typer
+
+from llmctl.cli.context import OutputOption, get_app
+
+
+def register(app: typer.Typer) -> None:
+    app.command("history", help="List the endpoint's revisions (image, model, strategy, gate, outcome).")(history)
+
+
+def history(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Every revision, oldest first; the serving one is marked."""
+    from llmctl.actions import revisions
+
+    app = get_app(ctx, output)
+    records = revisions.history(app.kube(), app.names)
+    serving = revisions.serving(records)
+    data = {"deployment": f"{app.names.namespace}/{app.names.app}", "serving": serving.number if serving else None,
+            "revisions": [r.to_dict() for r in records]}
+
+    def render(data: dict) -> None:
+        out = app.output
+        if not data["revisions"]:
+            out.print(f"no revisions recorded for {data['deployment']}: run `llmctl deploy`")
+            return
+        rows = []
+        for r in data["revisions"]:
+            gate = r["gate"]
+            rows.append((("* " if r["number"] == data["serving"] else "  ") + str(r["number"]), r["created"],
+                         (r["image_digest"] or r["image"])[:19], r["model"], r["config_hash"], r["strategy"],
+                         "-" if gate is None else ("passed" if gate.get("passed") else "failed"), r["outcome"]))
+        out.table(f"revisions of {data['deployment']} (* serves)",
+                  ["revision", "created", "image", "model", "config", "strategy", "gate", "outcome"], rows)
+        for r in data["revisions"]:
+            if r["diagnosis"]:
+                out.print(f"revision {r['number']}: {r['diagnosis']}", markup=False)
+
+    app.output.result(data, render)
