@@ -64,11 +64,23 @@ class ModelConfig(Section):
     load_format: Literal["auto", "safetensors", "runai_streamer"] = Field(
         "auto", description="runai_streamer streams weights straight from S3 (no init download)."
     )
+    adapters: dict[str, str | None] = Field(
+        default_factory=dict, description="LoRA adapters every replica serves: name -> key prefix in model.bucket "
+        "(empty: <prefix>-adapters/<name>, where `llmctl adapter push` puts it).")
 
     @field_validator("prefix")
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+                raise Invalid(f"adapter name {name!r} has other characters than letters, digits, '.', '_' and '-'",
+                              fix="rename the adapter (requests name it as their model)")
+        return {name: (where or "").strip("/") or None for name, where in value.items()}
 
 
 class BuildConfig(Section):
