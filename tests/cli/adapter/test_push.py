@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from llmctl.actions import model
 from tests.fixtures.server import make_tiny_lora
 
 CONFIG = "project:\n  name: demo\nmodel:\n  bucket: models\n  prefix: tiny\n"
@@ -19,7 +20,7 @@ def base(llmctl, aws, tiny_model_dir):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="models")
     llmctl.write_config(CONFIG)
-    llmctl("model", "upload", str(tiny_model_dir), check=True)
+    model.upload_model(s3, tiny_model_dir, "models", "tiny", {})  # `model upload`'s own test drives its CLI
     return s3
 
 
@@ -77,32 +78,43 @@ def _edited(src, dest, **changes):
 
 
 def test_mismatched_adapters_are_refused_in_one_line_before_upload(llmctl, base, tmp_path):
+    from llmctl.actions import adapter
+    from llmctl.config import Names, load_config
+    from llmctl.errors import ConfigError
+
     good = make_tiny_lora(tmp_path / "good")
     pickled = shutil.copytree(good, tmp_path / "pickled")
     (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
     cases = {
-        "wrong-base": (_reshaped(good, tmp_path / "wide", 256), "has 256 inputs but the base model's has 128"),
         "missing-module": (_edited(good, tmp_path / "gate", target_modules=["q_proj", "gate_projx"]),
                            "targets module 'gate_projx' but the base model"),
         "not-lora": (_edited(good, tmp_path / "ia3", peft_type="IA3"), "peft_type is IA3, not LORA"),
         "pickled": (pickled, "has no safetensors weights (adapter_model.bin is pickled)"),
         "no-config": (tmp_path, "has no adapter_config.json"),
+        "r16": (make_tiny_lora(tmp_path / "r16", rank=16), "r=16 is above the engine's max_lora_rank 8 (server.max_lora_rank)"),
+        "bad name!": (good, "is not an adapter name"),
     }
+    path = llmctl.write_config(CONFIG + "server:\n  enable_lora: true\n  max_lora_rank: 8\n")
+    cfg = load_config(path)
     for name, (folder, words) in cases.items():
-        done = llmctl("adapter", "push", str(folder), "--name", name)
-        assert done.returncode == 2, (name, done.stdout, done.stderr)
-        assert words in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
-        assert len(done.stderr.strip().splitlines()) <= 2, done.stderr  # the error and its hint
-    llmctl.write_config(CONFIG + "server:\n  enable_lora: true\n  max_lora_rank: 8\n")
-    done = llmctl("adapter", "push", str(make_tiny_lora(tmp_path / "r16", rank=16)), "--name", "r16")
-    assert done.returncode == 2 and "r=16 is above the engine's max_lora_rank 8 (server.max_lora_rank)" in done.stderr
-    done = llmctl("adapter", "push", str(good), "--name", "bad name!")
-    assert done.returncode == 2 and "is not an adapter name" in done.stderr
+        with pytest.raises(ConfigError) as refused:
+            adapter.push(cfg, Names.from_config(cfg), base, folder, name)
+        assert words in refused.value.message and "\n" not in refused.value.message, name
+    # As a user sees it: one line and its hint, exit 2.
+    done = llmctl("adapter", "push", str(_reshaped(good, tmp_path / "wide", 256)), "--name", "wide")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "adapter wide" in done.stderr and "has 256 inputs but the base model's has 128" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert keys(base, "tiny-adapters/") == []  # nothing was uploaded
 
 
 def test_push_needs_the_base_model_in_s3(llmctl, aws, tmp_path):
+    from llmctl.actions import adapter
+    from llmctl.config import Names, load_config
+    from llmctl.errors import ConfigError
+
     aws.client("s3").create_bucket(Bucket="models")
-    llmctl.write_config(CONFIG)
-    done = llmctl("adapter", "push", str(make_tiny_lora(tmp_path / "a")), "--name", "a")
-    assert done.returncode == 2 and "no base model at s3://models/tiny" in done.stderr and "model upload" in done.stderr
+    cfg = load_config(llmctl.write_config(CONFIG))
+    with pytest.raises(ConfigError) as refused:
+        adapter.push(cfg, Names.from_config(cfg), aws.client("s3"), make_tiny_lora(tmp_path / "a"), "a")
+    assert "no base model at s3://models/tiny" in refused.value.message and "model upload" in refused.value.hint
