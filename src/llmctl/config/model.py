@@ -12,7 +12,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmctl.config import gpus
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
@@ -75,7 +75,10 @@ class ModelConfig(Section):
 
     @field_validator("adapters")
     @classmethod
-    def _adapter_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+    def _adapter_names(cls, value: dict[str, str | None], info: ValidationInfo) -> dict[str, str | None]:
+        if value and info.data.get("load_format") == "runai_streamer":
+            raise Invalid("adapters need the init container's download, which load_format runai_streamer skips",
+                          fix="set model.load_format: auto, or serve the adapters merged")
         for name in value:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
                 raise Invalid(f"adapter name {name!r} has other characters than letters, digits, '.', '_' and '-'",
