@@ -242,12 +242,15 @@ def object_listing(s3, bucket: str, prefix: str) -> dict[str, dict]:
 
 
 def child_prefixes(s3, bucket: str, prefix: str) -> list[str]:
-    """The `folder` names directly under `prefix` (which ends with '/'), as S3's delimiter listing gives them."""
+    """The `folder` names directly under `prefix` (which ends with '/'), as S3's delimiter listing gives them;
+    none in a bucket that does not exist (yet)."""
     found = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             found += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
     except AWS_ERRORS as exc:
+        if error_code(exc) in NO_BUCKET:
+            return []
         raise aws_error(exc, f"listing s3://{bucket}/{prefix}") from None
     return sorted(found)
 

@@ -72,6 +72,9 @@ def deploy(
     from llmctl.ui.rollout import RolloutDisplay, render_timeline
 
     arn = actions.role_arn(app.aws.account_id, names)
+    from llmctl.actions.adapter_env import with_discovered
+
+    cfg = with_discovered(cfg, app.aws.s3)  # every adapter pushed beside the model is served
     kube = app.kube()
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     display = RolloutDisplay(out)

@@ -118,3 +118,17 @@ def test_push_needs_the_base_model_in_s3(llmctl, aws, tmp_path):
     with pytest.raises(ConfigError) as refused:
         adapter.push(cfg, Names.from_config(cfg), aws.client("s3"), make_tiny_lora(tmp_path / "a"), "a")
     assert "no base model at s3://models/tiny" in refused.value.message and "model upload" in refused.value.hint
+
+
+def test_deploy_serves_every_pushed_adapter_with_the_rank_derived(llmctl, base, tmp_path):
+    from llmctl.actions import adapter
+    from llmctl.actions.adapter_env import adapter_env, with_discovered
+    from llmctl.config import Names, load_config
+
+    cfg = load_config(llmctl.write_config(CONFIG))
+    assert with_discovered(cfg, base) is cfg and adapter_env(cfg) == {}  # none pushed: LoRA stays off
+    for name, rank in (("sql", 8), ("chat", 16)):
+        adapter.push(cfg, Names.from_config(cfg), base, make_tiny_lora(tmp_path / name, rank=rank), name)
+    env = adapter_env(with_discovered(cfg, base))
+    assert env["ADAPTERS"] == "chat=tiny-adapters/chat sql=tiny-adapters/sql" and env["MAX_LORA_RANK"] == "16"
+    assert env["ENABLE_LORA"] == "true" and env["MAX_LORAS"] == "3"
