@@ -64,6 +64,33 @@ def test_runtime_adapter_routes_need_the_key_then_load_and_unload(lora_server):
     assert greedy(server, "chat").status_code == 404
 
 
+def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lora_server, llmctl, aws, tiny_model_dir,
+                                                                            tmp_path):
+    from llmctl.actions.model import upload_model
+    from llmctl.state import StateStore
+
+    server, _ = lora_server
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="models")
+    upload_model(s3, tiny_model_dir, "models", "tiny", {})
+    llmctl.write_config("project:\n  name: demo\nmodel:\n  bucket: models\n  prefix: tiny\n")
+    StateStore(llmctl.cwd / ".llmctl", "demo").set("local", {"url": server.url, "api_key": server.api_key,
+                                                             "state_dir": str(tmp_path)})
+    hot = make_tiny_lora(tmp_path / "hot", rank=8, seed=3)
+    pushed = json.loads(llmctl("adapter", "push", str(hot), "--name", "hot", "--live", "-o", "json", check=True).stdout)
+    assert pushed["live"] == [{"replica": "local", "result": "loaded"}] and pushed["uploaded"]
+    base, adapted = greedy(server, "tiny-llama"), greedy(server, "hot")  # no restart: the same process serves it
+    assert adapted.status_code == 200 and base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
+    listed = json.loads(llmctl("adapter", "list", "-o", "json", check=True).stdout)
+    assert listed["replicas"] == [{"replica": "local", "adapters": ["hot", "sql"]}]
+    assert [a["name"] for a in listed["adapters"]] == ["hot"]
+
+    removed = json.loads(llmctl("adapter", "rm", "hot", "--live", "--yes", "-o", "json", check=True).stdout)
+    assert removed["live"] == [{"replica": "local", "result": "unloaded"}]
+    assert greedy(server, "hot").status_code == 404 and "hot" not in {m.id for m in server.openai().models.list().data}
+    assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/").get("KeyCount") == 0
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_0(lora_server):
     server, _ = lora_server
     max_tokens = 500
