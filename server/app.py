@@ -110,6 +110,9 @@ class ServerApp:
         return JSONResponse(body, status_code=503)
 
     def metrics(self) -> Response:
+        models = getattr(getattr(self.engine.openai_app, "state", None), "openai_serving_models", None)
+        if models is not None and self.settings.enable_lora:
+            metrics.set_adapters([m.partition("=")[0] for m in self.settings.lora_modules], list(models.lora_requests))
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 

@@ -81,6 +81,10 @@ def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lor
     assert pushed["live"] == [{"replica": "local", "result": "loaded"}] and pushed["uploaded"]
     base, adapted = greedy(server, "tiny-llama"), greedy(server, "hot")  # no restart: the same process serves it
     assert adapted.status_code == 200 and base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
+    assert server.metric("vllm_tokens_generated_total", model="hot") == 8  # per-adapter series
+    assert server.metric("vllm_lora_adapter_loaded", adapter="hot") == server.metric("vllm_lora_adapter_loaded", adapter="sql") == 1
+    assert server.metric("vllm_requests_total", model="hot", status="success") == 1
+    assert server.metric("vllm_time_to_first_token_seconds_count", model="tiny-llama") >= 1
     listed = json.loads(llmctl("adapter", "list", "-o", "json", check=True).stdout)
     assert listed["replicas"] == [{"replica": "local", "adapters": ["hot", "sql"]}]
     assert [a["name"] for a in listed["adapters"]] == ["hot"]
@@ -88,6 +92,7 @@ def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lor
     removed = json.loads(llmctl("adapter", "rm", "hot", "--live", "--yes", "-o", "json", check=True).stdout)
     assert removed["live"] == [{"replica": "local", "result": "unloaded"}]
     assert greedy(server, "hot").status_code == 404 and "hot" not in {m.id for m in server.openai().models.list().data}
+    assert ("vllm_lora_adapter_loaded", (("adapter", "hot"),)) not in server.metrics()
     assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/").get("KeyCount") == 0
 
 
