@@ -96,6 +96,20 @@ def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lor
     assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/").get("KeyCount") == 0
 
 
+def test_bench_compare_runs_the_base_and_an_adapter_on_the_engine(lora_server, llmctl, tmp_path):
+    server, _ = lora_server
+    done = llmctl("bench", "--url", server.url, "--api-key", server.api_key, "-n", "16", "--input-len", "32",
+                  "--output-len", "32", "--concurrency", "4", "--hourly-price", "0.526", "--compare", "base,sql",
+                  "-o", "json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "compare.json").write_text(done.stdout)  # docs/adapters.md quotes a run of it
+    compare = json.loads(done.stdout)["compare"]
+    assert compare["models"] == ["tiny-llama", "sql"]
+    assert all(run["completed"] == 16 and run["failed"] == 0 for run in compare["runs"].values())
+    assert compare["ratios"]["median_tpot_ms"] > 0 and compare["ratios"]["usd_per_million_output_tokens"] > 0
+    assert server.metric("vllm_requests_total", model="sql", status="success") >= 16
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_0(lora_server):
     server, _ = lora_server
     max_tokens = 500
