@@ -31,7 +31,8 @@ CHECKED = {
     "local status", "local down",
 }
 # Commands this module does not run, and where their JSON is checked instead.
-ELSEWHERE = {"local up": "tests/cli/local/test_local.py (starts the vLLM engine)"}
+ELSEWHERE = {"local up": "tests/cli/local/test_local.py (starts the vLLM engine)",
+             **dict.fromkeys(("adapter push", "adapter list", "adapter rm"), "tests/cli/adapter/test_push.py")}
 
 
 def run_json(llmctl, *args: str, code: int | None = 0, error: bool | None = None, timeout: float = 300):
