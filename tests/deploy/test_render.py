@@ -43,7 +43,7 @@ SCENARIOS = {
     },
     # LoRA adapters: one where `adapter push` puts it, one at a location of its own; rank set by hand.
     "adapters": {
-        "model": {"bucket": "llama-models", "adapters": {"sql": None, "chat": "fine-tunes/chat-v2/"}},
+        "model": {"bucket": "llama-models", "adapters": {"sql": None, "chat": "llama-2-7b-merged-vllm-adapters/chat-v2/"}},
         "server": {"enable_lora": True, "max_lora_rank": 32},
     },
     # Weights streamed from S3 (no init download), an HPA, an internal NLB.
@@ -203,7 +203,8 @@ def test_image_resolution() -> None:
 def test_declared_adapters_are_downloaded_by_the_init_container_and_served_from_the_start() -> None:
     env = by_kind(rendered("adapters"))["ConfigMap"]["data"]
     root = "/models/llama-2-7b-merged-vllm-adapters"
-    assert env["ADAPTERS"] == "chat=fine-tunes/chat-v2 sql=llama-2-7b-merged-vllm-adapters/sql"
+    assert env["ADAPTERS"] == ("chat=llama-2-7b-merged-vllm-adapters/chat-v2 "
+                               "sql=llama-2-7b-merged-vllm-adapters/sql")
     assert env["ADAPTERS_PATH"] == root and env["ENABLE_LORA"] == "true" and env["MAX_LORA_RANK"] == "32"
     assert env["LORA_MODULES"] == f"chat={root}/chat sql={root}/sql" and env["MAX_LORAS"] == "3"
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "true"
@@ -213,3 +214,5 @@ def test_declared_adapters_are_downloaded_by_the_init_container_and_served_from_
     assert "ADAPTERS" not in by_kind(rendered("default"))["ConfigMap"]["data"]
     with pytest.raises(ValueError, match="runai_streamer"):
         LlmctlConfig.model_validate({"model": {"bucket": "b", "load_format": "runai_streamer", "adapters": {"a": None}}})
+    with pytest.raises(ValueError, match="outside llama-2-7b-merged-vllm-adapters/, the only adapters prefix"):
+        LlmctlConfig.model_validate({"model": {"bucket": "b", "adapters": {"a": "elsewhere/a"}}})

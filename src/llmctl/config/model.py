@@ -66,7 +66,7 @@ class ModelConfig(Section):
     )
     adapters: dict[str, str | None] = Field(
         default_factory=dict, description="LoRA adapters every replica serves: name -> key prefix in model.bucket "
-        "(empty: <prefix>-adapters/<name>, where `llmctl adapter push` puts it).")
+        "under <prefix>-adapters/ (empty: <prefix>-adapters/<name>, where `llmctl adapter push` puts it).")
 
     @field_validator("prefix")
     @classmethod
@@ -83,7 +83,13 @@ class ModelConfig(Section):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
                 raise Invalid(f"adapter name {name!r} has other characters than letters, digits, '.', '_' and '-'",
                               fix="rename the adapter (requests name it as their model)")
-        return {name: (where or "").strip("/") or None for name, where in value.items()}
+        value = {name: (where or "").strip("/") or None for name, where in value.items()}
+        root = f"{info.data.get('prefix', '')}-adapters/"
+        outside = [f"{name}: {where}" for name, where in value.items() if where and not where.startswith(root)]
+        if outside:  # the pod's role reads the model's prefix and the adapters root beside it, nothing else
+            raise Invalid(f"adapter location {outside[0]} is outside {root}, the only adapters prefix the pod's role "
+                          "can read", fix=f"put it under {root} (or leave it empty: {root}<name>)")
+        return value
 
 
 class BuildConfig(Section):
