@@ -157,9 +157,12 @@ image: base-image $(WHEELS_STAMP)
 # The whole lifecycle locally: embedded S3, model upload + download, the vLLM CPU engine, a short
 # benchmark, and a clean stop (also when the benchmark fails).
 DEMO := $(VENV)/bin/llmctl --config demo/llmctl.yaml
+DEMO_ADAPTER := .llmctl/demo-adapter
 demo: install
-	$(DEMO) local up
-	@status=0; $(DEMO) bench || status=$$?; $(DEMO) local down; exit $$status
+	$(PY) -c 'import pathlib, llmctl.tinymodel as t; t.make_tiny_lora(pathlib.Path("$(DEMO_ADAPTER)"))'
+	$(DEMO) local up --adapter $(DEMO_ADAPTER):demo-sql
+	@status=0; $(DEMO) bench || status=$$?; $(DEMO) bench --compare base,demo-sql -n 20 || status=$$?; \
+	$(DEMO) local down; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .llmctl .cache

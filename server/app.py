@@ -43,6 +43,7 @@ class ServerApp:
         self.body_limits = request_checks.limits_from(settings, vllm_seam.max_model_len(vllm_config))
         self.probes = {"/health": self.health, "/ready": self.ready,
                        "/metrics": lambda: metrics.on_api_port(settings.metrics_port)}
+        metrics.before_scrape(self.refresh_adapter_gauge)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -112,6 +113,11 @@ class ServerApp:
             body["reason"] = self.engine.error
         return JSONResponse(body, status_code=503)
 
+    def refresh_adapter_gauge(self) -> None:
+        """Before each scrape (either listener): which declared adapters the engine has loaded now."""
+        models = getattr(getattr(self.engine.openai_app, "state", None), "openai_serving_models", None)
+        if models is not None and self.settings.enable_lora:
+            metrics.set_adapters([m.partition("=")[0] for m in self.settings.lora_modules], list(models.lora_requests))
 
 def create_app(settings: Settings, vllm_args, vllm_config, on_fatal: Callable[[], None] = lambda: None):
     """(the ASGI app to serve, the ServerApp inside it); `on_fatal` runs when the model fails to load."""

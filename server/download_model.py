@@ -1,8 +1,10 @@
-"""`python -m server.download_model`: S3_BUCKET/S3_PREFIX -> MODEL_PATH, verified, resumable.
+"""`python -m server.download_model`: S3_BUCKET/S3_PREFIX -> MODEL_PATH, verified, resumable; then every
+LoRA adapter in ADAPTERS (`name=key-prefix` words) -> ADAPTERS_PATH/<name>, each against its manifest.
 
 Credentials come from the default chain only (IRSA in the pod); AWS_ENDPOINT_URL is honoured by
 botocore. Progress is JSON lines on stdout (`start`, `progress` at least once a second, `verify_failed`,
-`done` or `error`); a failure also prints one line on stderr and exits 1 (2 for bad settings).
+`done` or `error`; `adapter_<event>` with the adapter's `name` for each adapter's, before the model's
+`done`); a failure also prints one line on stderr and exits 1 (2 for bad settings).
 """
 
 from __future__ import annotations
@@ -60,6 +62,39 @@ def _int_env(name: str, default: int) -> int:
     return int(raw)
 
 
+def adapter_list(raw: str, root: str) -> list[tuple[str, str]]:
+    """(name, key prefix) of each ADAPTERS word; ADAPTERS_PATH is required with them."""
+    out = []
+    for word in raw.split():
+        name, _, prefix = word.partition("=")
+        if not name or not prefix.strip("/") or "/" in name or name.startswith("."):
+            raise DownloadError(f"ADAPTERS entry {word!r} must be name=key-prefix")
+        out.append((name, prefix.strip("/")))
+    if out and not root:
+        raise DownloadError("ADAPTERS is set but ADAPTERS_PATH is not")
+    return out
+
+
+def download_adapters(s3, bucket: str, adapters: list[tuple[str, str]], root: Path, part_size: int,
+                      concurrency: int) -> list[dict]:
+    """Each adapter needs its manifest (written last by `llmctl adapter push`): a half-pushed adapter fails here,
+    not as an engine that starts without it."""
+    done = []
+    for name, prefix in adapters:
+        def on_event(event: dict, name: str = name) -> None:
+            emit({**event, "event": f"adapter_{event['event']}", "name": name})
+
+        downloader = Downloader(s3, bucket, prefix, root / name, part_size=part_size, concurrency=concurrency,
+                                on_event=on_event)
+        if not downloader.plan()[1]:
+            raise DownloadError(f"adapter {name}: s3://{bucket}/{prefix}/llmctl-manifest.json is missing "
+                                "(push it with `llmctl adapter push`, or remove it from model.adapters)")
+        summary = downloader.run()
+        on_event({"event": "done", **summary})
+        done.append({"name": name, "bytes_total": summary["bytes_total"], "bytes_fetched": summary["bytes_fetched"]})
+    return done
+
+
 def main() -> int:
     bucket = os.environ.get("S3_BUCKET", "").strip()
     prefix = os.environ.get("S3_PREFIX", "").strip()
@@ -69,6 +104,7 @@ def main() -> int:
             raise DownloadError("S3_BUCKET and MODEL_PATH must be set")
         part_size = _int_env("DOWNLOAD_PART_MB", 64) * 1024 * 1024
         concurrency = _int_env("DOWNLOAD_CONCURRENCY", 16)
+        adapters = adapter_list(os.environ.get("ADAPTERS", ""), os.environ.get("ADAPTERS_PATH", "").strip())
     except DownloadError as exc:
         print(f"download_model: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +133,9 @@ def main() -> int:
     reporter.start()
     try:
         summary = downloader.run()
+        stop.set()
+        summary["adapters"] = download_adapters(s3, bucket, adapters, Path(os.environ.get("ADAPTERS_PATH", "").strip()),
+                                                part_size, concurrency)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
         if isinstance(exc, KeyboardInterrupt):
             return 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -26,20 +27,23 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REQUESTS = Counter(
     "vllm_requests_total",
     "Requests by outcome: success, invalid, unauthorized, rejected (429), unavailable, aborted, error.",
-    ["status", "endpoint"],
+    ["status", "endpoint", "model"],
 )
 LATENCY = Histogram(
-    "vllm_request_latency_seconds", "End-to-end latency of successful requests.", ["endpoint"], buckets=LATENCY_BUCKETS
+    "vllm_request_latency_seconds", "End-to-end latency of successful requests.", ["endpoint", "model"], buckets=LATENCY_BUCKETS
 )
 TTFT = Histogram(
-    "vllm_time_to_first_token_seconds", "Time from request arrival to the first generated token.", ["endpoint"],
+    "vllm_time_to_first_token_seconds", "Time from request arrival to the first generated token.", ["endpoint", "model"],
     buckets=TTFT_BUCKETS,
 )
-TOKENS_GENERATED = Counter("vllm_tokens_generated_total", "Completion tokens generated.", ["endpoint"])
-PROMPT_TOKENS = Counter("vllm_prompt_tokens_total", "Prompt tokens processed.", ["endpoint"])
+TOKENS_GENERATED = Counter("vllm_tokens_generated_total", "Completion tokens generated.", ["endpoint", "model"])
+PROMPT_TOKENS = Counter("vllm_prompt_tokens_total", "Prompt tokens processed.", ["endpoint", "model"])
 ACTIVE = Gauge("vllm_active_requests", "Requests holding an engine slot.")
 QUEUED = Gauge("vllm_queued_requests", "Requests waiting for an engine slot (MAX_QUEUED_REQUESTS bounds it).")
 MODEL_LOADED = Gauge("vllm_model_loaded", "1 once the model is loaded and warmed up, else 0.")
+ADAPTER_LOADED = Gauge("vllm_lora_adapter_loaded",
+                       "1 for each LoRA adapter the engine serves now, 0 for one LORA_MODULES declares but it does not.",
+                       ["adapter"])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -50,6 +54,7 @@ class RequestRecord:
 
     endpoint: str
     keep_prompt: bool = False
+    model: str = ""  # the base's served name or the LoRA adapter's, once the engine has the request
     arrival: float = field(default_factory=time.perf_counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -70,21 +75,21 @@ CURRENT: ContextVar[RequestRecord | None] = ContextVar("llmctl_request", default
 
 
 @functools.cache
-def _series(endpoint: str) -> tuple:
-    """The labelled children of one endpoint (labels() takes a lock and builds a key each call)."""
-    return (PROMPT_TOKENS.labels(endpoint), TOKENS_GENERATED.labels(endpoint), TTFT.labels(endpoint),
-            LATENCY.labels(endpoint))
+def _series(endpoint: str, model: str) -> tuple:
+    """The labelled children of one endpoint and model (labels() takes a lock and builds a key each call)."""
+    return (PROMPT_TOKENS.labels(endpoint, model), TOKENS_GENERATED.labels(endpoint, model), TTFT.labels(endpoint, model),
+            LATENCY.labels(endpoint, model))
 
 
 @functools.cache
-def _requests(outcome: str, endpoint: str):
-    return REQUESTS.labels(outcome, endpoint)
+def _requests(outcome: str, endpoint: str, model: str):
+    return REQUESTS.labels(outcome, endpoint, model)
 
 
 def observe(record: RequestRecord, outcome: str) -> None:
     """One finished generation request -> the reference series."""
-    prompt, tokens, ttft, latency = _series(record.endpoint)
-    _requests(outcome, record.endpoint).inc()
+    prompt, tokens, ttft, latency = _series(record.endpoint, record.model)
+    _requests(outcome, record.endpoint, record.model).inc()
     prompt.inc(record.prompt_tokens)
     tokens.inc(record.completion_tokens)
     if record.ttft is not None:
@@ -93,8 +98,32 @@ def observe(record: RequestRecord, outcome: str) -> None:
         latency.observe(record.latency())
 
 
+_ADAPTERS_SHOWN: set[str] = set()
+
+
+def set_adapters(declared: list[str], loaded: list[str]) -> None:
+    """The adapter gauge as of now (the missing-adapter alert reads its zeros); one unloaded and undeclared goes."""
+    names = set(declared) | set(loaded)
+    for gone in _ADAPTERS_SHOWN - names:
+        ADAPTER_LOADED.remove(gone)
+    for name in names:
+        ADAPTER_LOADED.labels(name).set(1 if name in loaded else 0)
+    _ADAPTERS_SHOWN.clear()
+    _ADAPTERS_SHOWN.update(names)
+
+
+_BEFORE_SCRAPE: list[Callable[[], None]] = []
+
+
+def before_scrape(hook: Callable[[], None]) -> None:
+    """`hook` runs before every render (the server's one app: the adapter gauge); a later app replaces it."""
+    _BEFORE_SCRAPE[:] = [hook]
+
+
 def render() -> bytes:
     """Everything in the default registry: ours and vLLM's own series."""
+    for hook in _BEFORE_SCRAPE:
+        hook()
     return generate_latest(REGISTRY)
 
 

@@ -239,6 +239,8 @@ class MeteredEngine:
             async for out in stream:
                 yield out
             return
+        lora = kwargs.get("lora_request")  # per-adapter series: the adapter's name, else the base's
+        record.model = lora.lora_name if lora is not None else str(self._engine.model_config.served_model_name)
         cumulative = sampling_params.output_kind != RequestOutputKind.DELTA
         tokens: dict[int, int] = {}  # completion index -> tokens so far
         prompt_seen = False

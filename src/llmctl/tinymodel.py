@@ -130,3 +130,25 @@ def make_tiny_llama(dest: Path, *, seed: int = 0) -> Path:
     save_file(_weights(seed), str(dest / "model.safetensors"), metadata={"format": "pt"})
     _write_tokenizer(dest, seed)
     return dest
+
+
+def make_tiny_lora(dest: Path, *, rank: int = 8, seed: int = 1) -> Path:
+    """A PEFT LoRA adapter (q_proj, v_proj) for llmctl.tinymodel's Llama, with weights large enough
+    that greedy output differs from the base model's."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for layer in range(LAYERS):
+        for module in ("q_proj", "v_proj"):
+            key = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            tensors[f"{key}.lora_A.weight"] = (rng.standard_normal((rank, HIDDEN)) * 0.5).astype(np.float32)
+            tensors[f"{key}.lora_B.weight"] = (rng.standard_normal((HIDDEN, rank)) * 0.5).astype(np.float32)
+    save_file(tensors, str(dest / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank,
+              "target_modules": ["q_proj", "v_proj"], "lora_dropout": 0.0, "bias": "none",
+              "fan_in_fan_out": False, "base_model_name_or_path": "tiny-llama"}
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return dest

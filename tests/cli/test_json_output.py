@@ -33,7 +33,8 @@ CHECKED = {
 # Commands this module does not run, and where their JSON is checked instead.
 ELSEWHERE = {"local up": "tests/cli/local/test_local.py (starts the vLLM engine)",
              "history": "tests/cli/deploy/test_revisions.py (after deploys that make revisions)",
-             "rollback": "tests/cli/deploy/test_revisions.py (after deploys that make revisions)"}
+             "rollback": "tests/cli/deploy/test_revisions.py (after deploys that make revisions)",
+             **dict.fromkeys(("adapter push", "adapter list", "adapter rm"), "tests/cli/adapter/test_push.py")}
 
 
 def run_json(llmctl, *args: str, code: int | None = 0, error: bool | None = None, timeout: float = 300):

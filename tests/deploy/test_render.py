@@ -41,6 +41,11 @@ SCENARIOS = {
         "deploy": {"replicas": 2, "node_cache": True, "exposure": "public", "load_balancer_source_ranges": ["203.0.113.0/24"],
                    "tls": {"certificate_arn": CERT}, "autoscaling": {"enabled": True, "max_replicas": 3}},
     },
+    # LoRA adapters: one where `adapter push` puts it, one at a location of its own; rank set by hand.
+    "adapters": {
+        "model": {"bucket": "llama-models", "adapters": {"sql": None, "chat": "llama-2-7b-merged-vllm-adapters/chat-v2/"}},
+        "server": {"enable_lora": True, "max_lora_rank": 32},
+    },
     # Weights streamed from S3 (no init download), an HPA, an internal NLB.
     "streamer-hpa": {
         "model": {"bucket": "llama-models", "load_format": "runai_streamer"},
@@ -193,3 +198,21 @@ def test_image_resolution() -> None:
     assert resolve_image("repo@sha256:1", cfg, build) == "repo@sha256:1"
     with pytest.raises(LlmctlError, match="llmctl build"):
         resolve_image(None, cfg, None)
+
+
+def test_declared_adapters_are_downloaded_by_the_init_container_and_served_from_the_start() -> None:
+    env = by_kind(rendered("adapters"))["ConfigMap"]["data"]
+    root = "/models/llama-2-7b-merged-vllm-adapters"
+    assert env["ADAPTERS"] == ("chat=llama-2-7b-merged-vllm-adapters/chat-v2 "
+                               "sql=llama-2-7b-merged-vllm-adapters/sql")
+    assert env["ADAPTERS_PATH"] == root and env["ENABLE_LORA"] == "true" and env["MAX_LORA_RANK"] == "32"
+    assert env["LORA_MODULES"] == f"chat={root}/chat sql={root}/sql" and env["MAX_LORAS"] == "3"
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "true"
+    pod = by_kind(rendered("adapters"))["Deployment"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-download"]
+    assert pod["initContainers"][0]["envFrom"] == pod["containers"][0]["envFrom"]  # the same ADAPTERS
+    assert "ADAPTERS" not in by_kind(rendered("default"))["ConfigMap"]["data"]
+    with pytest.raises(ValueError, match="runai_streamer"):
+        LlmctlConfig.model_validate({"model": {"bucket": "b", "load_format": "runai_streamer", "adapters": {"a": None}}})
+    with pytest.raises(ValueError, match="outside llama-2-7b-merged-vllm-adapters/, the only adapters prefix"):
+        LlmctlConfig.model_validate({"model": {"bucket": "b", "adapters": {"a": "elsewhere/a"}}})

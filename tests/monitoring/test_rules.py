@@ -52,3 +52,45 @@ def test_gpu_rule_only_with_dcgm():
     names = {rule.name for rule in alert_rules(rules_test_scope(dcgm=False))}
     assert "LlmctlGpuMemoryHigh" not in names
     assert len(names) == 8
+
+
+ADAPTER_CASES = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'vllm_lora_adapter_loaded{job="vllm-demo", instance="10.0.0.1:8000", adapter="sql"}'
+        values: '1x10'
+      - series: 'vllm_lora_adapter_loaded{job="vllm-demo", instance="10.0.0.2:8000", adapter="sql"}'
+        values: '0x10'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: LlmctlAdapterMissing
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: LlmctlAdapterMissing
+        exp_alerts:
+          - exp_labels: {severity: critical, llmctl_deployment: demo, adapter: sql, instance: "10.0.0.2:8000",
+                         job: vllm-demo}
+            exp_annotations:
+              summary: Adapter sql missing on 10.0.0.2:8000
+              description: "The replica was started to serve LoRA adapter sql but does not: requests naming it get 404."
+"""
+
+
+def test_missing_adapter_alert_fires_only_where_a_replica_lacks_it(tmp_path, promtool):
+    from llmctl.config import LlmctlConfig
+    from llmctl.monitoring.dashboards import all_queries, endpoint_dashboard
+    from tests.monitoring.promql import check_parse
+    from llmctl.monitoring.target import Scope
+
+    assert "LlmctlAdapterMissing" not in {r.name for r in alert_rules(rules_test_scope())}  # no LoRA: no rule
+    scope = Scope.of(LlmctlConfig.model_validate({"project": {"name": "demo"}, "model": {"adapters": {"sql": None}}}))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_file(scope), sort_keys=False))
+    (tmp_path / "adapter_test.yaml").write_text(ADAPTER_CASES)
+    result = run_tool(promtool, "test", "rules", str(tmp_path / "adapter_test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    titles = {p["title"] for p in endpoint_dashboard(scope)["panels"]}
+    assert {"Requests per adapter", "TTFT p95 per adapter", "Adapters loaded per replica"} <= titles
+    check_parse(promtool, all_queries(scope), tmp_path)

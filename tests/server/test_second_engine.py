@@ -64,6 +64,52 @@ def test_runtime_adapter_routes_need_the_key_then_load_and_unload(lora_server):
     assert greedy(server, "chat").status_code == 404
 
 
+def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lora_server, llmctl, aws, tiny_model_dir,
+                                                                            tmp_path):
+    from llmctl.actions.model import upload_model
+    from llmctl.state import StateStore
+
+    server, _ = lora_server
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="models")
+    upload_model(s3, tiny_model_dir, "models", "tiny", {})
+    llmctl.write_config("project:\n  name: demo\nmodel:\n  bucket: models\n  prefix: tiny\n")
+    StateStore(llmctl.cwd / ".llmctl", "demo").set("local", {"url": server.url, "api_key": server.api_key,
+                                                             "state_dir": str(tmp_path)})
+    hot = make_tiny_lora(tmp_path / "hot", rank=8, seed=3)
+    pushed = json.loads(llmctl("adapter", "push", str(hot), "--name", "hot", "--live", "-o", "json", check=True).stdout)
+    assert pushed["live"] == [{"replica": "local", "result": "loaded"}] and pushed["uploaded"]
+    base, adapted = greedy(server, "tiny-llama"), greedy(server, "hot")  # no restart: the same process serves it
+    assert adapted.status_code == 200 and base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
+    assert server.metric("vllm_tokens_generated_total", model="hot") == 8  # per-adapter series
+    assert server.metric("vllm_lora_adapter_loaded", adapter="hot") == server.metric("vllm_lora_adapter_loaded", adapter="sql") == 1
+    assert server.metric("vllm_requests_total", model="hot", status="success") == 1
+    assert server.metric("vllm_time_to_first_token_seconds_count", model="tiny-llama") >= 1
+    listed = json.loads(llmctl("adapter", "list", "-o", "json", check=True).stdout)
+    assert listed["replicas"] == [{"replica": "local", "adapters": ["hot", "sql"]}]
+    assert [a["name"] for a in listed["adapters"]] == ["hot"]
+
+    removed = json.loads(llmctl("adapter", "rm", "hot", "--live", "--yes", "-o", "json", check=True).stdout)
+    assert removed["live"] == [{"replica": "local", "result": "unloaded"}]
+    assert greedy(server, "hot").status_code == 404 and "hot" not in {m.id for m in server.openai().models.list().data}
+    assert ("vllm_lora_adapter_loaded", (("adapter", "hot"),)) not in server.metrics()
+    assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/").get("KeyCount") == 0
+
+
+def test_bench_compare_runs_the_base_and_an_adapter_on_the_engine(lora_server, llmctl, tmp_path):
+    server, _ = lora_server
+    done = llmctl("bench", "--url", server.url, "--api-key", server.api_key, "-n", "16", "--input-len", "32",
+                  "--output-len", "32", "--concurrency", "4", "--hourly-price", "0.526", "--compare", "base,sql",
+                  "-o", "json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "compare.json").write_text(done.stdout)  # docs/adapters.md quotes a run of it
+    compare = json.loads(done.stdout)["compare"]
+    assert compare["models"] == ["tiny-llama", "sql"]
+    assert all(run["completed"] == 16 and run["failed"] == 0 for run in compare["runs"].values())
+    assert compare["ratios"]["median_tpot_ms"] > 0 and compare["ratios"]["usd_per_million_output_tokens"] > 0
+    assert server.metric("vllm_requests_total", model="sql", status="success") >= 16
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_0(lora_server):
     server, _ = lora_server
     max_tokens = 500

@@ -122,7 +122,9 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         env["MAX_NUM_SEQS"] = str(server.max_num_seqs)
     if model.quantization:
         env["QUANTIZATION"] = model.quantization
-    return {**env, **server_engine_env(server)}
+    from llmctl.actions.adapter_env import adapter_env
+
+    return {**env, **server_engine_env(server), **adapter_env(cfg)}
 
 
 def server_engine_env(server: ServerConfig) -> dict[str, str]:

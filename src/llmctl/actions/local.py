@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmctl.actions import local_adapters
 from llmctl.actions.deploy import server_engine_env
 from llmctl.actions.rollout.events import (
     DOWNLOADING,
@@ -67,6 +68,7 @@ class LocalEndpoint:
     already_running: bool = False
     model_source: str = TINY_MODEL_SOURCE  # what --model named (resolved), or the tiny model
     metrics_url: str = ""  # the server's /metrics listener (METRICS_PORT; "" in a stack recorded before it)
+    adapters: tuple[str, ...] = ()  # --adapter names, served from the start
 
     def to_dict(self, show_key: bool = True) -> dict:
         data = asdict(self)
@@ -86,16 +88,19 @@ class LocalStack:
         self.server = Background(root, "server")
 
     # --- up ------------------------------------------------------------------------------------
-    def up(self, *, model_dir: Path | None, port: int | None, emit: Emit, timeout_s: float = 600) -> LocalEndpoint:
+    def up(self, *, model_dir: Path | None, port: int | None, emit: Emit, timeout_s: float = 600,
+           adapters: list[tuple[str, Path]] = ()) -> LocalEndpoint:
         """Start everything, emitting the same rollout events as `deploy`; idempotent.
 
         Inputs are checked before anything starts; a running stack is returned as it is, unless the
         flags ask for a different one (an error: we never ignore a flag). Ctrl-C stops what had
         started and says what that was."""
         source = _check_model_dir(model_dir)
+        self.adapters = local_adapters.check(list(adapters), model_dir or (adapters and self._tiny_model()), self.cfg)
+        self.cfg = local_adapters.with_adapters(self.cfg, self.adapters)
         running = self._running_endpoint()
         if running is not None:
-            _same_stack_or_refuse(running, source, port)
+            _same_stack_or_refuse(running, source, port, tuple(self.adapters))
             return running
         server_port = self._pick_port(port)
         self.state.ensure()
@@ -151,6 +156,7 @@ class LocalStack:
             timeline=timeline.to_dict(),
             model_source=source,
             metrics_url=metrics_url,
+            adapters=tuple(self.adapters),
         )
         self.state.set(STATE_KEY, endpoint.to_dict())
         return endpoint
@@ -182,6 +188,7 @@ class LocalStack:
         s3 = endpoint_client("s3", s3_url, self.cfg.aws.region, EMBEDDED_S3_CREDENTIALS)
         create_bucket(s3, LOCAL_BUCKET, self.cfg.aws.region)
         upload_model(s3, source, LOCAL_BUCKET, self.cfg.model.prefix, self.names.aws_tags)
+        local_adapters.upload(s3, LOCAL_BUCKET, self.cfg, self.adapters, self.names.aws_tags)
 
     def _download(self, s3_url: str, on_line: Callable[[str], None]) -> Path:
         """Run the pod's own downloader and relay its JSON progress lines to the display."""
@@ -194,6 +201,7 @@ class LocalStack:
             "S3_BUCKET": LOCAL_BUCKET,
             "S3_PREFIX": self.cfg.model.prefix,
             "MODEL_PATH": str(model_path),
+            **local_adapters.env(self.cfg, self.root),
         }
         proc = subprocess.Popen(
             [self.python, "-m", "server.download_model"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -230,6 +238,7 @@ class LocalStack:
             "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             **server_engine_env(server),
+            **local_adapters.env(self.cfg, self.root),
         }
         self.server.start([self.python, "-m", "server"], env=env)
         _wait_http(f"{url}/ready", timeout_s=timeout_s, process=self.server, what="the vLLM server")
@@ -297,7 +306,7 @@ def _check_model_dir(model_dir: Path | None) -> str:
     return str(model_dir.resolve())
 
 
-def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None) -> None:
+def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None, adapters: tuple[str, ...] = ()) -> None:
     """`local up` on a running stack returns it, but never while ignoring a flag that asks for another."""
     running_port = urllib.parse.urlsplit(running.url).port
     changes = []
@@ -305,6 +314,8 @@ def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None)
         changes.append((f"--model {source}", f"it serves {running.model_source}"))
     if port is not None and port != running_port:
         changes.append((f"--port {port}", f"it listens on port {running_port}"))
+    if adapters and adapters != tuple(running.adapters):
+        changes.append(("--adapter ...", f"it serves adapters {', '.join(running.adapters) or 'none'}"))
     if changes:
         asked = " ".join(flag for flag, _ in changes)
         raise ConfigError(

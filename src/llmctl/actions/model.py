@@ -114,14 +114,15 @@ def _remote_state(s3, bucket: str, prefix: str) -> tuple[dict, dict]:
 
 def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, str],
                  progress: Callable[[int, int], None] | None = None, *, concurrency: int = 8,
-                 part_size: int = PART_SIZE) -> UploadResult:
+                 part_size: int = PART_SIZE, files: list[Path] | None = None) -> UploadResult:
     """Upload `model_dir` to s3://bucket/prefix; unchanged files (same size and sha256 as the remote
     manifest says, and present) are skipped. `progress(bytes_done, bytes_total)` is called as bytes go.
-    `part_size` is the slice the manifest's per-part digests cover (the downloader's default part)."""
+    `part_size` is the slice the manifest's per-part digests cover (the downloader's default part).
+    `files`: what to upload when the folder is not a model (a LoRA adapter), checked by the caller."""
     from llmctl.aws.s3 import put_json, upload_files
 
     model_dir = Path(model_dir)
-    manifest = build_manifest(model_dir, model_files(model_dir), part_size)
+    manifest = build_manifest(model_dir, model_files(model_dir) if files is None else files, part_size)
     result = UploadResult(bucket, prefix.strip("/"))
     remote, sizes = _remote_state(s3, bucket, prefix)
     todo = []

@@ -71,7 +71,9 @@ def trust_policy(account_id: str, issuer: str, namespace: str, service_account: 
 
 
 def permissions_policy(bucket: str, prefix: str, partition: str = "aws") -> dict:
+    """The model's prefix and, beside it, its LoRA adapters' (`<prefix>-adapters/`, where `adapter push` puts them)."""
     prefix = prefix.strip("/")
+    adapters = f"{prefix}-adapters"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -79,14 +81,14 @@ def permissions_policy(bucket: str, prefix: str, partition: str = "aws") -> dict
                 "Sid": "ReadModelObjects",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": f"arn:{partition}:s3:::{bucket}/{prefix}/*",
+                "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}/*", f"arn:{partition}:s3:::{bucket}/{adapters}/*"],
             },
             {
                 "Sid": "ListModelPrefix",
                 "Effect": "Allow",
                 "Action": "s3:ListBucket",
                 "Resource": f"arn:{partition}:s3:::{bucket}",
-                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*", adapters, f"{adapters}/*"]}},
             },
         ],
     }

@@ -227,3 +227,48 @@ def upload_files(s3, bucket: str, files: list[tuple[Path, str]], object_tags: di
                 future.result()
             except AWS_ERRORS as exc:
                 raise aws_error(exc, f"uploading {path.name} to s3://{bucket}/{key}") from None
+
+
+def object_listing(s3, bucket: str, prefix: str) -> dict[str, dict]:
+    """Key (below `prefix`) -> {"size", "modified" (ISO 8601)} of every object under `prefix`."""
+    listing = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                listing[obj["Key"][len(prefix):]] = {"size": obj["Size"], "modified": obj["LastModified"].isoformat()}
+    except AWS_ERRORS as exc:
+        raise aws_error(exc, f"listing s3://{bucket}/{prefix}") from None
+    return listing
+
+
+def child_prefixes(s3, bucket: str, prefix: str) -> list[str]:
+    """The `folder` names directly under `prefix` (which ends with '/'), as S3's delimiter listing gives them;
+    none in a bucket that does not exist (yet)."""
+    found = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            found += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    except AWS_ERRORS as exc:
+        if error_code(exc) in NO_BUCKET:
+            return []
+        raise aws_error(exc, f"listing s3://{bucket}/{prefix}") from None
+    return sorted(found)
+
+
+def read_range(s3, bucket: str, key: str, start: int, end: int) -> bytes:
+    """Bytes start..end (inclusive) of an object: a file's header without fetching the file."""
+    return aws_call(f"reading s3://{bucket}/{key}",
+                    lambda: s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read())
+
+
+def delete_keys(s3, bucket: str, keys: list[str]) -> None:
+    """Delete the objects (1000 a request); a key already gone is done."""
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        response = aws_call(f"deleting objects in s3://{bucket}",
+                            lambda: s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}))
+        errors = (response or {}).get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise LlmctlError(f"S3 refused to delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} "
+                              f"{first.get('Message', '')}".rstrip(), hint="the identity needs s3:DeleteObject on it")

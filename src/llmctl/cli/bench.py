@@ -61,6 +61,7 @@ def bench(
     instance_type: Annotated[Optional[str], Opt("--instance-type", help="Price the run as this EC2 type.")] = None,
     hourly_price: Annotated[Optional[float], Opt("--hourly-price", min=0.0, help="$/hour of one replica's node.")] = None,
     replicas: Annotated[Optional[int], Opt("--replicas", min=1, help="Replicas serving the endpoint (for cost).")] = None,
+    compare: Annotated[Optional[str], Opt("--compare", help="base,NAME: the base model and an adapter in one run, with ratios.")] = None,
     output: OutputOption = None,
 ) -> None:
     from llmctl.actions.bench import BenchOptions, Hooks, run_bench
@@ -131,10 +132,16 @@ def bench(
     hooks = Hooks(on_info=progress.info, on_run_start=progress.run_start, on_result=progress.result,
                   on_run_end=progress.run_end, on_point=progress.point)
     try:
-        doc = run_bench(opts, target, hooks)
+        if compare:
+            from llmctl.actions.bench_compare import run_compare
+            from llmctl.ui.bench import render_compare
+
+            doc = run_compare(opts, target, hooks, compare)
+        else:
+            doc = run_bench(opts, target, hooks)
     finally:
         target.close()
-    app.output.result(doc, lambda d: render_summary(app.output, d))
+    app.output.result(doc, lambda d: render_compare(app.output, d) if compare else render_summary(app.output, d))
     if doc["llmctl"].get("interrupted"):
         raise typer.Exit(EXIT_INTERRUPTED)
     if not doc.get("completed"):

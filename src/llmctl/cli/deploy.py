@@ -138,6 +138,9 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
                         on_check=gate_progress(out))
     exposed = actions.exposures.exposure(cfg)
     arn = actions.role_arn(app.aws.account_id, names)
+    from llmctl.actions.adapter_env import with_discovered
+
+    cfg = with_discovered(cfg, app.aws.s3)  # every adapter pushed beside the model is served
     kube = app.kube()
     display = RolloutDisplay(out)
 

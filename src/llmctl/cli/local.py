@@ -28,6 +28,8 @@ def up(
     model: Annotated[Optional[Path], typer.Option("--model", help="A local Hugging Face model folder (default: a tiny random model).")] = None,
     port: Annotated[Optional[int], typer.Option("--port", help="Port for the endpoint (default: server.port, or a free one).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the engine.")] = 600,
+    adapter: Annotated[Optional[list[str]], typer.Option("--adapter", metavar="DIR[:NAME]",
+                       help="A PEFT LoRA adapter to serve (repeatable; NAME defaults to the folder's name).")] = None,
     show_api_key: Annotated[bool, typer.Option("--show-api-key/--hide-api-key", help="Print the endpoint's API key.")] = True,
     output: OutputOption = None,
 ) -> None:
@@ -35,10 +37,13 @@ def up(
 
     from llmctl.actions.local import LOCAL_PHASES
 
+    from llmctl.actions.local_adapters import parse
+
     app = get_app(ctx, output)
     stack = _stack(app)
+    adapters = parse(adapter or [])
     with RolloutDisplay(app.output, title="local up", phases=LOCAL_PHASES) as display:
-        endpoint = stack.up(model_dir=model, port=port, emit=display, timeout_s=timeout)
+        endpoint = stack.up(model_dir=model, port=port, emit=display, timeout_s=timeout, adapters=adapters)
 
     def render(data: dict) -> None:
         if data["already_running"]:
@@ -47,6 +52,8 @@ def up(
             render_timeline(app.output, display.timeline)
         app.output.print(f"endpoint: {data['url']}")
         app.output.print(f"api key:  {data['api_key']}")
+        if data["adapters"]:
+            app.output.print(f"adapters: {', '.join(data['adapters'])} (send one as the request's model)")
         app.output.print("try:      llmctl bench --num-prompts 20")
 
     app.output.result(endpoint.to_dict(show_key=show_api_key), render)

@@ -21,7 +21,7 @@ from llmctl.ui import Output
 # Each command name -> the module whose `register(app)` defines it, in the order `--help` lists them.
 COMMANDS = {
     "init": "init", "doctor": "doctor", "cost": "cost", "deploy": "deploy", "history": "history", "rollback": "rollback", "status": "status", "logs": "status", "endpoint": "status",
-    "bench": "bench", "dashboard": "monitoring", "teardown": "teardown", "config": "config_cmd", "model": "model",
+    "bench": "bench", "dashboard": "monitoring", "teardown": "teardown", "config": "config_cmd", "model": "model", "adapter": "adapter",
     "build": "build", "cluster": "cluster", "monitoring": "monitoring", "local": "local",
 }
 

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmctl.config import gpus
 from llmctl.config.gate import GateConfig
@@ -65,11 +65,32 @@ class ModelConfig(Section):
     load_format: Literal["auto", "safetensors", "runai_streamer"] = Field(
         "auto", description="runai_streamer streams weights straight from S3 (no init download)."
     )
+    adapters: dict[str, str | None] = Field(
+        default_factory=dict, description="LoRA adapters every replica serves: name -> key prefix in model.bucket "
+        "under <prefix>-adapters/ (empty: <prefix>-adapters/<name>, where `llmctl adapter push` puts it).")
 
     @field_validator("prefix")
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip("/")
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, value: dict[str, str | None], info: ValidationInfo) -> dict[str, str | None]:
+        if value and info.data.get("load_format") == "runai_streamer":
+            raise Invalid("adapters need the init container's download, which load_format runai_streamer skips",
+                          fix="set model.load_format: auto, or serve the adapters merged")
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+                raise Invalid(f"adapter name {name!r} has other characters than letters, digits, '.', '_' and '-'",
+                              fix="rename the adapter (requests name it as their model)")
+        value = {name: (where or "").strip("/") or None for name, where in value.items()}
+        root = f"{info.data.get('prefix', '')}-adapters/"
+        outside = [f"{name}: {where}" for name, where in value.items() if where and not where.startswith(root)]
+        if outside:  # the pod's role reads the model's prefix and the adapters root beside it, nothing else
+            raise Invalid(f"adapter location {outside[0]} is outside {root}, the only adapters prefix the pod's role "
+                          "can read", fix=f"put it under {root} (or leave it empty: {root}<name>)")
+        return value
 
 
 class BuildConfig(Section):

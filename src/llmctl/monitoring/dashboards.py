@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from llmctl.monitoring.rules import serves_adapters
 from llmctl.monitoring.target import Scope
 
 DATASOURCE_UID = "prometheus"  # the provisioned datasource; kube-prometheus-stack uses it too
@@ -35,6 +36,22 @@ def _quantiles(metric: str, sel: str) -> tuple[Query, ...]:
         Query(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{sel}}}[{RATE}])))", f"p{int(q * 100)}")
         for q in (0.5, 0.95, 0.99)
     )
+
+
+def _adapter_panels(s: str) -> list[PanelSpec]:
+    """Per adapter (the `model` label: the base's served name or the adapter's), and what each replica has loaded."""
+    return [
+        PanelSpec("Requests per adapter", "reqps",
+                  (Query(f'sum by (model) (rate(vllm_requests_total{{{s}, model!=""}}[{RATE}]))', "{{model}}"),)),
+        PanelSpec("Generated tokens per adapter", "short",
+                  (Query(f"sum by (model) (rate(vllm_tokens_generated_total{{{s}}}[{RATE}]))", "{{model}}"),)),
+        PanelSpec("TTFT p95 per adapter", "s", (Query(
+            f"histogram_quantile(0.95, sum by (le, model) (rate(vllm_time_to_first_token_seconds_bucket{{{s}}}[{RATE}])))",
+            "{{model}}"),)),
+        PanelSpec("Adapters loaded per replica", "short",
+                  (Query(f"vllm_lora_adapter_loaded{{{s}}}", "{{adapter}} on {{instance}}"),),
+                  description="1 where the replica serves the adapter; 0 where it should and does not (alerted)."),
+    ]
 
 
 def panel_rows(scope: Scope) -> list[tuple[str, list[PanelSpec]]]:
@@ -125,6 +142,8 @@ def panel_rows(scope: Scope) -> list[tuple[str, list[PanelSpec]]]:
             ],
         ),
     ]
+    if serves_adapters(scope.cfg):
+        rows.append(("LoRA adapters", _adapter_panels(s)))
     if t.dcgm:
         g = t.gpu_sel
         rows.append(

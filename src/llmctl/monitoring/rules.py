@@ -30,6 +30,11 @@ class AlertRule:
         return f"({self.signal}) {self.condition}"
 
 
+def serves_adapters(cfg) -> bool:
+    """LoRA on: the per-adapter alert and panels have series (vllm_lora_adapter_loaded, the `model` label)."""
+    return bool(cfg.server.enable_lora or cfg.model.adapters)
+
+
 def alert_rules(scope: Scope) -> list[AlertRule]:
     t = scope.target
     mon = scope.cfg.monitoring
@@ -109,6 +114,16 @@ def alert_rules(scope: Scope) -> list[AlertRule]:
             "The server process restarted {{ $value }} times in 15 minutes (crash or OOM kill).",
         ),
     ]
+    if serves_adapters(scope.cfg):
+        rules.append(AlertRule(
+            "LlmctlAdapterMissing",
+            f"vllm_lora_adapter_loaded{{{s}}}",
+            "< 1",
+            "5m",
+            "critical",
+            "Adapter {{ $labels.adapter }} missing on {{ $labels.instance }}",
+            "The replica was started to serve LoRA adapter {{ $labels.adapter }} but does not: requests naming it get 404.",
+        ))
     if t.dcgm:
         # vLLM reserves gpu_memory_utilization of the card up front; alert only beyond that.
         limit = min(0.99, round(scope.cfg.server.gpu_memory_utilization + 0.03, 2))

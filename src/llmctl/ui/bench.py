@@ -197,3 +197,15 @@ def _render_sweep(output: Output, sweep: dict) -> None:
     best = "none met it" if sweep["best"] is None else f"{sweep['best']:g}"
     saturated = "" if sweep["saturated_at"] is None else f"; over-saturated at {sweep['saturated_at']:g}"
     output.print(f"Objective: {sweep['objective']}. Highest {kind} meeting it: {best}{saturated}.")
+
+
+def render_compare(output: Output, doc: dict) -> None:
+    """`bench --compare`: both runs side by side, then the ratios (second / first)."""
+    c = doc["compare"]
+    first, second = c["models"]
+    rows = [(label, _fmt(c["runs"][first][key]), _fmt(c["runs"][second][key]), _fmt(c["ratios"][key]))
+            for label, key in (("TTFT p50 ms", "median_ttft_ms"), ("TPOT p50 ms", "median_tpot_ms"),
+                               ("E2EL p50 ms", "median_e2el_ms"), ("output tok/s", "output_throughput"),
+                               ("$ per 1M output tokens", "usd_per_million_output_tokens"))]
+    output.table(f"{second} against {first}", ["", first, second, "ratio"], rows)
+    output.print(c["note"])

@@ -52,9 +52,9 @@ EXPECTED_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
         {"Sid": "ReadModelObjects", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": f"arn:aws:s3:::{BUCKET}/{PREFIX}/*"},
+         "Resource": [f"arn:aws:s3:::{BUCKET}/{PREFIX}/*", f"arn:aws:s3:::{BUCKET}/{PREFIX}-adapters/*"]},
         {"Sid": "ListModelPrefix", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}",
-         "Condition": {"StringLike": {"s3:prefix": [PREFIX, f"{PREFIX}/*"]}}},
+         "Condition": {"StringLike": {"s3:prefix": [PREFIX, f"{PREFIX}/*", f"{PREFIX}-adapters", f"{PREFIX}-adapters/*"]}}},
     ],
 }
 
