@@ -22,6 +22,9 @@ _CONSOLIDATE_AFTER = r"^(([0-9]+(s|m|h))+|Never)$"
 class KarpenterConfig(Section):
     version: str = Field("1.14.0", pattern=r"^\d+\.\d+\.\d+$",
                          description="Karpenter version eksctl installs (its Helm chart; the v1 API).")
+    ami_version: str = Field("latest", pattern=r"^(latest|v[0-9][0-9.]*)$",
+                             description="AMI release of the family's alias (al2023@<version>); pin one "
+                             "(e.g. v20260801) so a new AMI does not replace the GPU nodes.")
     spot: bool = Field(True, description="Offer spot to Karpenter (preferred when offered); on-demand is always the "
                        "fallback when spot is short.")
     consolidate_after: str = Field("1m", pattern=_CONSOLIDATE_AFTER,
@@ -52,6 +55,9 @@ def check_capacity(cluster) -> None:
         keys = ", ".join(f"cluster.karpenter.{k}" for k in changed)
         raise Invalid(f"{keys} set but cluster.capacity is nodegroup (Karpenter is not installed)",
                       fix="set cluster.capacity: karpenter, or remove the cluster.karpenter settings")
+    if karpenter and cluster.ami_family == "Ubuntu2204":
+        raise Invalid("cluster.ami_family Ubuntu2204 has no Karpenter AMI alias", fix="use AmazonLinux2023 (its "
+                      "NVIDIA variant), Bottlerocket or AmazonLinux2 with cluster.capacity: karpenter")
     if karpenter and cluster.spot:
         raise Invalid("cluster.spot is the node group's setting; with cluster.capacity karpenter the GPU nodes come "
                       "from Karpenter", fix="remove cluster.spot and use cluster.karpenter.spot (true by default)")
