@@ -51,7 +51,8 @@ def deploy(
             arn = actions.role_arn("ACCOUNT_ID", names)
             out.warn(f"no AWS account ({exc.message}): the ServiceAccount's role ARN uses the placeholder ACCOUNT_ID")
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
-        documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY)
+        documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY,
+                                   cold_start_s=app.state.get("cold_start_s"))
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
         files = actions.write_documents(documents, output_dir) if output_dir else []
         data = {"dry_run": True, "image": resolved, "role_arn": arn, "files": files, "exposure": exposed.to_dict(),
@@ -84,9 +85,12 @@ def deploy(
     try:
         outcome = actions.deploy(cfg, names, kube, image=resolved, role_arn=arn,
                                  timeout_s=timeout or cfg.deploy.startup_timeout_s,
-                                 report=out.report, emit=display, on_applied=on_applied)
+                                 report=out.report, emit=display, on_applied=on_applied,
+                                 cold_start_s=app.state.get("cold_start_s"))
     finally:
         display.stop()
+    if outcome.timeline is not None and outcome.timeline.total_s:  # scale to zero's lead and hold times
+        app.state.set("cold_start_s", round(outcome.timeline.total_s, 1))
     data = outcome.to_dict(show_api_key=show_api_key)
     data["secret"] = f"{names.namespace}/{names.api_key_secret}"
 
