@@ -63,6 +63,34 @@ def _item_problem(item: str, low: int, high: int, names: tuple[str, ...]) -> str
     return None
 
 
+def cron_values(expression: str) -> list[set[int]]:
+    """The values each of the five fields matches (an expression `cron_problem` accepts); day of week 7 is 0."""
+    out = []
+    for text, (_, low, high, names) in zip(expression.lower().split(), _FIELDS):
+        values: set[int] = set()
+        for item in text.split(","):
+            body, _, step = item.partition("/")
+            if body in ("*", "?"):
+                a, b = low, high
+            else:
+                bounds = [names.index(v) + low if v in names else int(v) for v in body.split("-")]
+                a, b = bounds[0], (bounds[-1] if len(bounds) == 2 or not step else high)
+            values |= set(range(a, b + 1, int(step) if step else 1))
+        out.append({v % 7 for v in values} if high == 6 else values)
+    return out
+
+
+def cron_matches(fields: list[set[int]], minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
+    """robfig/cron's rule: when both day fields are restricted, either may match."""
+    m, h, dom, mon, dow = fields
+    if minute not in m or hour not in h or month not in mon:
+        return False
+    dom_any, dow_any = len(dom) == 31, len(dow) == 7
+    if dom_any or dow_any:
+        return day in dom and weekday in dow
+    return day in dom or weekday in dow
+
+
 class ScheduleWindow(Section):
     """One window of KEDA's cron scaler: at least `replicas` from `start` to `end`, in `timezone`."""
 
