@@ -20,6 +20,9 @@ NLB_HOURLY = 0.0225  # plus LCU charges, which depend on traffic
 EBS_GP3_GB_MONTH = 0.08
 ECR_GB_MONTH = 0.10
 S3_GB_MONTH = 0.023
+# The system node group beside Karpenter's GPU nodes (cluster.karpenter.system_instance_type), on-demand.
+SYSTEM_NODES_HOURLY = {"t3.medium": 0.0416, "t3.large": 0.0832, "t3.xlarge": 0.1664, "m5.large": 0.096,
+                       "m6i.large": 0.096, "m7i.large": 0.1008}
 
 
 @dataclass(frozen=True)
@@ -159,16 +162,30 @@ def estimate(cfg, *, node_hourly: float | None = None, source: str | None = None
     notes: list[str] = []
     if not known:
         notes.append(f"{region} is not in the price table; us-east-1 prices x{mult} used")
-    if node_hourly is None:
-        node_hourly = hourly(itype, region, c.spot)
-        source = source or f"price table (as of {PRICES_AS_OF})"
+    karpenter = c.capacity == "karpenter"
+    spot = c.karpenter.spot if karpenter else c.spot
     nodes = c.nodes_desired
+    on_demand_nodes = min(nodes, c.on_demand_base) if karpenter and spot else (0 if spot else nodes)
+    if node_hourly is None:
+        node_hourly = hourly(itype, region, spot)
+        source = source or f"price table (as of {PRICES_AS_OF})"
+    gpu_hourly = node_hourly * (nodes - on_demand_nodes) + hourly(itype, region) * on_demand_nodes if spot else \
+        node_hourly * nodes
+    mix = f"{nodes - on_demand_nodes} spot, {on_demand_nodes} on-demand" if karpenter and spot else ""
     lines = [
         _line("EKS control plane", EKS_CONTROL_PLANE_HOURLY, "same price in every region"),
-        _line(f"GPU nodes ({nodes} x {itype}{' spot' if c.spot else ''})", node_hourly * nodes,
-              f"${node_hourly:.4f}/h each" + ("; typical spot price, varies" if c.spot else "")),
+        _line(f"GPU nodes ({nodes} x {itype}{' spot' if spot and not karpenter else ''})", gpu_hourly,
+              f"${node_hourly:.4f}/h each" + (f"; {mix}" if mix else "") + ("; typical spot price, varies" if spot else "")),
         _line("NAT gateway (1)", NAT_GATEWAY_HOURLY * mult, "plus $0.045/GB processed"),
     ]
+    if karpenter:
+        system = c.karpenter.system_instance_type
+        price = SYSTEM_NODES_HOURLY.get(system)
+        if price is None:
+            notes.append(f"system node type {system} is not in the price table; not priced")
+        else:
+            lines.append(_line(f"system nodes ({c.karpenter.system_nodes} x {system})",
+                               price * mult * c.karpenter.system_nodes, "Karpenter, CoreDNS, monitoring"))
     if cfg.deploy.exposure != "cluster":
         lines.append(_line("Network load balancer (1)", NLB_HOURLY * mult, "plus LCU (traffic) charges"))
     ebs_gb = nodes * c.volume_size_gb

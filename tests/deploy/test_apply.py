@@ -54,7 +54,9 @@ def test_scaled_object_applied_then_pruned_leaving_others_alone(kube, client) ->
                      "metadata": {"name": name, "namespace": "vllm", "labels": labels}, "data": {}})
     off = config(autoscaling={"enabled": False})
     second = apply_documents(client, documents(off), names)
-    assert [(r.kind, r.action) for r in second if r.action != "unchanged"] == [("ScaledObject", "deleted")]
+    # the PDB went with the autoscaler: one replica has no other to keep serving through a drain
+    assert sorted((r.kind, r.action) for r in second if r.action != "unchanged") == [
+        ("PodDisruptionBudget", "deleted"), ("ScaledObject", "deleted")]
     assert kube.get("keda.sh/v1alpha1", "ScaledObject", "vllm-llama", "vllm") is None
     assert kube.get("v1", "ConfigMap", "other-env", "vllm") and kube.get("v1", "ConfigMap", "llama-dashboards", "vllm")
 

@@ -141,9 +141,71 @@ def create_cluster(cfg: dict, write_kubeconfig: bool, kubeconfig: str | None) ->
     if (cfg.get("iam") or {}).get("withOIDC"):
         associate_oidc(cfg)
     create_nodegroups(cfg, None)
+    if cfg.get("karpenter"):
+        create_karpenter(cfg)
     if write_kubeconfig:
         write_kubeconfig_for(name, region, kubeconfig)
     log("✔", f'all EKS cluster resources for "{name}" have been created')
+
+
+# What eksctl's Karpenter stack makes (pkg/cfn/builder/karpenter.go): the node role and instance profile, and
+# with withSpotInterruptionQueue the queue (named after the cluster) and the EventBridge rules feeding it.
+KARPENTER_RULES = {"SpotInterruption": "EC2 Spot Instance Interruption Warning",
+                   "Rebalance": "EC2 Instance Rebalance Recommendation",
+                   "InstanceStateChange": "EC2 Instance State-change Notification",
+                   "ScheduledChange": "AWS Health Event"}
+
+
+def create_karpenter(cfg: dict) -> None:
+    meta = cfg["metadata"]
+    name, region = meta["name"], meta["region"]
+    iam, cfn = client("iam", region), client("cloudformation", region)
+    stack = f"eksctl-{name}-karpenter"
+    tags = cluster_tags(meta)
+    log("ℹ", f'building Karpenter stack "{stack}"')
+    cfn.create_stack(StackName=stack, TemplateBody=STACK_TEMPLATE, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    role = f"eksctl-KarpenterNodeRole-{name}"
+    iam.create_role(RoleName=role, Path="/", Tags=tag_list, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    profile = f"eksctl-KarpenterNodeInstanceProfile-{name}"
+    iam.create_instance_profile(InstanceProfileName=profile, Path="/", Tags=tag_list)
+    iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=role)
+    if (cfg["karpenter"] or {}).get("withSpotInterruptionQueue"):
+        sqs, events = client("sqs", region), client("events", region)
+        url = sqs.create_queue(QueueName=name, tags=tags)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for rule, detail_type in KARPENTER_RULES.items():
+            rule_name = f"eksctl-{name}-karpenter-{rule}Rule"
+            events.put_rule(Name=rule_name, Tags=tag_list,
+                            EventPattern=json.dumps({"source": ["aws.ec2", "aws.health"], "detail-type": [detail_type]}))
+            events.put_targets(Rule=rule_name, Targets=[{"Id": "KarpenterInterruptionQueueTarget", "Arn": arn}])
+    notify({"action": "karpenter", "cluster": name, "region": region})  # the Helm chart: its CRDs in the cluster
+    log("✔", f'installed Karpenter {cfg["karpenter"].get("version")} in cluster "{name}"')
+
+
+def delete_karpenter(name: str, region: str) -> None:
+    """The Karpenter stack's deletion; knob `leave_karpenter_queue` plays a stack that could not remove them."""
+    iam, sqs, events = client("iam", region), client("sqs", region), client("events", region)
+    role, profile = f"eksctl-KarpenterNodeRole-{name}", f"eksctl-KarpenterNodeInstanceProfile-{name}"
+    try:
+        iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=role)
+        iam.delete_instance_profile(InstanceProfileName=profile)
+        iam.delete_role(RoleName=role)
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    if knobs().get("leave_karpenter_queue"):
+        return
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        return
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for rule in events.list_rule_names_by_target(TargetArn=arn)["RuleNames"]:
+        events.remove_targets(Rule=rule, Ids=["KarpenterInterruptionQueueTarget"])
+        events.delete_rule(Name=rule)
+    sqs.delete_queue(QueueUrl=url)
 
 
 def associate_oidc(cfg: dict) -> None:
@@ -283,6 +345,8 @@ def delete_cluster(name: str, region: str) -> None:
                 iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=item["Arn"])
     for stack in sorted(stacks, key=lambda s: "-cluster" in s):  # node groups first
         log("ℹ", f'will delete stack "{stack}"')
+        if stack == f"eksctl-{name}-karpenter":
+            delete_karpenter(name, region)
         cfn.delete_stack(StackName=stack)
     if cluster is not None:
         eks.delete_cluster(name=name)

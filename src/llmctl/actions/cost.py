@@ -107,3 +107,108 @@ def _instance_monthly(inst: dict | None, region: str) -> float | None:
     except KeyError:
         return None
     return round(hourly * pricing.HOURS_PER_MONTH, 2)
+
+
+# --- what the schedule, the idle policy and spot make of it ----------------------------------------
+
+WEEKS_PER_MONTH = pricing.HOURS_PER_MONTH / 168
+# Outside the schedule's windows, traffic is what the user says (`--active-hours-per-week`); without a
+# schedule and without a figure, a working week is assumed.
+DEFAULT_ACTIVE_HOURS_PER_WEEK = 40.0
+
+
+def window_week(window) -> tuple[float, int]:
+    """(hours on, starts) of one schedule window over a week of wall-clock time in its timezone (daylight
+    saving changes ignored): KEDA's cron scaler is on from a `start` match until the next `end` match."""
+    from datetime import datetime, timedelta
+
+    from llmctl.config.autoscaling import cron_matches, cron_values
+
+    start, end = cron_values(window.start), cron_values(window.end)
+    t = datetime(2026, 1, 5)  # a Monday; the first week only settles whether the window is on
+    on, minutes, starts = False, 0, 0
+    for i in range(2 * 7 * 24 * 60):
+        args = (t.minute, t.hour, t.day, t.month, (t.weekday() + 1) % 7)
+        if cron_matches(end, *args):
+            on = False
+        if cron_matches(start, *args):
+            starts += i >= 10080 and not on
+            on = True
+        minutes += i >= 10080 and on
+        t += timedelta(minutes=1)
+    return minutes / 60, starts
+
+
+def expected_cost(cfg, estimate: pricing.CostEstimate, *, cold_start_s: float | None = None,
+                  active_hours_per_week: float | None = None) -> dict:
+    """`monthly_always_on` (every configured node all month) next to `monthly_expected`: GPU node-hours the
+    schedule, the idle policy and the capacity mix imply, with the assumptions that took, in words."""
+    from llmctl.actions.autoscaling import DEFAULT_COLD_START_S, idle_minutes
+    from llmctl.actions.cluster.karpenter import uses_spot
+
+    c, auto = cfg.cluster, cfg.deploy.autoscaling
+    region, itype = cfg.aws.region, c.instance_types[0]
+    on_demand, spot = pricing.hourly(itype, region), pricing.hourly(itype, region, spot=True)
+    ebs_hourly = c.volume_size_gb * pricing.EBS_GP3_GB_MONTH * pricing.region_multiplier(region)[0] / pricing.HOURS_PER_MONTH
+    assumptions = [f"prices: {estimate.source}"]
+    gpu_line = next(line for line in estimate.lines if line.item.startswith("GPU nodes"))
+    ebs_line = next(line for line in estimate.lines if line.item.startswith("EBS gp3"))
+    fixed = estimate.monthly_total - gpu_line.monthly - ebs_line.monthly
+
+    def node_hourly(replicas: int) -> float:
+        """A node's average price when `replicas` run: on_demand_base of them on-demand, the rest spot."""
+        if not uses_spot(cfg):
+            return on_demand
+        base = min(replicas, c.on_demand_base) if c.capacity == "karpenter" else 0
+        return (base * on_demand + (replicas - base) * spot) / replicas
+
+    if uses_spot(cfg):
+        assumptions.append(f"spot ({itype} ${spot:.4f}/h, typical) is available for every node above "
+                           f"cluster.on_demand_base ({c.on_demand_base}); when spot is short Karpenter falls back "
+                           f"to on-demand (${on_demand:.4f}/h)")
+    if c.capacity == "nodegroup":
+        hours = c.nodes_desired * pricing.HOURS_PER_MONTH
+        gpu = hours * node_hourly(c.nodes_desired)
+        assumptions.append(f"the node group keeps {c.nodes_desired} GPU node(s) all month whatever the replicas "
+                           "(cluster.capacity: karpenter removes empty nodes)")
+    elif not auto.scales_to_zero:
+        replicas = max(1, cfg.deploy.replicas)
+        hours = replicas * pricing.HOURS_PER_MONTH
+        gpu = hours * node_hourly(replicas)
+        assumptions.append(f"{replicas} replica(s) all month (no idle_minutes or schedule: never below one)")
+    else:
+        lead_h = (cold_start_s or DEFAULT_COLD_START_S) / 3600
+        assumptions.append(f"cold start {cold_start_s or DEFAULT_COLD_START_S:.0f} s "
+                           f"({'measured by the last deploy' if cold_start_s else 'assumed, not measured yet'})")
+        # each wake: the cold start before, the idle tail before zero and the empty node's removal after
+        tail_h = lead_h + idle_minutes(cfg) / 60 + _duration_h(c.karpenter.consolidate_after)
+        gpu = hours = 0.0
+        for index, window in enumerate(auto.schedule):
+            on, starts = window_week(window)
+            week = (on + starts * tail_h) * window.replicas
+            hours += week * WEEKS_PER_MONTH
+            gpu += week * WEEKS_PER_MONTH * node_hourly(window.replicas)
+            assumptions.append(f"schedule window {index}: {on:.1f} h/week x {window.replicas} replica(s), "
+                               f"started {starts} time(s) a week, each start adding the cold start and each end the idle "
+                               "tail and the node's removal")
+        active = active_hours_per_week
+        if active is None:
+            active = 0.0 if auto.schedule else DEFAULT_ACTIVE_HOURS_PER_WEEK
+        if active:  # one wake per active hour
+            week = active * (1 + tail_h)
+            hours += week * WEEKS_PER_MONTH
+            gpu += week * WEEKS_PER_MONTH * node_hourly(1)
+        assumptions.append(f"{active:g} active hour(s) a week outside the schedule (one replica; each adds the "
+                           f"{idle_minutes(cfg)} idle minutes before zero; --active-hours-per-week to change)")
+    expected = fixed + gpu + hours * ebs_hourly
+    return {"monthly_always_on": round(estimate.monthly_total, 2), "monthly_expected": round(expected, 2),
+            "expected": {"gpu_node_hours_per_month": round(hours, 1), "gpu_monthly": round(gpu, 2),
+                         "fixed_monthly": round(fixed, 2), "assumptions": assumptions}}
+
+
+def _duration_h(text: str) -> float:
+    """Karpenter's consolidateAfter (`1m`, `1h30m`, `Never`) in hours; Never counts as zero (nodes stay)."""
+    import re
+
+    units = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", text))

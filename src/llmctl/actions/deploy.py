@@ -16,6 +16,7 @@ import secrets
 import shlex
 from collections.abc import Callable
 
+from llmctl.actions import autoscaling as scaling
 from llmctl.actions import exposure as exposures
 from llmctl.config import LlmctlConfig, Names
 from llmctl.config.model import ServerConfig
@@ -39,6 +40,7 @@ STARTUP_PROBE_PERIOD_S = 10
 # Kinds `deploy` may have created and so may prune, dependents first (never the Namespace: it may
 # hold more than the endpoint).
 PRUNED_KINDS = (
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -115,7 +117,7 @@ def server_env(cfg: LlmctlConfig) -> dict[str, str]:
         "MAX_CONNECTIONS": str(server.max_connections),
         "MAX_BATCH_PROMPTS": str(server.max_batch_prompts),
         "MAX_N": str(server.max_n),
-        "DRAIN_TIMEOUT_S": str(server.drain_timeout_s),
+        "DRAIN_TIMEOUT_S": str(drain_budget(cfg).drain_timeout_s),
         "ENFORCE_EAGER": "true" if server.enforce_eager else "false",
     }
     if server.max_num_seqs:
@@ -162,9 +164,14 @@ def _resources(cfg: LlmctlConfig) -> dict:
     }
 
 
+def drain_budget(cfg: LlmctlConfig) -> scaling.DrainBudget:
+    """The preStop wait (the load balancer stops sending), the SIGTERM drain, then the engine's exit; on spot
+    within the interruption notice."""
+    return scaling.drain_budget(cfg, exposures.prestop_s(cfg), EXIT_MARGIN_S)
+
+
 def termination_grace_s(cfg: LlmctlConfig) -> int:
-    """The preStop wait (the load balancer stops sending), the SIGTERM drain, then the engine's exit."""
-    return exposures.prestop_s(cfg) + cfg.server.drain_timeout_s + EXIT_MARGIN_S
+    return drain_budget(cfg).termination_grace_s
 
 
 def pod_security_labels(cfg: LlmctlConfig) -> dict[str, str]:
@@ -181,8 +188,10 @@ def prometheus_url(cfg: LlmctlConfig, names: Names) -> str:
     return auto.prometheus_url or f"http://{names.deployment}-prometheus.{cfg.monitoring.namespace}.svc:9090"
 
 
-def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_key: str) -> list[dict]:
-    """Every object of the endpoint, in apply order (pure)."""
+def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_key: str,
+           cold_start_s: float | None = None) -> list[dict]:
+    """Every object of the endpoint, in apply order (pure); `cold_start_s` (the last measured) sets the lead
+    and hold times of scale to zero."""
     from llmctl.render import render_documents
 
     d = cfg.deploy
@@ -217,7 +226,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
             "replicas": None if d.autoscaling.enabled else d.replicas,
             "strategy": strategy(cfg),
             "pod_labels": {**labels(names), **pod_selector(names)},
-            "pod_annotations": {ANNOTATION_CONFIG_HASH: config_hash},
+            "pod_annotations": {ANNOTATION_CONFIG_HASH: config_hash,
+                                **({"llmctl.io/drain": drain_budget(cfg).note} if drain_budget(cfg).note else {})},
             "termination_grace_s": grace,
             "prestop_s": exposures.prestop_s(cfg),
             "uid": SERVER_UID,
@@ -237,13 +247,17 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
             "shm_size": d.shm_size,
         }),
     ]
-    if d.replicas > 1:
+    if peak_replicas(cfg) > 1:  # a drain (spot notice, consolidation) then leaves a replica serving
         parts.append(("pdb", {}))
     if d.autoscaling.enabled:
         scaler = {"min_replicas": min_replicas, "max_replicas": d.autoscaling.max_replicas,
                   "queue_target": d.autoscaling.queue_target}
         if d.autoscaling.engine == "keda":
-            parts.append(("scaledobject", {**scaler, "prometheus_url": prometheus_url(cfg, names)}))
+            url = prometheus_url(cfg, names)
+            parts.append(("scaledobject", {**scaler, "prometheus_url": url,
+                                           **scaling.scaled_object_context(cfg, names, url, cold_start_s)}))
+            if d.autoscaling.scales_to_zero:
+                parts.append(("httpscaledobject", scaling.http_scaled_object_context(cfg, names, cold_start_s)))
         else:
             parts.append(("hpa", scaler))
     docs: list[dict] = []
@@ -284,12 +298,7 @@ def existing_api_key(kube, names: Names) -> str | None:
 def apply_documents(kube, documents: list[dict], names: Names,
                     report: Callable[[ApplyResult], None] = lambda r: None) -> list[ApplyResult]:
     """Server-side apply in dependency order, then prune what this deployment no longer renders."""
-    if any(d["kind"] == "ScaledObject" for d in documents) and not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
-        raise LlmctlError(
-            "deploy.autoscaling uses KEDA, but the cluster has no ScaledObject kind (KEDA is not installed)",
-            hint="install KEDA (`helm install keda kedacore/keda -n keda --create-namespace`) or set "
-                 "deploy.autoscaling.engine: hpa",
-        )
+    scaling.require_autoscaler_kinds(kube, documents)
     service = next((d for d in documents if d["kind"] == "Service"), {})
     if (service.get("spec") or {}).get("type") == "LoadBalancer" and \
             not kube.has_kind("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"):

@@ -89,7 +89,7 @@ def _serving_revision(kube, names: Names, pods: list[dict]) -> dict | None:
 
 
 def collect_status(kube, cfg: LlmctlConfig, names: Names,
-                   metrics: Callable[[str], dict] = fetch_metrics) -> dict:
+                   metrics: Callable[[str], dict] = fetch_metrics, cold_start_s: float | None = None) -> dict:
     deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
     if deployment is None:
         return {"deployed": False, "deployment": f"{names.namespace}/{names.app}"}
@@ -119,10 +119,29 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
                     "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
         "metrics": None,
         "revision": _serving_revision(kube, names, pods),
+        "scaled_to_zero": None,
     }
+    if data["replicas"] == 0 and not pods:
+        data["scaled_to_zero"] = _scaled_to_zero(kube, names, cold_start_s)
     if service and any(p["ready"] for p in data["pods"]):
         data["metrics"] = _metrics_through_port_forward(kube, names, metrics)
     return data
+
+
+def _scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | None:
+    """Zero replicas under KEDA: since when (the ScaledObject's last active time), and whether a request
+    wakes it (an HTTPScaledObject: the interceptor holds it while a replica starts, about a cold start)."""
+    from llmctl.actions.autoscaling import DEFAULT_COLD_START_S
+
+    if not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
+        return None
+    scaled = kube.get("keda.sh/v1alpha1", "ScaledObject", names.app, names.namespace)
+    if scaled is None or (scaled.get("spec") or {}).get("minReplicaCount", 1) != 0:
+        return None
+    wakes = kube.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject") and \
+        kube.get("http.keda.sh/v1alpha1", "HTTPScaledObject", names.app, names.namespace) is not None
+    return {"idle_since": (scaled.get("status") or {}).get("lastActiveTime"), "wakes_on_request": wakes,
+            "wake_s": round(cold_start_s or DEFAULT_COLD_START_S), "wake_measured": cold_start_s is not None}
 
 
 def _metrics_through_port_forward(kube, names: Names, metrics: Callable[[str], dict]) -> dict:

@@ -299,8 +299,22 @@ class Teardown:
             if arns.type_of(arn) == "aws_cloudwatch_log_group" and name.startswith(f"/aws/eks/{self.names.cluster}/"):
                 delete_log_group(self.aws.logs, name)  # control-plane logs outlive the cluster
         self.delete_node_ec2(launched_outside_groups=False)
+        self.delete_interruption_queue()
         self.delete_iam([r for r in self.inventory.find(CLUSTER) if r.type.startswith("aws_iam_") and "kind" in r.extra])
         return f"cluster {self.names.cluster} deleted"
+
+    def delete_interruption_queue(self) -> None:
+        """What eksctl's Karpenter stack left: the rules first (they target the queue), then the queue."""
+        from llmctl.actions.inventory.sources import interruption_queue
+        from llmctl.aws import events, sqs
+
+        found = interruption_queue(self.inventory.scan())
+        for res in sorted(found, key=lambda r: r.type == "aws_sqs_queue"):
+            self.log(f"deleting leftover {res.type} {res.name}")
+            if res.type == "aws_sqs_queue":
+                sqs.delete_queue(self.aws.sqs, res.extra["url"])
+            else:
+                events.delete_rule(self.aws.events, res.name)
 
     # --- step 5 ------------------------------------------------------------------------------
     def delete_build_resources(self) -> str:

@@ -20,6 +20,7 @@ _TYPES = {
     ("ec2", "vpc"): "aws_vpc",
     ("ec2", "subnet"): "aws_subnet",
     ("autoscaling", "autoScalingGroup"): "aws_autoscaling_group",
+    ("events", "rule"): "aws_cloudwatch_event_rule",
 }
 _ELBV2_KINDS = ("app", "net", "gwy")
 
@@ -40,6 +41,8 @@ def type_of(arn: str) -> str:
     service, rtype, rid = parts(arn)
     if service == "elasticloadbalancing" and rtype == "loadbalancer":
         return "aws_lb" if rid.split("/")[0] in _ELBV2_KINDS else "aws_elb"
+    if service == "sqs":  # arn:aws:sqs:<region>:<account>:<queue name>
+        return "aws_sqs_queue"
     return _TYPES.get((service, rtype), f"aws_{service}_{rtype}".replace("-", "_"))
 
 

@@ -69,3 +69,20 @@ def check_gpu_quota(client, instance_type: str, vcpus_per_node: int, max_nodes: 
     return QuotaCheck(code, name, needed, limit, "pass",
                       f"{limit:g} vCPUs of {name} ({code}); {needed} needed ({basis}); running instances count too",
                       request)
+
+
+def check_capacity_quotas(client, instance_type: str, vcpus_per_node: int, cluster, region: str) -> list[QuotaCheck]:
+    """The quotas the configured capacity draws on. A node group: its one capacity type for nodes_max nodes.
+    Karpenter: on-demand for every node (the fallback when spot is short, so too little fails), and spot for
+    those above on_demand_base (too little only costs more: Karpenter falls back, so it warns)."""
+    if cluster.capacity != "karpenter":
+        return [check_gpu_quota(client, instance_type, vcpus_per_node, cluster.nodes_max, cluster.spot, region)]
+    checks = [check_gpu_quota(client, instance_type, vcpus_per_node, cluster.nodes_max, False, region)]
+    spot_nodes = cluster.nodes_max - cluster.on_demand_base
+    if cluster.karpenter.spot and spot_nodes > 0:
+        spot = check_gpu_quota(client, instance_type, vcpus_per_node, spot_nodes, True, region)
+        if spot.status == "fail":
+            spot.status = "warn"
+            spot.detail += "; Karpenter falls back to on-demand (at on-demand prices)"
+        checks.append(spot)
+    return checks

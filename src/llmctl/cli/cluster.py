@@ -129,16 +129,27 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
 def render(
     ctx: typer.Context,
     device_plugin: Annotated[bool, typer.Option("--device-plugin", help="Print the NVIDIA device plugin manifest instead.")] = False,
+    karpenter: Annotated[bool, typer.Option("--karpenter", help="Print Karpenter's GPU NodePool and EC2NodeClass instead (cluster.capacity: karpenter).")] = False,
     output: OutputOption = None,
 ) -> None:
-    """Print the eksctl ClusterConfig `cluster up` uses (or the device plugin DaemonSet)."""
+    """Print the eksctl ClusterConfig `cluster up` uses (or the device plugin DaemonSet, or Karpenter's objects)."""
     import yaml
 
     from llmctl.actions.cluster import device_plugin_objects, render_cluster_config
     from llmctl.render import dump_documents
 
     app = get_app(ctx, output)
-    if device_plugin:
+    if karpenter and device_plugin:
+        raise LlmctlError("--karpenter and --device-plugin print different documents", hint="pass one of them")
+    if karpenter:
+        from llmctl.actions.cluster.karpenter import karpenter_objects
+
+        if app.config.cluster.capacity != "karpenter":
+            raise LlmctlError("cluster.capacity is nodegroup: there are no Karpenter objects to render",
+                              hint="set cluster.capacity: karpenter in llmctl.yaml (or LLMCTL_CLUSTER_CAPACITY=karpenter)")
+        documents = karpenter_objects(app.config, app.names)
+        text = dump_documents(documents)
+    elif device_plugin:
         documents = device_plugin_objects(app.config, app.names)
         text = dump_documents(documents)
     else:

@@ -55,7 +55,8 @@ def deploy(
             arn = actions.role_arn("ACCOUNT_ID", names)
             out.warn(f"no AWS account ({exc.message}): the ServiceAccount's role ARN uses the placeholder ACCOUNT_ID")
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
-        documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY)
+        documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY,
+                                   cold_start_s=app.state.get("cold_start_s"))
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
         plan = dry_run_plan(app, documents, resolved)
         files = actions.write_documents(documents, output_dir) if output_dir else []
@@ -156,9 +157,12 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
                              on_plan=lambda update: show_plan(out, update),
                              node_group=lambda: capacity.node_group(app.aws, cfg, names),
                              scale=capacity.scaler(app.aws, names), say=out.info,
-                             gate=None if skip_gate else gate, **extra)
+                             gate=None if skip_gate else gate,
+                             cold_start_s=app.state.get("cold_start_s"), **extra)
     finally:
         display.stop()
+    if outcome.timeline is not None and outcome.timeline.total_s:  # scale to zero's lead and hold times
+        app.state.set("cold_start_s", round(outcome.timeline.total_s, 1))
     data = outcome.to_dict(show_api_key=show_api_key)
     data["secret"] = f"{names.namespace}/{names.api_key_secret}"
 

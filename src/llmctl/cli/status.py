@@ -51,13 +51,19 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
 
     app = get_app(ctx, output)
     out = app.output
-    data = collect_status(app.kube(), app.config, app.names)
+    data = collect_status(app.kube(), app.config, app.names, cold_start_s=app.state.get("cold_start_s"))
 
     def render(data: dict) -> None:
         if not data["deployed"]:
             out.print(f"{data['deployment']}: not deployed (run `llmctl deploy`)")
             return
-        out.print(f"{data['deployment']}: {data['ready_replicas']}/{data['replicas']} ready")
+        zero = data.get("scaled_to_zero")
+        if zero:
+            wake = (f"wakes on request (about {zero['wake_s']} s{'' if zero['wake_measured'] else ', not measured yet'})"
+                    if zero["wakes_on_request"] else "wakes on its schedule")
+            out.print(f"{data['deployment']}: scaled to zero, idle since {zero['idle_since'] or 'unknown'}, {wake}")
+        else:
+            out.print(f"{data['deployment']}: {data['ready_replicas']}/{data['replicas']} ready")
         out.print(f"image:    {data['image']}", markup=False)
         if data["revision"]:
             rev = data["revision"]

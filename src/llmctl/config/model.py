@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmctl.config import gpus
+from llmctl.config.autoscaling import AutoscalingConfig
+from llmctl.config.capacity import KarpenterConfig, check_capacity
 from llmctl.config.gate import GateConfig
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
 from llmctl.config.image_ref import image_problem
@@ -136,6 +138,12 @@ class ClusterConfig(Section):
     gpu_wait_timeout_s: int = Field(
         900, ge=10, le=7200, description="How long `cluster up` waits for a node to report allocatable nvidia.com/gpu."
     )
+    capacity: Literal["nodegroup", "karpenter"] = Field(
+        "nodegroup", description="GPU capacity: the managed node group, or Karpenter (spot first, on-demand when spot "
+        "is short; the node group then runs the system pods only). See docs/scaling.md.")
+    on_demand_base: int = Field(0, ge=0, le=100, description="Karpenter: GPU nodes kept on on-demand, so a spot "
+                                "interruption never takes the last replicas.")
+    karpenter: KarpenterConfig = Field(default_factory=KarpenterConfig)
 
     @field_validator("instance_types")
     @classmethod
@@ -150,6 +158,7 @@ class ClusterConfig(Section):
 
     @model_validator(mode="after")
     def _node_counts(self) -> "ClusterConfig":
+        check_capacity(self)
         if not self.nodes_min <= self.nodes_desired <= self.nodes_max:
             raise Invalid(
                 f"node counts must satisfy nodes_min <= nodes_desired <= nodes_max "
@@ -162,18 +171,6 @@ class ClusterConfig(Section):
 class Resources(Section):
     cpu: str = Field(pattern=QUANTITY)
     memory: str = Field(pattern=QUANTITY)
-
-
-class AutoscalingConfig(Section):
-    enabled: bool = False
-    max_replicas: int = Field(2, ge=1, le=100)
-    queue_target: int = Field(4, ge=1, description="Target vllm:num_requests_waiting per replica.")
-    engine: Literal["keda", "hpa"] = Field(
-        "keda", description="KEDA ScaledObject (Prometheus trigger) or an HPA (needs prometheus-adapter)."
-    )
-    prometheus_url: str | None = Field(
-        None, description="Prometheus KEDA queries (default: the llmctl monitoring stack's Prometheus)."
-    )
 
 
 class TlsConfig(Section):

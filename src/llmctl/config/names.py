@@ -68,6 +68,20 @@ class Names:
         as IAM is not in the Tagging API, every role, policy and instance profile's tags)."""
         return f"/llmctl/{self.deployment}/"
 
+    # eksctl's names for what its `karpenter` section creates (pkg/cfn/builder/karpenter.go); the
+    # interruption queue is named after the cluster (Karpenter's settings.interruptionQueue)
+    @property
+    def karpenter_node_role(self) -> str:
+        return f"eksctl-KarpenterNodeRole-{self.cluster}"
+
+    @property
+    def karpenter_instance_profile(self) -> str:
+        return f"eksctl-KarpenterNodeInstanceProfile-{self.cluster}"
+
+    @property
+    def karpenter_interruption_queue(self) -> str:
+        return self.cluster
+
     @property
     def eksctl_stack_prefix(self) -> str:
         return f"eksctl-{self.cluster}-"

@@ -22,9 +22,28 @@ def _fields(model: type[BaseModel], instance: BaseModel, prefix: str = ""):
             yield from _fields(type(value), value, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", value, field.description, False
+            item = _list_item(field.annotation)
+            if item is not None:  # a list of sections: its items' keys, as `path[].key`
+                for key, sub in item.model_fields.items():
+                    default = "required" if sub.is_required() else _yaml_scalar(sub.get_default(call_default_factory=True))
+                    yield f"{prefix}{name}[].{key}", _Shown(default), sub.description, False
+
+
+class _Shown(str):
+    """A default already written for the reference (`required`, or the YAML of an item key's default)."""
+
+
+def _list_item(annotation) -> type[BaseModel] | None:
+    """The section class of a `list[Section]` field, else None."""
+    import typing
+
+    args = typing.get_args(annotation) if typing.get_origin(annotation) is list else ()
+    return args[0] if args and isinstance(args[0], type) and issubclass(args[0], BaseModel) else None
 
 
 def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, _Shown):
+        return str(value)
     if value is None:
         return "null"
     return json.dumps(value)
@@ -51,6 +70,8 @@ def starter_yaml(name: str | None = None, bucket: str | None = None) -> str:
                 lines.append("")
             lines.append(f"{indent}{key}:")
             continue
+        if isinstance(value, _Shown):
+            continue  # the starter file shows a list's default ([]), not its items' keys
         comment = f"  # {description}" if description else ""
         lines.append(f"{indent}{key}: {_yaml_scalar(value)}{comment}")
     return "\n".join(lines) + "\n"

@@ -65,3 +65,19 @@ def test_status_json_before_and_after(cluster_env, aws, kube, fake_eksctl):
                                  "arn": "arn:aws:iam::123456789012:role/demo-vllm-s3-access",
                                  "trust_matches_cluster": True, "permissions_match": True}
     assert data["gpu_schedulable"] is True
+
+
+def test_karpenter_checks_the_on_demand_and_the_spot_quota(cluster_env, aws, fake_eksctl, gpu_quota):
+    """On-demand must hold every node (the fallback when spot is short); spot above on_demand_base only warns."""
+    cluster_env.write_config(cluster_env.cwd.joinpath("llmctl.yaml").read_text()
+                             + "cluster:\n  capacity: karpenter\n  nodes_max: 3\n  on_demand_base: 1\n")
+    gpu_quota["L-3819A6DF"] = 4  # spot: 2 nodes x 4 vCPUs needed
+    data = json.loads(cluster_env("cluster", "up", "--dry-run", "--output", "json", check=True, timeout=180).stdout)
+    checks = {c["name"]: c for c in data["preflight"]["checks"]}
+    assert checks["gpu quota (on-demand)"]["status"] == "pass" and "12 needed" in checks["gpu quota (on-demand)"]["detail"]
+    spot = checks["gpu quota (spot)"]
+    assert spot["status"] == "warn" and "8 needed" in spot["detail"] and "falls back to on-demand" in spot["detail"]
+    assert "--quota-code L-3819A6DF --desired-value 8" in spot["fix"]
+    gpu_quota["L-DB2E81BA"] = 8
+    done = cluster_env("cluster", "up", "--dry-run", "--output", "json", timeout=180)
+    assert done.returncode == 1 and "L-DB2E81BA" in done.stderr

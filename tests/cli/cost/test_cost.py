@@ -70,3 +70,52 @@ def test_running_prices_only_what_exists_for_this_deployment(llmctl, aws):
     assert lines["aws_ebs_volume"]["monthly"] == round(40 * pricing.EBS_GP3_GB_MONTH, 2)
     assert lines["aws_lb"]["monthly"] == round(pricing.NLB_HOURLY * pricing.HOURS_PER_MONTH, 2)
     assert data["monthly_total"] == round(sum(line["monthly"] for line in data["lines"]), 2)
+
+
+SCALED = """project:
+  name: llama
+cluster:
+  capacity: karpenter
+  instance_types: [g5.xlarge]
+  nodes_max: 2
+deploy:
+  autoscaling:
+    enabled: true
+    idle_minutes: 10
+    schedule:
+      - {start: "0 8 * * 1-5", end: "0 16 * * 1-5", timezone: Europe/Berlin}
+"""
+
+
+def test_expected_cost_follows_the_schedule_idle_policy_and_spot(llmctl):
+    """40 scheduled hours a week cost about 40 GPU hours a week (plus each wake's cold start and idle tail),
+    at the spot price; the control plane, NAT and system node are paid all month."""
+    llmctl.write_config(SCALED)
+    data = json.loads(llmctl("cost", "-o", "json", check=True).stdout)
+    spot = pricing.hourly("g5.xlarge", spot=True)
+    weeks = pricing.HOURS_PER_MONTH / 168
+    wake_h = 300 / 3600 + 10 / 60 + 1 / 60  # assumed cold start, idle tail, consolidateAfter 1m
+    hours = (40 + 5 * wake_h) * weeks
+    expected = data["expected"]
+    assert abs(expected["gpu_node_hours_per_month"] - hours) < 0.1
+    assert abs(expected["gpu_monthly"] - hours * spot) < 0.05
+    assert data["monthly_always_on"] == data["monthly_total"]
+    assert data["monthly_expected"] < data["monthly_always_on"] / 1.5
+    lines = {line["item"] for line in data["lines"]}
+    assert "system nodes (1 x t3.large)" in lines
+    said = " ".join(expected["assumptions"])
+    assert "40.0 h/week" in said and "assumed, not measured yet" in said and "spot (g5.xlarge" in said
+    # the measured cold start (from the last deploy) replaces the assumption; busier weeks cost more
+    (llmctl.cwd / ".llmctl").mkdir()
+    (llmctl.cwd / ".llmctl" / "llama.json").write_text(json.dumps({"cold_start_s": 120}))
+    busier = json.loads(llmctl("cost", "-o", "json", "--active-hours-per-week", "10", check=True).stdout)
+    assert "cold start 120 s (measured by the last deploy)" in " ".join(busier["expected"]["assumptions"])
+    assert busier["monthly_expected"] > data["monthly_expected"]
+    text = llmctl("cost", check=True).stdout
+    assert "always on: $" in text and "assumed: schedule window 0" in text
+
+
+def test_always_on_without_scale_to_zero(llmctl):
+    llmctl.write_config(CONFIG)
+    data = json.loads(llmctl("cost", "-o", "json", check=True).stdout)
+    assert abs(data["monthly_expected"] - data["monthly_always_on"]) < 1.0  # two replicas all month

@@ -137,3 +137,33 @@ def test_bench_reaches_a_cluster_exposure_through_a_port_forward(project, kube, 
     assert target.forward is None and target.metrics_forward is None
     forwarded = {r.query.get("ports") for r in kube.requests_matching("GET", "/portforward")}
     assert {str(stub_endpoint.port), str(stub_endpoint.metrics_port)} <= forwarded, forwarded
+
+
+ZERO = ("  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n")
+
+
+def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoint) -> None:
+    """KEDA took the replicas to zero: status says since when and that a request wakes it, not an error."""
+    import kubernetes
+
+    from tests.cli.deploy.conftest import config_text
+
+    kube.install_keda(http_add_on=True)
+    project.write_config(config_text(stub_endpoint.port, extra=ZERO))
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    assert run_deploy(project).returncode == 0
+    state = json.loads((project.cwd / ".llmctl" / "llama.json").read_text())
+    assert state["cold_start_s"] > 0  # the deploy measured its cold start
+    # what KEDA does after the idle time: the Deployment to zero, its last activity on the ScaledObject
+    client = kube.api_client()
+    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment("vllm-llama", "vllm", {"spec": {"replicas": 0}})
+    kubernetes.client.CustomObjectsApi(client).patch_namespaced_custom_object(
+        "keda.sh", "v1alpha1", "vllm", "scaledobjects", "vllm-llama", {"status": {"lastActiveTime": "2026-08-20T17:53:42Z"}})
+    kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")], 10)
+    data = json.loads(project("status", "--output", "json", check=True).stdout)
+    zero = data["scaled_to_zero"]
+    assert zero == {"idle_since": "2026-08-20T17:53:42Z", "wakes_on_request": True,
+                    "wake_s": round(state["cold_start_s"]), "wake_measured": True}
+    text = project("status", check=True).stdout
+    assert (f"vllm/vllm-llama: scaled to zero, idle since 2026-08-20T17:53:42Z, wakes on request (about "
+            f"{round(state['cold_start_s'])} s)") in text

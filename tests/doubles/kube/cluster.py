@@ -81,6 +81,12 @@ KEDA_CRDS = [
     _crd("keda.sh", "ScaledObject", "scaledobjects", ["v1alpha1"], short=["so"]),
     _crd("keda.sh", "TriggerAuthentication", "triggerauthentications", ["v1alpha1"], short=["ta"]),
 ]
+# The KEDA HTTP add-on's chart: the interceptor's routing object, wake-on-request.
+KEDA_HTTP_CRDS = [_crd("http.keda.sh", "HTTPScaledObject", "httpscaledobjects", ["v1alpha1"], short=["httpso"])]
+# Karpenter's chart (eksctl's karpenter section installs it).
+KARPENTER_CRDS = [_crd("karpenter.sh", "NodePool", "nodepools", ["v1"], scope="Cluster"),
+                  _crd("karpenter.sh", "NodeClaim", "nodeclaims", ["v1"], scope="Cluster"),
+                  _crd("karpenter.k8s.aws", "EC2NodeClass", "ec2nodeclasses", ["v1"], scope="Cluster")]
 # What the AWS Load Balancer Controller's chart installs and `deploy` looks for before it asks for an NLB.
 AWS_LOAD_BALANCER_CONTROLLER_CRDS = [
     _crd("elbv2.k8s.aws", "TargetGroupBinding", "targetgroupbindings", ["v1beta1"], short=["tgb"]),
@@ -427,8 +433,11 @@ class KubeDouble:
     def install_prometheus_operator(self) -> None:
         self.install_crds(PROMETHEUS_OPERATOR_CRDS)
 
-    def install_keda(self) -> None:
-        self.install_crds(KEDA_CRDS)
+    def install_keda(self, http_add_on: bool = False) -> None:
+        self.install_crds(KEDA_CRDS + (KEDA_HTTP_CRDS if http_add_on else []))
+
+    def install_karpenter(self) -> None:
+        self.install_crds(KARPENTER_CRDS)
 
     def install_aws_load_balancer_controller(self) -> None:
         self.install_crds(AWS_LOAD_BALANCER_CONTROLLER_CRDS)

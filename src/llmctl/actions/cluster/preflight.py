@@ -57,7 +57,7 @@ def run_preflight(m, live_prices: bool = True) -> Preflight:
     from llmctl.actions.fit import check_fit, read_model_metadata
     from llmctl.aws.ec2 import describe_instance_types, offered_zones
     from llmctl.aws.pricing import live_node_price
-    from llmctl.aws.quotas import check_gpu_quota
+    from llmctl.aws.quotas import check_capacity_quotas
 
     c = m.cfg.cluster
     checks: list[Check] = []
@@ -86,10 +86,11 @@ def run_preflight(m, live_prices: bool = True) -> Preflight:
         instance = infos.get(primary, biggest).to_dict()
         for itype in infos:
             checks.append(_offering_check(m, itype, offered_zones(m.aws.ec2, itype)))
-        quota = check_gpu_quota(m.aws.service_quotas, biggest.instance_type, biggest.vcpus,
-                                c.nodes_max, c.spot, m.names.region)
-        checks.append(Check("gpu quota", quota.status, quota.detail,
-                            quota.request if quota.status != "pass" else ""))
+        quotas = check_capacity_quotas(m.aws.service_quotas, biggest.instance_type, biggest.vcpus, c, m.names.region)
+        quota = quotas[0]
+        for q in quotas:
+            label = "gpu quota" if c.capacity != "karpenter" else f"gpu quota ({'spot' if 'Spot' in q.name else 'on-demand'})"
+            checks.append(Check(label, q.status, q.detail, q.request if q.status != "pass" else ""))
 
     spec = _spec(primary, infos.get(primary))
     fit = None

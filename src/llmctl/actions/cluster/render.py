@@ -8,10 +8,15 @@ DEVICE_PLUGIN_IMAGE = "k8s-device-plugin"
 
 
 def render_context(cfg, names: Names) -> dict:
+    from llmctl.actions.cluster.karpenter import node_labels as gpu_node_labels
+
     cluster = cfg.cluster.model_dump()
     cluster.update(name=names.cluster, region=names.region)
-    node_labels = {**cfg.cluster.node_labels, "llmctl.io/gpu": "true", TAG_DEPLOYMENT: names.deployment}
-    return {"cluster": cluster, "tags": dict(names.aws_tags), "node_labels": node_labels}
+    karpenter = cfg.cluster.karpenter.model_dump() if cfg.cluster.capacity == "karpenter" else None
+    # with Karpenter the node group runs the system pods; the GPU labels go on Karpenter's nodes
+    node_labels = {"llmctl.io/system": "true", TAG_DEPLOYMENT: names.deployment} if karpenter else \
+        gpu_node_labels(cfg, names)
+    return {"cluster": cluster, "tags": dict(names.aws_tags), "node_labels": node_labels, "karpenter": karpenter}
 
 
 def render_cluster_config(cfg, names: Names) -> str:

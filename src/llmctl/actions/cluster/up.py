@@ -18,9 +18,10 @@ from llmctl.plan import Action, Plan, Step
 def up_plan(m: ClusterManager, gpu_timeout_s: float | None = None) -> Plan:
     state = m.state()
     plan = Plan()
+    # with Karpenter no GPU node exists before a pod asks for one: its NodePool is the last step
+    last = _karpenter_step(m, state) if m.cfg.cluster.capacity == "karpenter" else _gpu_wait_step(m, state, gpu_timeout_s)
     for step in (_cluster_step(m, state), _oidc_step(m, state), _nodegroup_step(m, state),
-                 _kubeconfig_step(m, state), _irsa_step(m, state), _device_plugin_step(m, state),
-                 _gpu_wait_step(m, state, gpu_timeout_s)):
+                 _kubeconfig_step(m, state), _irsa_step(m, state), _device_plugin_step(m, state), last):
         plan.add(step)
     return plan
 
@@ -142,6 +143,34 @@ def _device_plugin_step(m: ClusterManager, state: ClusterState) -> Step:
 
     step.observe, step.apply = observe, apply
     return step
+
+
+def _karpenter_step(m: ClusterManager, state: ClusterState) -> Step:
+    """The EC2NodeClass and GPU NodePool(s): Karpenter (installed by eksctl) launches GPU nodes from them."""
+    from llmctl.actions.cluster.karpenter import karpenter_objects
+
+    objects = karpenter_objects(m.cfg, m.names)
+    pools = [o["metadata"]["name"] for o in objects if o["kind"] == "NodePool"]
+
+    def observe() -> Action:
+        if state.cluster() is None or state.context() is None:
+            return "create"
+        if not state.kube().has_kind("karpenter.sh/v1", "NodePool"):
+            return "create"
+        actions = {r.action for r in state.kube().apply_all(objects, dry_run=True)}
+        return "create" if "created" in actions else ("update" if "updated" in actions else "none")
+
+    def apply() -> str:
+        kube = state.kube()
+        if not kube.has_kind("karpenter.sh/v1", "NodePool"):
+            raise LlmctlError("the cluster has no NodePool kind: Karpenter is not installed",
+                              hint="eksctl installs it from the ClusterConfig's karpenter section; check `helm -n "
+                                   "karpenter list` and the eksctl-*-karpenter stack, then re-run `llmctl cluster up`")
+        results = kube.apply_all(objects)
+        return ", ".join(f"{r.kind} {r.name} {r.action}" for r in results)
+
+    return Step(f"Karpenter GPU capacity ({', '.join(pools)})", "k8s-nodepool", observe, apply,
+                detail="EC2NodeClass and NodePool: spot first, GPU nodes launched for pending pods")
 
 
 def _gpu_wait_step(m: ClusterManager, state: ClusterState, timeout_s: float | None) -> Step:

@@ -63,6 +63,8 @@ class Discovery:
         if not include_build:
             inv.resources = [r for r in inv.resources if r.step != BUILD]
         for arn, tags in scan.tagged().items():
+            if arns.type_of(arn) == "aws_instance":
+                continue  # the Tagging API lists terminated instances too; node_ec2 found the live ones
             if arn not in seen and not goes_with_cluster(tags, self.names.cluster):
                 inv.resources.append(Resource(arns.type_of(arn), arns.name_of(arn), arn, UNSTEPPED,
                                               note="tagged for this deployment; llmctl has no step for this type"))

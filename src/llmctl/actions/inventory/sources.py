@@ -27,6 +27,9 @@ K8S_KINDS = (
     ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
     ("v1", "PersistentVolumeClaim"), ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"), ("keda.sh/v1alpha1", "ScaledObject"),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
+    # Karpenter's GPU capacity: deleting the NodePool drains and removes its nodes before the cluster goes
+    ("karpenter.sh/v1", "NodePool"), ("karpenter.k8s.aws/v1", "EC2NodeClass"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
@@ -241,9 +244,28 @@ def node_ec2(scan: Scan) -> list[Resource]:
     return list(found.values())
 
 
+def interruption_queue(scan: Scan) -> list[Resource]:
+    """Karpenter's spot interruption queue (eksctl's, named after the cluster) and the EventBridge rules that
+    feed it: eksctl's stack removes them; one a failed run left is deleted after it."""
+    from llmctl.aws import events, sqs
+
+    if not scan.cluster().ours:
+        return []
+    name = scan.names.karpenter_interruption_queue
+    queue = scan.once(("sqs", name), lambda: sqs.find_queue(scan.aws.sqs, name))
+    if queue is None or not (eksctl_made_for(queue["tags"], scan.names.cluster) or scan.is_ours(queue["tags"])):
+        return []
+    rules = scan.once(("rules", queue["arn"]), lambda: events.rules_targeting(scan.aws.events, queue["arn"]))
+    return [Resource("aws_sqs_queue", name, queue["arn"], note="Karpenter interruption queue",
+                     extra={"url": queue["url"]}),
+            *(Resource("aws_cloudwatch_event_rule", r["name"], r["arn"], note=f"feeds queue {name}") for r in rules)]
+
+
 def goes_with_cluster(tags: dict[str, str], cluster: str) -> bool:
-    """Created by eksctl or EKS for this cluster: the cluster's deletion removes it."""
+    """Created by eksctl, EKS or Karpenter for this cluster: the cluster's deletion (or teardown after it) removes it."""
     return (
+        tags.get("karpenter.sh/managed-by") == cluster  # Karpenter's instance profiles (its instances: node_ec2)
+        or
         tags.get("aws:cloudformation:stack-name", "").startswith(f"eksctl-{cluster}-")
         or eksctl_made_for(tags, cluster)
         or tags.get("eks:cluster-name") == cluster
@@ -304,6 +326,7 @@ SOURCES: dict[int, tuple[Source, ...]] = {
     LOAD_BALANCERS: (lb_services, lb_aws_side),
     KUBERNETES: (k8s_objects, pvc_volumes),
     IRSA: (irsa_role, tagged_iam),
-    CLUSTER: (eks_cluster, eksctl_stacks, oidc_providers, made_by_eksctl, iam_made_by_eksctl, node_ec2),
+    CLUSTER: (eks_cluster, eksctl_stacks, oidc_providers, made_by_eksctl, iam_made_by_eksctl, node_ec2,
+              interruption_queue),
     BUILD: (codebuild_project, codebuild_role, ecr_repositories, tagged_build_resources, named_model_bucket),
 }

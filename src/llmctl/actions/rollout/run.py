@@ -65,17 +65,19 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
            say: Callable[[str], None] = lambda m: None,
            documents: list[dict] | None = None,
            rollback_of: int | None = None,
-           smoke: bool = True) -> DeployOutcome:
+           smoke: bool = True, cold_start_s: float | None = None) -> DeployOutcome:
     """Apply, follow the rollout to Ready, gate the new revision, wait for the endpoint's address, send one
     request (through the load balancer, or a port-forward to the ClusterIP Service). `documents` (rollback)
-    replaces the rendered revision documents with a recorded revision's."""
+    replaces the rendered revision documents with a recorded revision's; `cold_start_s` (the last measured)
+    sets scale to zero's lead and hold times."""
     from llmctl.actions.rollout.watcher import RolloutFailed
 
     started = time.monotonic()
     api_key = manifests.existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
     created = api_key is None
     api_key = api_key or manifests.new_api_key()
-    rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key)
+    rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key,
+                                cold_start_s=cold_start_s)
     if documents is not None:  # the recorded revision's Deployment and env ConfigMap replace the rendered ones
         keyed = {(d["kind"], d["metadata"]["name"]): d for d in documents}
         rendered = [keyed.get((d["kind"], d["metadata"]["name"]), d) for d in rendered]

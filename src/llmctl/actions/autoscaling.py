@@ -1,0 +1,164 @@
+"""Scale to zero, schedules and the spot drain budget, as render contexts for `deploy` (pure).
+
+* One KEDA ScaledObject drives the Deployment: the queue trigger (scale out), the server's own activity
+  from Prometheus (`deploy.autoscaling.idle_minutes`: inactive once no request ran for that long), one
+  cron trigger per schedule window (started early by the measured cold start), and the HTTP add-on's
+  external-push trigger, which wakes the endpoint when the interceptor holds a request.
+* The HTTPScaledObject configures the HTTP add-on's interceptor (hold time from the measured cold start);
+  its own ScaledObject is skipped (the add-on's documented annotation), so one ScaledObject owns the
+  Deployment and KEDA does not refuse the second.
+* On spot capacity the pod's whole termination (preStop, SIGTERM drain, exit) fits inside the two-minute
+  interruption notice: the drain is shortened when it would not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llmctl.actions.cluster.karpenter import NOTICE_DELIVERY_S, SPOT_NOTICE_S, uses_spot
+
+# Before anything was measured: node launch, image pull, model download and engine load of a 7B model.
+DEFAULT_COLD_START_S = 300
+IDLE_WITH_SCHEDULE_MIN = 5  # a schedule without idle_minutes: zero this long after a window's last request
+HOLD_MARGIN = 1.5  # the interceptor holds a request this many cold starts before giving up
+HTTP_SCALER = "keda-add-ons-http-external-scaler.keda:9090"
+SKIP_SCALED_OBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation"
+# Never drives the replica count: an activity signal only (inactive at 0), see `idle_trigger`.
+ACTIVITY_ONLY_THRESHOLD = "1000000"
+
+
+@dataclass(frozen=True)
+class DrainBudget:
+    drain_timeout_s: int
+    termination_grace_s: int
+    shortened_from_s: int | None = None  # the configured drain, when the spot notice shortened it
+
+    @property
+    def note(self) -> str | None:
+        if self.shortened_from_s is None:
+            return None
+        return (f"server.drain_timeout_s {self.shortened_from_s}s shortened to {self.drain_timeout_s}s: on spot the "
+                f"whole termination ({self.termination_grace_s}s) must fit the {SPOT_NOTICE_S}s interruption notice")
+
+
+def drain_budget(cfg, prestop_s: int, exit_margin_s: int) -> DrainBudget:
+    """The SIGTERM drain and terminationGracePeriodSeconds; on spot both fit inside the notice, less the time
+    the notice takes to reach Karpenter and the pod (EventBridge, SQS, cordon, eviction)."""
+    drain = cfg.server.drain_timeout_s
+    if uses_spot(cfg):
+        fits = SPOT_NOTICE_S - NOTICE_DELIVERY_S - prestop_s - exit_margin_s
+        if drain > fits:
+            return DrainBudget(fits, prestop_s + fits + exit_margin_s, shortened_from_s=drain)
+    return DrainBudget(drain, prestop_s + drain + exit_margin_s)
+
+
+def idle_minutes(cfg) -> int:
+    auto = cfg.deploy.autoscaling
+    return auto.idle_minutes or IDLE_WITH_SCHEDULE_MIN
+
+
+def hold_s(cold_start_s: float | None) -> int:
+    return math.ceil((cold_start_s or DEFAULT_COLD_START_S) * HOLD_MARGIN)
+
+
+def idle_trigger(namespace: str, app: str, prometheus_url: str, minutes: int) -> dict:
+    """Active while the server ran, queued or finished a request in the last `minutes` (its own metrics):
+    KEDA scales to zero once every trigger is inactive for the cooldown."""
+    pods = f'namespace="{namespace}", pod=~"{app}-.*"'
+    query = (f"sum(vllm:num_requests_running{{{pods}}}) + sum(vllm:num_requests_waiting{{{pods}}}) + "
+             f"sum(increase(vllm:request_success_total{{{pods}}}[{minutes}m]))")
+    return {"type": "prometheus", "name": "activity", "metricType": "Value",
+            "metadata": {"serverAddress": prometheus_url, "query": query, "threshold": ACTIVITY_ONLY_THRESHOLD,
+                         "activationThreshold": "0", "ignoreNullValues": "true"}}
+
+
+def cron_triggers(cfg, lead_s: float) -> tuple[list[dict], list[str]]:
+    """One cron trigger per window, its start moved earlier by the cold start; notes for windows whose
+    start cannot be moved (a start that is not one minute and hour, or that crosses a month day)."""
+    triggers, notes = [], []
+    lead_min = math.ceil(lead_s / 60)
+    for index, window in enumerate(cfg.deploy.autoscaling.schedule):
+        start = shift_earlier(window.start, lead_min)
+        if start is None:
+            start = window.start
+            notes.append(f"schedule window {index}: start {window.start!r} is not moved {lead_min} min earlier "
+                         "(write its minute and hour as single numbers to get the lead time)")
+        triggers.append({"type": "cron", "name": f"window-{index}", "metadata": {
+            "timezone": window.timezone, "start": start, "end": window.end, "desiredReplicas": str(window.replicas)}})
+    return triggers, notes
+
+
+def shift_earlier(expression: str, minutes: int) -> str | None:
+    """`expression` (a start) `minutes` earlier, or None when that cannot be written as one cron line."""
+    minute, hour, dom, month, dow = expression.split()
+    if not (minute.isdigit() and hour.isdigit()):
+        return None
+    total = int(hour) * 60 + int(minute) - minutes
+    if total >= 0:
+        return f"{total % 60} {total // 60} {dom} {month} {dow}"
+    if dom != "*" or total < -24 * 60:
+        return None
+    total += 24 * 60
+    days = _day_set(dow)
+    if days is None:
+        return None
+    before = sorted({(d - 1) % 7 for d in days})
+    return f"{total % 60} {total // 60} {dom} {month} {','.join(map(str, before)) if dow != '*' else '*'}"
+
+
+def _day_set(dow: str) -> set[int] | None:
+    names = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+    if dow == "*":
+        return set(range(7))
+    days: set[int] = set()
+    for item in dow.lower().split(","):
+        if "/" in item:
+            return None
+        low, _, high = item.partition("-")
+        try:
+            a = names.index(low) if low in names else int(low)
+            b = (names.index(high) if high in names else int(high)) if high else a
+        except ValueError:
+            return None
+        days |= {d % 7 for d in range(a, b + 1)}
+    return days
+
+
+def scaled_object_context(cfg, names, prometheus_url: str, cold_start_s: float | None) -> dict:
+    """What scaledobject.yaml.j2 needs beyond the queue trigger: the minimum, the cooldown and the extra triggers."""
+    auto = cfg.deploy.autoscaling
+    if not auto.scales_to_zero:
+        return {"min_replicas": max(1, cfg.deploy.replicas), "cooldown_s": 300, "extra_triggers": [], "notes": []}
+    minutes = idle_minutes(cfg)
+    crons, notes = cron_triggers(cfg, cold_start_s or DEFAULT_COLD_START_S)
+    wake = {"type": "external-push", "name": "wake-on-request",
+            "metadata": {"scalerAddress": HTTP_SCALER, "httpScaledObject": names.app}}
+    return {"min_replicas": 0, "cooldown_s": minutes * 60, "notes": notes,
+            "extra_triggers": [idle_trigger(names.namespace, names.app, prometheus_url, minutes), *crons, wake]}
+
+
+def http_scaled_object_context(cfg, names, cold_start_s: float | None) -> dict:
+    return {"service_port": cfg.server.port, "max_replicas": cfg.deploy.autoscaling.max_replicas,
+            "scaledown_s": idle_minutes(cfg) * 60, "hold_s": hold_s(cold_start_s),
+            "concurrency": cfg.server.max_concurrent_requests, "skip_annotation": SKIP_SCALED_OBJECT,
+            "hosts": [f"{names.app}.{names.namespace}.svc.cluster.local", f"{names.app}.{names.namespace}.svc",
+                      f"{names.app}.{names.namespace}", names.app]}
+
+
+def require_autoscaler_kinds(kube, documents: list[dict]) -> None:
+    """KEDA (and, to scale to zero, its HTTP add-on) must be installed before their objects are applied."""
+    from llmctl.errors import LlmctlError
+
+    kinds = {d["kind"] for d in documents}
+    if "ScaledObject" in kinds and not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
+        raise LlmctlError(
+            "deploy.autoscaling uses KEDA, but the cluster has no ScaledObject kind (KEDA is not installed)",
+            hint="install KEDA (`helm install keda kedacore/keda -n keda --create-namespace`) or set "
+                 "deploy.autoscaling.engine: hpa")
+    if "HTTPScaledObject" in kinds and not kube.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject"):
+        raise LlmctlError(
+            "deploy.autoscaling scales to zero, but the cluster has no HTTPScaledObject kind (the KEDA HTTP add-on, "
+            "which holds requests while the endpoint wakes, is not installed)",
+            hint="install it (`helm install http-add-on kedacore/keda-add-ons-http -n keda`), or set "
+                 "deploy.autoscaling.idle_minutes: 0 and remove deploy.autoscaling.schedule")

@@ -1,0 +1,96 @@
+"""A small provisioner that plays Karpenter against the Kubernetes double and moto.
+
+`provision()` gives each pending pod that asks for `nvidia.com/gpu` a node: a moto instance tagged the way
+Karpenter v1 tags what it launches (`karpenter.sh/nodepool`, `karpenter.sh/nodeclaim`,
+`karpenter.k8s.aws/ec2nodeclass`, `kubernetes.io/cluster/<name>=owned`, `eks:eks-cluster-name`, and the
+EC2NodeClass's own tags), its launch template (`karpenter.k8s.aws/cluster`), the instance profile Karpenter
+makes from the EC2NodeClass's role (`karpenter.sh/managed-by`), and a tainted GPU node that joins the double.
+`remove_empty()` is consolidation when empty: a node without pods goes, with its instance.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+_claims = itertools.count(1)
+
+
+class KarpenterDouble:
+    def __init__(self, kube, aws, cluster: str, *, nodepool: str = "llmctl-gpu", nodeclass: str = "llmctl-gpu",
+                 nodeclass_tags: dict | None = None, instance_type: str = "g4dn.xlarge", region: str = "us-east-1"):
+        self.kube, self.ec2, self.iam = kube, aws.client("ec2", region), aws.client("iam", region)
+        self.cluster, self.nodepool, self.nodeclass, self.instance_type = cluster, nodepool, nodeclass, instance_type
+        self.nodeclass_tags = nodeclass_tags or {}
+        self.region = region
+        self.instances: dict[str, str] = {}  # node name -> instance id
+
+    def _tags(self, claim: str) -> dict[str, str]:
+        return {**self.nodeclass_tags, "karpenter.sh/nodepool": self.nodepool, "karpenter.sh/nodeclaim": claim,
+                "karpenter.k8s.aws/ec2nodeclass": self.nodeclass, f"kubernetes.io/cluster/{self.cluster}": "owned",
+                "eks:eks-cluster-name": self.cluster, "Name": f"{self.nodepool}/{claim}"}
+
+    def _launch_template(self) -> str:
+        name = f"karpenter.k8s.aws/{self.cluster}/{self.nodeclass}"
+        found = self.ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])
+        if found["LaunchTemplates"]:
+            return found["LaunchTemplates"][0]["LaunchTemplateId"]
+        tags = {**self.nodeclass_tags, "karpenter.k8s.aws/cluster": self.cluster,
+                "karpenter.k8s.aws/ec2nodeclass": self.nodeclass}
+        return self.ec2.create_launch_template(
+            LaunchTemplateName=name, LaunchTemplateData={"InstanceType": self.instance_type},
+            TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["LaunchTemplate"]["LaunchTemplateId"]
+
+    def _instance_profile(self) -> None:
+        name = f"{self.cluster}_{abs(hash(self.nodeclass)) % 10**12}"
+        try:
+            self.iam.get_instance_profile(InstanceProfileName=name)
+        except self.iam.exceptions.NoSuchEntityException:
+            tags = {**self.nodeclass_tags, "karpenter.sh/managed-by": self.cluster,
+                    "karpenter.k8s.aws/ec2nodeclass": self.nodeclass, f"kubernetes.io/cluster/{self.cluster}": "owned",
+                    "topology.kubernetes.io/region": self.region}
+            self.iam.create_instance_profile(InstanceProfileName=name, Path="/",
+                                             Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    def pending_gpu_pods(self) -> list[dict]:
+        out = []
+        for pod in self.kube.list("v1", "Pod"):
+            if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            requests = [((c.get("resources") or {}).get("requests") or {}).get("nvidia.com/gpu")
+                        for c in pod["spec"].get("containers") or []]
+            if any(requests):
+                out.append(pod)
+        return out
+
+    def provision(self) -> list[str]:
+        """A node (and its instance) for each pending GPU pod; returns the new instance ids."""
+        launched = []
+        for _ in self.pending_gpu_pods():
+            claim = f"{self.nodepool}-{next(_claims):05d}"
+            tags = self._tags(claim)
+            template = self._launch_template()
+            self._instance_profile()
+            instance = self.ec2.run_instances(
+                MinCount=1, MaxCount=1, LaunchTemplate={"LaunchTemplateId": template}, InstanceType=self.instance_type,
+                ImageId="ami-12c6146b",
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+            )["Instances"][0]["InstanceId"]
+            node = f"ip-10-0-{len(self.instances) + 1}-{next(_claims) % 250}.ec2.internal"
+            self.kube.add_node(node, gpus=1, instance_type=self.instance_type,
+                               labels={"karpenter.sh/nodepool": self.nodepool, "karpenter.sh/capacity-type": "spot",
+                                       "llmctl.io/gpu": "true"},
+                               taints=[{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}])
+            self.instances[node] = instance
+            launched.append(instance)
+        self.kube.retry_unscheduled()
+        return launched
+
+    def remove_empty(self) -> list[str]:
+        """Consolidation when empty: each of our nodes without a pod goes, its instance terminated."""
+        busy = {p["spec"].get("nodeName") for p in self.kube.list("v1", "Pod") if not p["metadata"].get("deletionTimestamp")}
+        removed = [node for node in list(self.instances) if node not in busy]
+        for node in removed:
+            self.kube.remove_node(node)
+            self.ec2.terminate_instances(InstanceIds=[self.instances.pop(node)])
+        return removed
