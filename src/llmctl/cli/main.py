@@ -30,9 +30,10 @@ class _LazyCommands(MutableMapping):
     """The root group's commands: every name, each built into its click command on first use.
 
     Why lazy: Typer makes a click command by inspecting a function's signature and options;
-    building all 25 on every run cost about 0.4x the framework floor of `benchmarks/cli_startup.py`
-    (123 ms of CPU against the floor's 271 ms, measured), more than all the rest llmctl adds to
-    `config show`. A run builds the command it invokes; `--help` builds all to list them."""
+    importing every command module and building all 25 on every run costs about 90 ms of CPU
+    (measured: llmctl's own share of `llmctl --help`, which builds them all, against that of
+    `llmctl status --help`), as much as all the rest llmctl adds to `config show`. A run builds
+    the command it invokes; `--help` builds all to list them."""
 
     def __init__(self):
         self.built: dict[str, click.Command] = {}

@@ -72,7 +72,7 @@ class GateConfig(Section):
     bench_concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight during the gate's bench.")
     bench_input_len: int = Field(128, ge=1, description="Prompt tokens of each bench request.")
     bench_output_len: int = Field(64, ge=1, description="Output tokens of each bench request.")
-    slo: GateSlo = Field(default_factory=GateSlo)
+    slo: GateSlo = Field(default_factory=lambda: GateSlo())
 
     _goldens: tuple[Golden, ...] = PrivateAttr(default=())
     _prompts_file: Path | None = PrivateAttr(default=None)

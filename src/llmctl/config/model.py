@@ -3,7 +3,9 @@
 Defaults reproduce the reference architecture (us-east-1, one g4dn.xlarge T4 node, namespace
 `vllm`, service account `vllm-sa`, MAX_MODEL_LEN 512, float16). Defaults that depend on other
 fields live in one `model_validator(mode="after")` per model; names derived from the deployment
-name live in `names.py`.
+name live in `names.py`. Default factories are lambdas, not a model class or `list`: pydantic
+reads each factory's signature, and for a class or a builtin that costs every command reading
+the config about 15 ms (`benchmarks/cli_startup.py`); the JSON schema is the same either way.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class ModelConfig(Section):
         "auto", description="runai_streamer streams weights straight from S3 (no init download)."
     )
     adapters: dict[str, str | None] = Field(
-        default_factory=dict, description="LoRA adapters every replica serves: name -> key prefix in model.bucket "
+        default_factory=lambda: {}, description="LoRA adapters every replica serves: name -> key prefix in model.bucket "
         "under <prefix>-adapters/ (empty: <prefix>-adapters/<name>, where `llmctl adapter push` puts it).")
 
     @field_validator("prefix")
@@ -129,11 +131,11 @@ class ClusterConfig(Section):
     )
     spot: bool = Field(False, description="Spot capacity for the GPU node group.")
     gpu_taint: bool = Field(False, description="Taint GPU nodes nvidia.com/gpu=true:NoSchedule.")
-    availability_zones: list[str] = Field(default_factory=list, description="Zones to use (default: eksctl picks).")
+    availability_zones: list[str] = Field(default_factory=lambda: [], description="Zones to use (default: eksctl picks).")
     vpc_cidr: str = Field("192.168.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$", description="The VPC eksctl creates (its default); NetworkPolicies admit "
                           "the NLB's traffic from it.")
     device_plugin_version: str = Field("v0.17.2", pattern=r"^v\d+\.\d+\.\d+$", description="NVIDIA device plugin version.")
-    node_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the GPU nodes.")
+    node_labels: dict[str, str] = Field(default_factory=lambda: {}, description="Extra labels on the GPU nodes.")
     nodegroup_name: str = Field("gpu-nodes", pattern=DNS_LABEL, description="Name of the managed GPU node group.")
     gpu_wait_timeout_s: int = Field(
         900, ge=10, le=7200, description="How long `cluster up` waits for a node to report allocatable nvidia.com/gpu."
@@ -143,7 +145,7 @@ class ClusterConfig(Section):
         "is short; the node group then runs the system pods only). See docs/scaling.md.")
     on_demand_base: int = Field(0, ge=0, le=100, description="Karpenter: GPU nodes kept on on-demand, so a spot "
                                 "interruption never takes the last replicas.")
-    karpenter: KarpenterConfig = Field(default_factory=KarpenterConfig)
+    karpenter: KarpenterConfig = Field(default_factory=lambda: KarpenterConfig())
 
     @field_validator("instance_types")
     @classmethod
@@ -229,21 +231,21 @@ class DeployConfig(Section):
         "cluster", description="Who can reach the endpoint: cluster (a ClusterIP; `llmctl endpoint` port-forwards it), "
         "internal (an internal NLB: the VPC and networks routed to it), public (an internet-facing NLB: needs "
         "deploy.tls and load_balancer_source_ranges).")
-    tls: TlsConfig = Field(default_factory=TlsConfig)
+    tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
     allow_plaintext: bool = Field(False, description="Accept a public endpoint without TLS (bearer key and prompts in cleartext).")
     load_balancer_source_ranges: list[str] = Field(
-        default_factory=list, description="CIDRs allowed through the NLB (internal: empty means the VPC; public: required, "
+        default_factory=lambda: [], description="CIDRs allowed through the NLB (internal: empty means the VPC; public: required, "
         "0.0.0.0/0 for anywhere)."
     )
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
-    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    autoscaling: AutoscalingConfig = Field(default_factory=lambda: AutoscalingConfig())
     strategy: Literal["auto", "surge", "recreate"] = Field(
         "auto", description="How a new revision replaces the serving one: auto (the planner picks: surge when a GPU "
         "can be had, else one pod at a time, else recreate with consent), surge (refused when it cannot schedule), "
         "recreate (downtime).")
     allow_downtime: bool = Field(False, description="Accept a recreate (every pod stops before the new one starts) "
                                  "without asking.")
-    gate: GateConfig = Field(default_factory=GateConfig)
+    gate: GateConfig = Field(default_factory=lambda: GateConfig())
 
     @field_validator("load_balancer_source_ranges")
     @classmethod
@@ -290,11 +292,11 @@ class MonitoringConfig(Section):
     slo_p95_ttft_s: float = Field(1.0, gt=0, description="Alert when p95 time to first token exceeds this.")
     queue_alert_threshold: int = Field(10, ge=1, description="Alert when requests waiting stay above this for 5m.")
     expose: Literal["cluster-ip", "load-balancer"] = "cluster-ip"
-    load_balancer_source_ranges: list[str] = Field(default_factory=list)
+    load_balancer_source_ranges: list[str] = Field(default_factory=lambda: [])
     load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="With expose load-balancer: an internal NLB (the VPC), or internet-facing.")
     persistent_volume_size: str | None = Field(None, pattern=QUANTITY)
-    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+    alertmanager: AlertmanagerConfig = Field(default_factory=lambda: AlertmanagerConfig())
     dcgm: bool = Field(False, description="Deploy the DCGM exporter for GPU metrics.")
 
     @model_validator(mode="after")
@@ -318,15 +320,15 @@ class BenchConfig(Section):
 
 
 class LlmctlConfig(Section):
-    project: ProjectConfig = Field(default_factory=ProjectConfig)
-    aws: AwsConfig = Field(default_factory=AwsConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    build: BuildConfig = Field(default_factory=BuildConfig)
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    deploy: DeployConfig = Field(default_factory=DeployConfig)
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
+    project: ProjectConfig = Field(default_factory=lambda: ProjectConfig())
+    aws: AwsConfig = Field(default_factory=lambda: AwsConfig())
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    build: BuildConfig = Field(default_factory=lambda: BuildConfig())
+    cluster: ClusterConfig = Field(default_factory=lambda: ClusterConfig())
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    deploy: DeployConfig = Field(default_factory=lambda: DeployConfig())
+    monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig())
+    bench: BenchConfig = Field(default_factory=lambda: BenchConfig())
 
     @model_validator(mode="after")
     def _cross_field(self) -> "LlmctlConfig":

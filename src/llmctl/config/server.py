@@ -44,10 +44,10 @@ class ServerConfig(Section):
         None, description="Largest LoRA rank served (vLLM default when unset)."
     )
     lora_modules: dict[str, str] = Field(
-        default_factory=dict, description="Adapters served from the start: name -> path in the container."
+        default_factory=lambda: {}, description="Adapters served from the start: name -> path in the container."
     )
     vllm_extra_args: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: [],
         description="More `vllm serve` options, one word per item (e.g. [--enable-prefix-caching]); checked by vLLM at start-up.",
     )
 
