@@ -46,9 +46,9 @@ def deploy(
 
     if dry_run:
         try:
-            arn = actions.role_arn(app.aws.account_id, names)
+            arn = actions.role_arn(app.aws, names)
         except LlmctlError as exc:
-            arn = actions.role_arn("ACCOUNT_ID", names)
+            arn = actions.role_arn(None, names)
             out.warn(f"no AWS account ({exc.message}): the ServiceAccount's role ARN uses the placeholder ACCOUNT_ID")
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY)
@@ -71,7 +71,7 @@ def deploy(
 
     from llmctl.ui.rollout import RolloutDisplay, render_timeline
 
-    arn = actions.role_arn(app.aws.account_id, names)
+    arn = actions.role_arn(app.aws, names)
     kube = app.kube()
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     display = RolloutDisplay(out)
