@@ -62,6 +62,6 @@ def test_status_json_before_and_after(cluster_env, aws, kube, fake_eksctl):
     assert [(n["nodegroup"], n["ready"], n["gpu_allocatable"]) for n in data["nodes"]] == [("gpu-nodes", True, 1)]
     assert data["device_plugin"]["managed_by_llmctl"] is True and data["device_plugin"]["healthy"] is True
     assert data["irsa_role"] == {"name": "demo-vllm-s3-access", "exists": True,
-                                 "arn": "arn:aws:iam::123456789012:role/demo-vllm-s3-access",
+                                 "arn": "arn:aws:iam::123456789012:role/llmctl/demo/demo-vllm-s3-access",
                                  "trust_matches_cluster": True, "permissions_match": True}
     assert data["gpu_schedulable"] is True
