@@ -52,7 +52,9 @@ QUICK_CELLS = (
     ("deploy", "k8s PATCH /api/v1/namespaces/vllm/secrets/vllm-llama-api-key", "kill"),
     ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama", "409"),
     ("monitoring up", "k8s PATCH /api/v1/namespaces/monitoring/secrets/demo-grafana-admin", "429"),
+    ("monitoring up", "k8s PATCH /apis/apps/v1/namespaces/monitoring/statefulsets/demo-prometheus", "409"),
     ("teardown", "aws iam:DeleteRole", "5xx"),
+    ("teardown", "aws ecr:DeleteRepository", "throttle"),
     ("teardown", "k8s DELETE /api/v1/namespaces/vllm", "500"),
 )
 

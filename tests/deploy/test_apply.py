@@ -11,7 +11,7 @@ from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
-ROLE = "arn:aws:iam::123456789012:role/llama-vllm-s3-access"
+ROLE = "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access"
 
 
 def config(**deploy) -> LlmctlConfig:

@@ -22,7 +22,7 @@ from llmctl.errors import ConfigError, LlmctlError
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
-ROLE = "arn:aws:iam::123456789012:role/llama-vllm-s3-access"
+ROLE = "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 K8S_VERSIONS = ("1.31", "1.33")
 

@@ -35,9 +35,11 @@ def infrastructure(aws, names, cfg, account: str, secret_arn: str | None, *,
             {"llmctl-image-build": codebuild_role_policy(n.region, account, bucket, repo_arn, n.codebuild_log_group, secret_arn)},
             tags,
             description=f"llmctl: CodeBuild image build for {n.deployment}",
+            path=n.iam_path,
         )
     )
-    plan.add(cb.project_step(aws.codebuild, project_spec(names, cfg, account, bucket), tags, sleep=sleep))
+    role = iam_api.existing_role_arn(aws.iam, n.codebuild_role, account, n.iam_path)
+    plan.add(cb.project_step(aws.codebuild, project_spec(names, cfg, account, bucket, role), tags, sleep=sleep))
     return plan
 
 
@@ -46,7 +48,7 @@ def repository_step(aws, names, cfg) -> Step:
     return ecr_api.repository_step(aws.ecr, names.ecr_repository, cfg.build.keep_images, names.aws_tags)
 
 
-def project_spec(names, cfg, account: str, bucket: str) -> dict:
+def project_spec(names, cfg, account: str, bucket: str, service_role: str) -> dict:
     n, build = names, cfg.build
     return {
         "name": n.codebuild_project,
@@ -68,7 +70,7 @@ def project_spec(names, cfg, account: str, bucket: str) -> dict:
             "privilegedMode": True,  # docker build needs the Docker daemon
             "imagePullCredentialsType": "CODEBUILD",
         },
-        "serviceRole": iam_api.role_arn(account, n.codebuild_role),
+        "serviceRole": service_role,
         "timeoutInMinutes": build.timeout_minutes,
         "logsConfig": {"cloudWatchLogs": {"status": "ENABLED", "groupName": n.codebuild_log_group}},
     }

@@ -53,8 +53,15 @@ PRUNED_KINDS = (
 )
 
 
-def role_arn(account_id: str, names: Names) -> str:
-    return f"arn:aws:iam::{account_id}:role/{names.irsa_role}"
+def role_arn(aws, names: Names) -> str:
+    """The IRSA role's ARN for the ServiceAccount: the role's own when it exists (one an earlier llmctl
+    made at IAM path `/` keeps its ARN), else where `cluster up` creates it, under the deployment's
+    IAM path. `aws` None: the placeholder account ACCOUNT_ID (a dry run without an account)."""
+    from llmctl.aws import iam
+
+    if aws is None:
+        return iam.role_arn("ACCOUNT_ID", names.irsa_role, names.iam_path)
+    return iam.existing_role_arn(aws.iam, names.irsa_role, aws.account_id, names.iam_path)
 
 
 def new_api_key() -> str:

@@ -17,8 +17,9 @@ from llmctl.plan import Action, Step
 NO_SUCH_ENTITY = "NoSuchEntity"
 
 
-def role_arn(account_id: str, name: str, partition: str = "aws") -> str:
-    return f"arn:{partition}:iam::{account_id}:role/{name}"
+def role_arn(account_id: str, name: str, path: str = "/", partition: str = "aws") -> str:
+    """A role's ARN carries its IAM path: `arn:aws:iam::<acct>:role/llmctl/demo/demo-codebuild`."""
+    return f"arn:{partition}:iam::{account_id}:role{path}{name}"
 
 
 def document(value) -> dict:
@@ -45,6 +46,22 @@ def get_role(iam, name: str) -> dict | None:
         return {**role, "tags": tags(role.get("Tags") or iam.list_role_tags(RoleName=name).get("Tags"))}
     except AWS_ERRORS as exc:
         raise aws_error(exc, f"looking up IAM role {name}") from None
+
+
+def existing_role_arn(iam, name: str, account_id: str, path: str) -> str:
+    """The ARN of role `name`: its own when it exists (a role an earlier llmctl made at IAM path `/`
+    keeps it), else the one it gets when created under `path`."""
+    role = get_role(iam, name)
+    return role["Arn"] if role else role_arn(account_id, name, path)
+
+
+def legacy_path_note(role: dict | None, path: str) -> str | None:
+    """Why an existing role is not under `path`: IAM cannot move a role, and recreating it would change
+    its ARN under running pods and builds, so llmctl keeps it where an earlier version made it."""
+    if role is None or role.get("Path", "/") == path:
+        return None
+    return (f"kept at IAM path {role.get('Path', '/')} where an earlier llmctl made it (IAM cannot move a role); "
+            f"`llmctl teardown` removes it and the next run creates it under {path}")
 
 
 def inline_policies(iam, name: str) -> dict[str, dict]:
@@ -78,11 +95,15 @@ def role_step(
     wanted_policies: dict[str, dict],
     wanted_tags: dict[str, str],
     description: str = "",
+    path: str = "/",
 ) -> Step:
-    """Ensure role `name`: create it, or update trust/inline policies/tags to exactly the wanted ones.
+    """Ensure role `name`: create it under IAM path `path`, or update trust/inline policies/tags to
+    exactly the wanted ones.
 
     Inline policies not in `wanted_policies` are deleted, so the role never keeps a permission
-    llmctl no longer grants. A re-run after any partial failure finishes the job.
+    llmctl no longer grants. A re-run after any partial failure finishes the job. Role names are
+    unique in an account whatever their path, so a role of this name at another path (an earlier
+    llmctl's `/`) is this role: it is kept and updated in place, and the step says so.
     """
 
     def drift() -> set[str] | None:
@@ -118,6 +139,7 @@ def role_step(
             if found is None:
                 iam.create_role(
                     RoleName=name,
+                    Path=path,
                     AssumeRolePolicyDocument=json.dumps(trust_policy),
                     Description=description,
                     Tags=tag_list(wanted_tags),
@@ -137,7 +159,11 @@ def role_step(
             raise _iam_error(exc, name, "creating or updating") from None
         return ", ".join(sorted(found)) if found else None
 
-    return Step(f"IAM role {name}", "iam-role", observe, apply, detail=description or None)
+    try:
+        moved = legacy_path_note(_role_or_none(iam, name), path)
+    except AWS_ERRORS:
+        moved = None  # observe() reports the failure in plain words
+    return Step(f"IAM role {name}", "iam-role", observe, apply, detail=moved or description or None)
 
 
 def _iam_error(exc: Exception, name: str, doing: str) -> LlmctlError:

@@ -95,7 +95,7 @@ def permissions_policy(bucket: str, prefix: str, partition: str = "aws") -> dict
 
 
 def irsa_role_step(iam, name: str, *, account_id: str, issuer: str, namespace: str, service_account: str,
-                   bucket: str, prefix: str, tags: dict[str, str], partition: str = "aws") -> Step:
+                   bucket: str, prefix: str, tags: dict[str, str], path: str, partition: str = "aws") -> Step:
     return role_step(
         iam,
         name,
@@ -103,4 +103,5 @@ def irsa_role_step(iam, name: str, *, account_id: str, issuer: str, namespace: s
         {POLICY_NAME: permissions_policy(bucket, prefix, partition)},
         tags,
         description=f"vLLM pods ({namespace}/{service_account}) read s3://{bucket}/{prefix}/",
+        path=path,
     )

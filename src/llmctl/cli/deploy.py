@@ -50,9 +50,9 @@ def deploy(
 
     if dry_run:
         try:
-            arn = actions.role_arn(app.aws.account_id, names)
+            arn = actions.role_arn(app.aws, names)
         except LlmctlError as exc:
-            arn = actions.role_arn("ACCOUNT_ID", names)
+            arn = actions.role_arn(None, names)
             out.warn(f"no AWS account ({exc.message}): the ServiceAccount's role ARN uses the placeholder ACCOUNT_ID")
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY,
@@ -138,7 +138,7 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
         return run_gate(url, api_key=api_key, model=cfg.model.served_name, gate=cfg.deploy.gate, baseline=baseline,
                         on_check=gate_progress(out))
     exposed = actions.exposures.exposure(cfg)
-    arn = actions.role_arn(app.aws.account_id, names)
+    arn = actions.role_arn(app.aws, names)
     from llmctl.actions.adapter_env import with_discovered
 
     cfg = with_discovered(cfg, app.aws.s3)  # every adapter pushed beside the model is served

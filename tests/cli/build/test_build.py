@@ -64,6 +64,9 @@ def test_first_run_creates_everything_tagged_second_run_creates_nothing(build_pr
     assert only_tags({t["Key"]: t["Value"] for t in ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]}) == TAGS
 
     role = iam.get_role(RoleName="demo-codebuild")["Role"]
+    assert role["Path"] == "/llmctl/demo/"
+    project = aws.client("codebuild").batch_get_projects(names=["demo-image-build"])["projects"][0]
+    assert project["serviceRole"] == role["Arn"] == "arn:aws:iam::123456789012:role/llmctl/demo/demo-codebuild"
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "codebuild.amazonaws.com"}
     assert only_tags({t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName="demo-codebuild")["Tags"]}) == TAGS
     inline = iam.get_role_policy(RoleName="demo-codebuild", PolicyName="llmctl-image-build")["PolicyDocument"]

@@ -34,6 +34,30 @@ def test_role_step_converges_to_exactly_the_wanted_trust_policies_and_tags(aws):
     assert iam.get_role_policy(RoleName="r1", PolicyName="main")["PolicyDocument"] == POLICY
 
 
+def test_role_step_creates_under_the_deployment_path_and_keeps_an_earlier_llmctls_role_at_slash(aws):
+    iam = aws.client("iam")
+    trust = codebuild_trust_policy("123456789012")
+    step = iam_api.role_step(iam, "r2", trust, {"main": POLICY}, TAGS, path="/llmctl/demo/")
+    assert step.detail is None and step.observe() == "create"
+    step.apply()
+    assert iam.get_role(RoleName="r2")["Role"]["Arn"] == "arn:aws:iam::123456789012:role/llmctl/demo/r2"
+    assert [r["RoleName"] for r in iam.list_roles(PathPrefix="/llmctl/demo/")["Roles"]] == ["r2"]
+    assert iam_api.existing_role_arn(iam, "r2", "123456789012", "/llmctl/demo/") == \
+        iam_api.role_arn("123456789012", "r2", "/llmctl/demo/")
+
+    # An earlier llmctl made its role at `/`: role names are unique whatever the path, so it is this role.
+    # IAM cannot move it and recreating it would change the ARN under running builds: kept, updated, said.
+    iam.create_role(RoleName="old", AssumeRolePolicyDocument=json.dumps(trust))
+    legacy = iam_api.role_step(iam, "old", trust, {"main": POLICY}, TAGS, path="/llmctl/demo/")
+    assert "kept at IAM path / where an earlier llmctl made it" in legacy.detail and "/llmctl/demo/" in legacy.detail
+    assert legacy.observe() == "update"
+    assert legacy.apply() == "policy main, tags"
+    assert legacy.observe() == "none"
+    role = iam.get_role(RoleName="old")["Role"]
+    assert role["Path"] == "/" and len(iam.list_roles()["Roles"]) == 2
+    assert iam_api.existing_role_arn(iam, "old", "123456789012", "/llmctl/demo/") == "arn:aws:iam::123456789012:role/old"
+
+
 def test_bucket_step_repairs_a_bucket_that_lost_its_settings(aws):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="pre-existing")

@@ -28,6 +28,14 @@ def test_dry_run_prints_preflight_cost_and_plan_and_changes_nothing(cluster_env,
     assert data["preflight"]["fit"]["weights_bytes"] == 2 * 1024**3
 
 
+def test_an_irsa_role_an_earlier_llmctl_made_at_slash_is_kept_and_the_plan_says_so(cluster_env, aws, fake_eksctl):
+    aws.client("iam").create_role(RoleName="demo-vllm-s3-access", AssumeRolePolicyDocument="{}")
+    data = json.loads(cluster_env("cluster", "up", "--dry-run", "--output", "json", check=True, timeout=180).stdout)
+    role = next(s for s in data["plan"] if s["kind"] == "iam-role")
+    assert role["detail"].startswith("kept at IAM path / where an earlier llmctl made it (IAM cannot move a role)")
+    assert "/llmctl/demo/" in role["detail"]
+
+
 def test_short_quota_stops_before_eksctl(cluster_env, aws, fake_eksctl, gpu_quota):
     gpu_quota["L-DB2E81BA"] = 0
     done = cluster_env("cluster", "up", "--yes", timeout=180)
@@ -62,7 +70,7 @@ def test_status_json_before_and_after(cluster_env, aws, kube, fake_eksctl):
     assert [(n["nodegroup"], n["ready"], n["gpu_allocatable"]) for n in data["nodes"]] == [("gpu-nodes", True, 1)]
     assert data["device_plugin"]["managed_by_llmctl"] is True and data["device_plugin"]["healthy"] is True
     assert data["irsa_role"] == {"name": "demo-vllm-s3-access", "exists": True,
-                                 "arn": "arn:aws:iam::123456789012:role/demo-vllm-s3-access",
+                                 "arn": "arn:aws:iam::123456789012:role/llmctl/demo/demo-vllm-s3-access",
                                  "trust_matches_cluster": True, "permissions_match": True}
     assert data["gpu_schedulable"] is True
 

@@ -47,6 +47,8 @@ def test_full_up_then_second_run_changes_nothing(cluster_env, aws, kube, fake_ek
     issuer = aws.client("eks").describe_cluster(name="demo")["cluster"]["identity"]["oidc"]["issuer"]
     iam = aws.client("iam")
     role = iam.get_role(RoleName="demo-vllm-s3-access")["Role"]
+    assert role["Path"] == "/llmctl/demo/"  # teardown lists the deployment's IAM path; policies can scope by it
+    assert role["Arn"] == "arn:aws:iam::123456789012:role/llmctl/demo/demo-vllm-s3-access"
     assert role["AssumeRolePolicyDocument"] == expected_trust(issuer)
     assert iam.list_role_policies(RoleName="demo-vllm-s3-access")["PolicyNames"] == ["vllm-model-read"]
     assert iam.get_role_policy(RoleName="demo-vllm-s3-access", PolicyName="vllm-model-read")["PolicyDocument"] == EXPECTED_POLICY

@@ -49,7 +49,7 @@ def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, ku
     assert key not in out + err
     sa = kube.get("v1", "ServiceAccount", "vllm-sa", "vllm")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == \
-        "arn:aws:iam::123456789012:role/llama-vllm-s3-access"
+        "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access"
     # server-side apply with the llmctl field manager
     patches = kube.requests_matching(method="PATCH")
     assert patches and {(r.content_type, r.field_manager) for r in patches} == {
@@ -222,7 +222,7 @@ def test_download_access_denied_points_at_irsa(project, kube) -> None:
     done = run_deploy(project)
     assert done.returncode == 1
     assert "denied access to s3://llama-models/llama-2-7b-merged-vllm" in done.stderr
-    assert "arn:aws:iam::123456789012:role/llama-vllm-s3-access" in done.stderr
+    assert "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access" in done.stderr
 
 
 def test_readiness_timeout(project, kube) -> None:
@@ -231,3 +231,16 @@ def test_readiness_timeout(project, kube) -> None:
     assert done.returncode == 1
     assert "not ready after 3s" in done.stderr and "Loading engine" in done.stderr
     assert "Readiness probe failed" in done.stderr and "CUDA out of memory while warming up" in done.stderr
+
+
+def test_the_service_account_names_the_irsa_role_where_it_is(project, aws) -> None:
+    """Under the deployment's IAM path (where `cluster up` creates it), or, for a role an earlier llmctl
+    made at `/` (kept there: IAM cannot move a role), at its own ARN."""
+    def role_arn() -> str:
+        done = project("deploy", "--dry-run", "--image", IMAGE, "-o", "json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["role_arn"]
+
+    assert role_arn() == "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access"
+    aws.client("iam").create_role(RoleName="llama-vllm-s3-access", AssumeRolePolicyDocument="{}")
+    assert role_arn() == "arn:aws:iam::123456789012:role/llama-vllm-s3-access"

@@ -30,6 +30,7 @@ model:
   bucket: {MODEL_BUCKET}
 """
 TAGS = {"llmctl.io/deployment": NAME, "llmctl.io/managed-by": "llmctl"}
+IAM_PATH = f"/llmctl/{NAME}/"  # where llmctl creates this deployment's IAM roles
 OTHER_TAGS = {"llmctl.io/deployment": OTHER, "llmctl.io/managed-by": "llmctl"}
 LABELS = {"app.kubernetes.io/managed-by": "llmctl", "app.kubernetes.io/instance": NAME}
 
@@ -111,12 +112,12 @@ class World:
         ecr.put_image(repositoryName=f"llmctl/{NAME}", imageTag="latest", imageManifest=json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "sha256:" + "c" * 64}, "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2_000_000_000, "digest": "sha256:" + "d" * 64}]}))
         iam = self.c("iam")
         trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-        iam.create_role(RoleName=f"{NAME}-codebuild", AssumeRolePolicyDocument=trust, Tags=tag_list(TAGS))
+        iam.create_role(RoleName=f"{NAME}-codebuild", Path=IAM_PATH, AssumeRolePolicyDocument=trust, Tags=tag_list(TAGS))
         iam.put_role_policy(RoleName=f"{NAME}-codebuild", PolicyName="build", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
         self.c("codebuild").create_project(
             name=f"{NAME}-image-build", source={"type": "S3", "location": f"{BUILD_BUCKET}/context/def.zip"}, artifacts={"type": "NO_ARTIFACTS"},
             environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_LARGE", "privilegedMode": True},
-            serviceRole=f"arn:aws:iam::{ACCOUNT}:role/{NAME}-codebuild", tags=tag_list(TAGS, "key", "value"),
+            serviceRole=f"arn:aws:iam::{ACCOUNT}:role{IAM_PATH}{NAME}-codebuild", tags=tag_list(TAGS, "key", "value"),
         )
         self.c("logs").create_log_group(logGroupName=f"/aws/codebuild/{NAME}-image-build", tags=TAGS)
         self.c("secretsmanager").create_secret(Name=f"{NAME}/api-key", SecretString="s3cr3t", Tags=tag_list(TAGS))
@@ -141,6 +142,7 @@ class World:
                                             Tags=tag_list({"alpha.eksctl.io/cluster-name": NAME}))
         host = issuer.split("://", 1)[1]
         irsa_trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"}, "Action": "sts:AssumeRoleWithWebIdentity"}]})
+        # at IAM path `/`, as llmctl made it before roles moved under IAM_PATH: found by its name all the same
         iam.create_role(RoleName=f"{NAME}-vllm-s3-access", AssumeRolePolicyDocument=irsa_trust, Tags=tag_list(TAGS))
         iam.put_role_policy(RoleName=f"{NAME}-vllm-s3-access", PolicyName="model-read", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{MODEL_BUCKET}/*"}]}))
         iam.attach_role_policy(RoleName=f"{NAME}-vllm-s3-access", PolicyArn="arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.teardown.conftest import NAME, REGION, TAGS, in_process_teardown, tag_list
+from tests.cli.teardown.conftest import IAM_PATH, NAME, REGION, TAGS, in_process_teardown, tag_list
 
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
@@ -15,8 +15,10 @@ POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", 
 
 
 def plant(world) -> dict:
-    """Resources tagged for deployment NAME whose names llmctl does not know."""
+    """Resources tagged for deployment NAME whose names llmctl does not know, and an untagged role under
+    the deployment's IAM path (found by the path prefix alone)."""
     iam, ecr, ec2 = world.c("iam"), world.c("ecr"), world.c("ec2")
+    iam.create_role(RoleName="untagged-under-path", Path=IAM_PATH, AssumeRolePolicyDocument=TRUST)
     iam.create_role(RoleName="karpenter-node-planted", Path="/team/", AssumeRolePolicyDocument=TRUST, Tags=tag_list(TAGS))
     iam.put_role_policy(RoleName="karpenter-node-planted", PolicyName="inline", PolicyDocument=POLICY)
     policy = iam.create_policy(PolicyName="planted-policy", PolicyDocument=POLICY, Tags=tag_list(TAGS))["Policy"]["Arn"]
@@ -35,7 +37,7 @@ def planted_left(world, planted: dict) -> dict:
     """What of the planted resources still exists, by independent look-ups."""
     iam, ecr, ec2 = world.c("iam"), world.c("ecr"), world.c("ec2")
     return {
-        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] == "karpenter-node-planted"],
+        "roles": [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] in ("karpenter-node-planted", "untagged-under-path")],
         "policies": [p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"] if p["Arn"] == planted["policy"]],
         "profiles": [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]],
         "repositories": [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]
@@ -52,7 +54,7 @@ def test_teardown_all_deletes_what_the_tagging_api_misses(world, llmctl):
 
     plan = llmctl("teardown", "--all", "--dry-run", env={"COLUMNS": "250"})
     assert plan.returncode == 0, plan.stderr
-    for name in ("karpenter-node-planted", "planted-policy", "planted-profile", "planted/cache", "planted-nodes"):
+    for name in ("karpenter-node-planted", "untagged-under-path", "planted-policy", "planted-profile", "planted/cache", "planted-nodes"):
         assert name in plan.stdout, plan.stdout
 
     done = llmctl("teardown", "--all", "--yes", "-o", "json")

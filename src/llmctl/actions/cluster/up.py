@@ -92,7 +92,8 @@ def _irsa_step(m: ClusterManager, state: ClusterState) -> Step:
         return irsa_role_step(
             m.aws.iam, m.names.irsa_role, account_id=m.aws.account_id, issuer=issuer,
             namespace=m.names.namespace, service_account=m.names.service_account,
-            bucket=m.cfg.model.bucket, prefix=m.cfg.model.prefix, tags=m.names.aws_tags, partition=m.partition)
+            bucket=m.cfg.model.bucket, prefix=m.cfg.model.prefix, tags=m.names.aws_tags, path=m.names.iam_path,
+            partition=m.partition)
 
     def observe() -> Action:
         role = inner()
@@ -105,9 +106,12 @@ def _irsa_step(m: ClusterManager, state: ClusterState) -> Step:
                               hint="re-run `llmctl cluster up`")
         return role.apply()
 
+    from llmctl.aws.iam import get_role, legacy_path_note
+
+    moved = legacy_path_note(get_role(m.aws.iam, m.names.irsa_role), m.names.iam_path)
     return Step(f"IAM role {m.names.irsa_role}", "iam-role", observe, apply,
-                detail=f"IRSA for {m.names.namespace}/{m.names.service_account}: read "
-                       f"s3://{m.cfg.model.bucket}/{m.cfg.model.prefix}/")
+                detail=moved or f"IRSA for {m.names.namespace}/{m.names.service_account}: read "
+                                f"s3://{m.cfg.model.bucket}/{m.cfg.model.prefix}/")
 
 
 def foreign_device_plugin(kube, names) -> str | None:
