@@ -77,3 +77,11 @@ def test_free_gpus_count_only_nodes_the_pod_fits() -> None:
     spec = {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
     assert free_gpus(nodes, pods, spec) == (3, 3)  # b's GPU is free again, c is tainted, d has no selector
     assert free_gpus(nodes, pods, {**spec, "nodeSelector": {"pool": "x"}}) == (2, 1)
+
+
+def test_a_resumed_rollout_counts_its_own_pods_gpus_as_its_own() -> None:
+    """An interrupted update's new pod already holds its GPU: the re-run plans the same surge, not a recreate."""
+    old, new = pod("a", 1), pod("b", 1)
+    new["metadata"] = {"annotations": {"llmctl.io/config-hash": "new"}}
+    assert free_gpus([node("a", 1), node("b", 1)], [old, new], {}) == (0, 2)
+    assert free_gpus([node("a", 1), node("b", 1)], [old, new], {}, own_hash="new") == (1, 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from llmctl.actions.deploy import ANNOTATION_CONFIG_HASH
 from llmctl.errors import LlmctlError
 from llmctl.k8s.nodes import GPU, gpu_allocatable, node_ready
 
@@ -167,18 +168,22 @@ def _gpu_requests(pod: dict) -> int:
     return total
 
 
-def free_gpus(nodes: list[dict], pods: list[dict], pod_spec: dict) -> tuple[int, int]:
-    """(free GPUs, fitting nodes): allocatable minus what scheduled, unfinished pods request."""
+def free_gpus(nodes: list[dict], pods: list[dict], pod_spec: dict, own_hash: str | None = None) -> tuple[int, int]:
+    """(free GPUs, fitting nodes): allocatable minus what scheduled, unfinished pods request; pods of the
+    revision being planned (`own_hash`, a resumed rollout's) hold GPUs that are already the new revision's."""
     used: dict[str, int] = {}
     for pod in pods:
         node = (pod.get("spec") or {}).get("nodeName")
-        if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        ours = own_hash is not None and \
+            ((pod.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_CONFIG_HASH) == own_hash
+        if node and not ours and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             used[node] = used.get(node, 0) + _gpu_requests(pod)
     fitting = [n for n in nodes if fits(n, pod_spec)]
     free = sum(max(0, gpu_allocatable(n) - used.get(n["metadata"]["name"], 0)) for n in fitting)
     return free, len(fitting)
 
 
-def cluster_facts(kube, pod_spec: dict, node_group: NodeGroup | None, last_cold_start_s: float | None) -> ClusterFacts:
-    free, fitting = free_gpus(kube.list("v1", "Node"), kube.list("v1", "Pod"), pod_spec)
+def cluster_facts(kube, pod_spec: dict, node_group: NodeGroup | None, last_cold_start_s: float | None,
+                  own_hash: str | None = None) -> ClusterFacts:
+    free, fitting = free_gpus(kube.list("v1", "Node"), kube.list("v1", "Pod"), pod_spec, own_hash)
     return ClusterFacts(free, fitting, node_group, last_cold_start_s)

@@ -75,17 +75,18 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
     pod_spec = deployment["spec"]["template"]["spec"]
     request = planner.PlanRequest(cfg.deploy.strategy, cfg.deploy.replicas, cfg.deploy.gpus,
                                   cfg.deploy.allow_downtime, serving=current is not None)
+    earlier = revs.by_config_hash(records, wanted)
+    resuming = earlier is not None and earlier.outcome == revs.ROLLING_OUT  # an interrupted rollout of this revision
     facts = None  # the first revision has nothing to keep serving: no capacity to look at
     if request.serving:
-        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s)
+        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s, wanted if resuming else None)
         if facts.free_gpus < cfg.deploy.gpus:  # only then is the node group asked about
             facts = planner.ClusterFacts(facts.free_gpus, facts.fitting_nodes, node_group(), facts.last_cold_start_s)
     plan = planner.plan(request, facts)
     if plan.strategy != planner.INITIAL:
         set_strategy(documents, planner.deployment_strategy(plan.strategy))
     env = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env"))["data"]
-    earlier = revs.by_config_hash(records, wanted)
-    number = earlier.number if earlier and earlier.outcome == revs.ROLLING_OUT else revs.next_number(records)
+    number = earlier.number if resuming else revs.next_number(records)
     record = revs.RevisionRecord(
         number=number, created=revs.now_iso(), image=image, config_hash=wanted,
         model=f"s3://{env.get('S3_BUCKET')}/{env.get('S3_PREFIX')}", manifest_digest=None,
