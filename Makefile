@@ -68,7 +68,7 @@ test: install system-deps
 	@if [ "$(IMAGE_TESTS)" = 1 ] || { [ "$(IMAGE_TESTS)" = auto ] && .ci/image-changed; }; then \
 	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest && .ci/image-changed --record; \
 	else \
-	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest -m "not image"; \
+	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest --durations=25 -m "not image"; \
 	fi
 
 # Only the image tests, and the record of their inputs when they pass.
@@ -157,12 +157,13 @@ image: base-image $(WHEELS_STAMP)
 # The whole lifecycle locally: embedded S3, model upload + download, the vLLM CPU engine, a short
 # benchmark, and a clean stop (also when the benchmark fails).
 DEMO := $(VENV)/bin/llmctl --config demo/llmctl.yaml
-DEMO_ADAPTER := .llmctl/demo-adapter
 demo: install
 	$(PY) -c 'import pathlib, llmctl.tinymodel as t; t.make_tiny_lora(pathlib.Path("$(DEMO_ADAPTER)"))'
 	$(DEMO) local up --adapter $(DEMO_ADAPTER):demo-sql
 	@status=0; $(DEMO) bench || status=$$?; $(DEMO) bench --compare base,demo-sql -n 20 || status=$$?; \
 	$(DEMO) local down; exit $$status
+# A tiny random LoRA adapter the demo serves beside the base model (docs/adapters.md).
+DEMO_ADAPTER := .llmctl/demo-adapter
 
 clean:
 	rm -rf $(VENV) .pytest_cache .llmctl .cache
