@@ -66,7 +66,7 @@ system-deps:
 IMAGE_TESTS ?= auto
 test: install system-deps
 	@if [ "$(IMAGE_TESTS)" = 1 ] || { [ "$(IMAGE_TESTS)" = auto ] && .ci/image-changed; }; then \
-	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest && .ci/image-changed --record; \
+	  echo "image tests: on"; $(MAKE) --no-print-directory image && $(PY) -m pytest --durations=25 && .ci/image-changed --record; \
 	else \
 	  echo "image tests: off (IMAGE_TESTS=1 runs them)"; $(PY) -m pytest --durations=25 -m "not image"; \
 	fi
