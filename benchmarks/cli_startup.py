@@ -14,8 +14,9 @@ alike. Bytecode is compiled once, as `pip install` leaves it, into a private cac
 without it (PYTHONDONTWRITEBYTECODE, an editable install's first run) llmctl's own modules would
 be compiled from source on every run while the frameworks' come from site-packages' .pyc files.
 Printed: median wall time and median CPU time (user + system of the child: on a busy machine the
-steadier of the two) and their ratios. Target (issue 14): every command <= 1.5x the floor, in
-both.
+steadier of the two) and their ratios. Issue 14's target is against the plain import: every
+command <= 1.5x it, in both; the verdict is printed for both floors, so the bare app's does not
+stand in for the issue's.
 
     .venv/bin/python benchmarks/cli_startup.py [--runs 15]
 """
@@ -99,16 +100,18 @@ def main() -> None:
                 cpu[name].append(c)
     median = {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in cases}
     (floor_wall, floor_cpu), (imports_wall, imports_cpu) = median[FLOOR], median[IMPORTS]
-    print(f"{args.runs} runs each, interleaved; medians; target <= {TARGET:.2f}x the floor (wall and cpu)")
+    print(f"{args.runs} runs each, interleaved; medians; target <= {TARGET:.2f}x (wall and cpu)")
     print(f"  {'':50s} {'wall':>9s} {'x floor':>7s} {'x import':>8s}   {'cpu':>9s} {'x floor':>7s} {'x import':>8s}")
     for name, (w, c) in median.items():
         print(f"  {name:50s} {w * 1000:6.1f} ms {w / floor_wall:6.2f}x {w / imports_wall:7.2f}x"
               f"   {c * 1000:6.1f} ms {c / floor_cpu:6.2f}x {c / imports_cpu:7.2f}x")
     ours = [name for name in cases if name.startswith("llmctl")]
-    worst_wall = max(median[name][0] for name in ours) / floor_wall
-    worst_cpu = max(median[name][1] for name in ours) / floor_cpu
-    verdict = "pass" if max(worst_wall, worst_cpu) <= TARGET else "FAIL"
-    print(f"worst llmctl ratio to the floor: wall {worst_wall:.2f}x, cpu {worst_cpu:.2f}x: {verdict}")
+    for label, (base_wall, base_cpu) in (("the plain import (issue 14's target)", (imports_wall, imports_cpu)),
+                                         ("a bare Typer app", (floor_wall, floor_cpu))):
+        worst_wall = max(median[name][0] for name in ours) / base_wall
+        worst_cpu = max(median[name][1] for name in ours) / base_cpu
+        verdict = "pass" if max(worst_wall, worst_cpu) <= TARGET else "FAIL"
+        print(f"worst llmctl ratio to {label}: wall {worst_wall:.2f}x, cpu {worst_cpu:.2f}x: {verdict}")
 
 
 if __name__ == "__main__":
