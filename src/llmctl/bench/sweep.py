@@ -200,16 +200,8 @@ def write_plots(result: SweepResult, json_path: Path) -> list[Path]:
         values = [p.metrics.get(key) for p in points]
         if all(v is not None for v in values):
             ax.plot(throughput, values, marker="o", label=f"{name} E2E latency")
-    ax.set_xlabel("output throughput (tok/s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency percentiles vs throughput")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    path = Path(f"{stem}.latency_vs_throughput.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, ax, "output throughput (tok/s)", "latency (ms)",
+                         "Latency percentiles vs throughput", Path(f"{stem}.latency_vs_throughput.png")))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     levels = [p.level for p in points]
@@ -220,17 +212,22 @@ def write_plots(result: SweepResult, json_path: Path) -> list[Path]:
         ax.axvline(result.best, color="green", linestyle="--", label=f"best {result.best:g}")
     if result.saturated_at is not None:
         ax.axvline(result.saturated_at, color="red", linestyle=":", label=f"saturated {result.saturated_at:g}")
-    ax.set_xlabel(label)
-    ax.set_ylabel("TTFT (ms)")
-    ax.set_title(f"TTFT vs {label}")
+    written.append(_save(plt, fig, ax, label, "TTFT (ms)", f"TTFT vs {label}",
+                         Path(f"{stem}.ttft_vs_{result.kind}.png")))
+    return written
+
+
+def _save(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label, grid and legend one plot the same way as the others, and write it as a PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    path = Path(f"{stem}.ttft_vs_{result.kind}.png")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
 
 
 def write_html(result: SweepResult, pngs: list[Path], path: Path) -> Path:
