@@ -46,6 +46,9 @@ class Settings:
     max_loras: int | None = None
     max_lora_rank: int | None = None
     lora_modules: tuple[str, ...] = ()
+    # Where `POST /v1/fetch_lora_adapter` (api_adapters.py) fetches an adapter from and to (the init container's).
+    s3_bucket: str | None = None
+    adapters_path: str | None = None
     vllm_extra_args: tuple[str, ...] = ()
     # llmctl's own.
     host: str = "0.0.0.0"
@@ -237,6 +240,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_loras=_int(env, "MAX_LORAS", None),
         max_lora_rank=_int(env, "MAX_LORA_RANK", None),
         lora_modules=_lora_modules(env, enable_lora),
+        s3_bucket=_raw(env, "S3_BUCKET") or None,
+        adapters_path=_raw(env, "ADAPTERS_PATH") or None,
         vllm_extra_args=_words(env, "VLLM_EXTRA_ARGS"),
         host=_raw(env, "HOST") or "0.0.0.0",
         port=port,
