@@ -6,7 +6,9 @@ fills that disk. This route does for one adapter what the init container does fo
 ADAPTERS_PATH/<name>, with the pod's own S3 access (IRSA; the role reads the model's and the adapters'
 prefixes only), then hands that folder to vLLM's own runtime load, the one behind /v1/load_lora_adapter.
 Like every route but the probes it needs the API key (middleware.py). `llmctl adapter push --live` calls
-it on every pod through a port-forward, then reads each pod's /v1/models.
+it on every pod through a port-forward, then reads each pod's /v1/models. The name is added to
+ADAPTERS_PATH/.llmctl-pushed, which the server reads at start (settings.py), so a restarted container serves
+it again; a new pod's init container finds it in S3 (download_model.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server import vllm_seam
 from server.download_model import download_adapters, explain, s3_client
 from server.errors import error_body
-from server.settings import Settings
+from server.settings import PUSHED_ADAPTERS, Settings
 
 log = logging.getLogger("server.adapters")
 ENDPOINT = "/v1/fetch_lora_adapter"
@@ -67,11 +69,20 @@ def router_for(settings: Settings) -> APIRouter:
         refused = await vllm_seam.load_lora(raw_request.app.state, name, str(root / name))
         if refused is not None:
             return JSONResponse(refused.model_dump(), status_code=refused.error.code)
+        _remember(root, name)
         sizes = {"bytes_total": fetched[0]["bytes_total"], "bytes_fetched": fetched[0]["bytes_fetched"]}
         log.info("adapter fetched and loaded", extra={"adapter": name, **sizes})
         return JSONResponse({"lora_name": name, "lora_path": str(root / name), **sizes})
 
     return router
+
+
+def _remember(root: Path, name: str) -> None:
+    """A restart of this container (not of the pod: the init container does not run again) serves it too."""
+    pushed = root / PUSHED_ADAPTERS
+    names = pushed.read_text().split() if pushed.is_file() else []
+    if name not in names:
+        pushed.write_text("".join(f"{n}\n" for n in [*names, name]))
 
 
 def _log_event(event: dict) -> None:

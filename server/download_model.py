@@ -1,5 +1,7 @@
 """`python -m server.download_model`: S3_BUCKET/S3_PREFIX -> MODEL_PATH, verified, resumable; then every
-LoRA adapter in ADAPTERS (`name=key-prefix` words) -> ADAPTERS_PATH/<name>, each against its manifest.
+LoRA adapter in ADAPTERS (`name=key-prefix` words) -> ADAPTERS_PATH/<name>, each against its manifest, and
+every complete adapter under ADAPTERS_ROOT (a key prefix) that ADAPTERS does not name: one pushed since the
+deploy, which the server then serves from the start too (their names in ADAPTERS_PATH/.llmctl-pushed).
 
 Credentials come from the default chain only (IRSA in the pod); AWS_ENDPOINT_URL is honoured by
 botocore. Progress is JSON lines on stdout (`start`, `progress` at least once a second, `verify_failed`,
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.s3_download import Downloader, DownloadError
+from server.settings import MANIFEST_NAME, PUSHED_ADAPTERS
 
 PROGRESS_INTERVAL_S = 0.5
 _emit_lock = threading.Lock()
@@ -106,6 +109,31 @@ def s3_client(concurrency: int):
         "s3", config=Config(max_pool_connections=concurrency + 4, retries={"mode": "adaptive"}))
 
 
+def pushed_since(s3, bucket: str, root: str, declared: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, key prefix) of every adapter under the `root` prefix with a manifest that `declared` lacks."""
+    root = f"{root.strip('/')}/"
+    named = {name for name, _ in declared} | {prefix for _, prefix in declared}
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root, Delimiter="/"):
+        for common in page.get("CommonPrefixes", []):
+            prefix = common["Prefix"].rstrip("/")
+            name = prefix[len(root):]
+            if name in named or prefix in named or "/" in name or name.startswith("."):
+                continue
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{MANIFEST_NAME}", MaxKeys=1)
+            if listed.get("KeyCount"):  # no manifest: a push that did not finish, not an adapter yet
+                found.append((name, prefix))
+    return found
+
+
+def download_pushed(s3, bucket: str, root: str, declared: list[tuple[str, str]], path: Path, part_size: int,
+                    concurrency: int) -> list[dict]:
+    pushed = pushed_since(s3, bucket, root, declared)
+    done = download_adapters(s3, bucket, pushed, path, part_size, concurrency)
+    (path / PUSHED_ADAPTERS).write_text("".join(f"{name}\n" for name, _ in pushed))
+    return done
+
+
 def main() -> int:
     bucket = os.environ.get("S3_BUCKET", "").strip()
     prefix = os.environ.get("S3_PREFIX", "").strip()
@@ -116,6 +144,9 @@ def main() -> int:
         part_size = _int_env("DOWNLOAD_PART_MB", 64) * 1024 * 1024
         concurrency = _int_env("DOWNLOAD_CONCURRENCY", 16)
         adapters = adapter_list(os.environ.get("ADAPTERS", ""), os.environ.get("ADAPTERS_PATH", "").strip())
+        adapters_root = os.environ.get("ADAPTERS_ROOT", "").strip()
+        if adapters_root and not os.environ.get("ADAPTERS_PATH", "").strip():
+            raise DownloadError("ADAPTERS_ROOT is set but ADAPTERS_PATH is not")
     except DownloadError as exc:
         print(f"download_model: {exc}", file=sys.stderr)
         return 2
@@ -139,8 +170,11 @@ def main() -> int:
     try:
         summary = downloader.run()
         stop.set()
-        summary["adapters"] = download_adapters(s3, bucket, adapters, Path(os.environ.get("ADAPTERS_PATH", "").strip()),
-                                                part_size, concurrency)
+        adapters_path = Path(os.environ.get("ADAPTERS_PATH", "").strip())
+        summary["adapters"] = download_adapters(s3, bucket, adapters, adapters_path, part_size, concurrency)
+        if adapters_root:
+            summary["adapters"] += download_pushed(s3, bucket, adapters_root, adapters, adapters_path, part_size,
+                                                   concurrency)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
         if isinstance(exc, KeyboardInterrupt):
             return 130

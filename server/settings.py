@@ -19,6 +19,7 @@ LOAD_FORMATS = ("auto", "safetensors", "pt", "runai_streamer", "runai_streamer_s
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMPLETE_MARKER = ".llmctl-complete"
 MANIFEST_NAME = "llmctl-manifest.json"
+PUSHED_ADAPTERS = ".llmctl-pushed"  # in ADAPTERS_PATH: the adapters the init container found pushed since the deploy
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_LIMIT = 1024  # the most MAX_BATCH_PROMPTS and MAX_N may be set to
 
@@ -187,8 +188,13 @@ def _check_model_path(path: str, load_format: str | None) -> None:
 
 
 def _lora_modules(env: Mapping[str, str], enable_lora: bool | None) -> tuple[str, ...]:
-    """LORA_MODULES: `name=path` entries separated by spaces; each local path must hold an adapter."""
+    """LORA_MODULES: `name=path` entries separated by spaces; each local path must hold an adapter. With them,
+    each adapter the init container fetched as pushed since the deploy (ADAPTERS_PATH/.llmctl-pushed)."""
     modules = _words(env, "LORA_MODULES")
+    pushed = Path(_raw(env, "ADAPTERS_PATH") or ".") / PUSHED_ADAPTERS
+    if _raw(env, "ADAPTERS_PATH") and pushed.is_file():
+        named = {item.partition("=")[0] for item in modules}
+        modules += tuple(f"{name}={pushed.parent / name}" for name in pushed.read_text().split() if name not in named)
     for item in modules:
         name, _, path = item.partition("=")
         if not name or not path:
