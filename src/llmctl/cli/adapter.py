@@ -17,6 +17,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(adapter_app, name="adapter")
 
 
+def _store(app):
+    """(config, S3 client) adapters live in: model.bucket's, else a running `local up`'s embedded S3."""
+    from llmctl.actions.local_adapters import store
+
+    return store(app.config, app.state.get("local")) or (app.config, app.aws.s3)
+
+
 def _replicas(app, notes: list[str]):
     from llmctl.actions.adapter_replicas import replicas
     from llmctl.eksctl import kubeconfig_context
@@ -77,10 +84,11 @@ def push(
             advance(done - sent[0])
             sent[0] = done
 
-        data = adapter.push(app.config, app.names, app.aws.s3, adapter_dir, name, on_bytes)
+        cfg, s3 = _store(app)
+        data = adapter.push(cfg, app.names, s3, adapter_dir, name, on_bytes)
     notes: list[str] = []
     if live:
-        path, prefix = str(adapter_dir.resolve()), adapter.adapter_prefix(app.config, name)
+        path, prefix = str(adapter_dir.resolve()), adapter.adapter_prefix(cfg, name)
         data["live"] = _live(app, lambda r: adapter_replicas.load(r, name, path, prefix) or "loaded", notes)
     data["notes"] = notes
 
@@ -103,7 +111,7 @@ def list_(ctx: typer.Context, output: OutputOption = None) -> None:
 
     app = get_app(ctx, output)
     notes: list[str] = []
-    data = {"adapters": adapter.stored(app.config, app.aws.s3), "replicas": [], "notes": notes}
+    data = {"adapters": adapter.stored(*_store(app)), "replicas": [], "notes": notes}
     with _replicas(app, notes) as found:
         for replica in found:
             try:
@@ -137,7 +145,8 @@ def rm(
     from llmctl.actions import adapter, adapter_replicas
 
     app = get_app(ctx, output)
-    plan = adapter.removal_plan(app.config, app.aws.s3, name)
+    cfg, s3 = _store(app)
+    plan = adapter.removal_plan(cfg, s3, name)
     app.output.print(f"delete adapter {name}: {len(plan['keys'])} objects, {plan['size'] / 1e6:.2f} MB at {plan['uri']}"
                      + (" (and unload it from every running replica)" if live else ""))
     notes: list[str] = []
@@ -152,7 +161,7 @@ def rm(
             result["live"] = _live(app, lambda r: "unloaded" if adapter_replicas.unload(r, name) else "not loaded", notes)
         result["deleted"] = not any(r["result"] == "failed" for r in result.get("live", []))
         if result["deleted"]:  # a replica that still serves it keeps it in S3: the re-run finds it
-            adapter.remove(app.aws.s3, plan)
+            adapter.remove(s3, plan)
 
     def render(d: dict) -> None:
         app.output.print("dry run: nothing deleted" if d["dry_run"] else f"deleted {d['objects']} objects at {d['uri']}"
