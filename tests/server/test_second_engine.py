@@ -142,6 +142,7 @@ def test_push_live_has_every_pod_fetch_it_from_s3_and_names_the_replicas_without
     assert rows[0] == {"replica": pods[0], "result": "loaded"}
     assert rows[1]["replica"] == pods[1] and rows[1]["result"] == "failed" and "unreachable" in rows[1]["error"]
     assert (pod_dir / "adapter_model.safetensors").read_bytes() == (hot / "adapter_model.safetensors").read_bytes()
+    assert (pod_dir.parent / ".llmctl-pushed").read_text() == "pod\n"  # a restarted container serves it too
     base, adapted = greedy(server, "tiny-llama"), greedy(server, "pod")  # the pod's own copy, no restart
     assert adapted.status_code == 200 and base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
 
