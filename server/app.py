@@ -7,7 +7,8 @@
                        while draining); generation routes take an admission slot (429 beyond
                        it) for as long as their response runs
         vLLM's app     every other route and all generation, as `vllm serve` serves them
-                       (plus /generate, api_generate.py, on the same serving objects)
+                       (plus /generate, api_generate.py, on the same serving objects, and
+                       /v1/fetch_lora_adapter, api_adapters.py: S3 -> disk -> vLLM's runtime LoRA load)
 
 Checks on a request's body that vLLM does not make (request_checks.py) run here, on every route
 of vLLM's app, before admission and before any tokenizer work, so a request they refuse never

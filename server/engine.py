@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 
-from server import api_generate, metrics, vllm_seam
+from server import api_adapters, api_generate, metrics, vllm_seam
 from server.settings import Settings
 
 log = logging.getLogger("server.engine")
@@ -47,7 +47,8 @@ class EngineState:
         started = time.monotonic()
         try:
             self.engine = await asyncio.to_thread(vllm_seam.start_engine, self.vllm_config, self.vllm_args)
-            app = await vllm_seam.build_openai_app(self.engine, self.vllm_args, [api_generate.router])
+            routers = [api_generate.router, api_adapters.router_for(self.settings)]
+            app = await vllm_seam.build_openai_app(self.engine, self.vllm_args, routers)
             await self._lifespans.enter_async_context(vllm_seam.app_lifespan(app))
             await vllm_seam.warm_up(self.engine)
         except Exception as exc:  # noqa: BLE001 - any load failure marks the server failed

@@ -19,6 +19,7 @@ LOAD_FORMATS = ("auto", "safetensors", "pt", "runai_streamer", "runai_streamer_s
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 COMPLETE_MARKER = ".llmctl-complete"
 MANIFEST_NAME = "llmctl-manifest.json"
+PUSHED_ADAPTERS = ".llmctl-pushed"  # in ADAPTERS_PATH: the adapters the init container found pushed since the deploy
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_LIMIT = 1024  # the most MAX_BATCH_PROMPTS and MAX_N may be set to
 
@@ -46,6 +47,9 @@ class Settings:
     max_loras: int | None = None
     max_lora_rank: int | None = None
     lora_modules: tuple[str, ...] = ()
+    # Where `POST /v1/fetch_lora_adapter` (api_adapters.py) fetches an adapter from and to (the init container's).
+    s3_bucket: str | None = None
+    adapters_path: str | None = None
     vllm_extra_args: tuple[str, ...] = ()
     # llmctl's own.
     host: str = "0.0.0.0"
@@ -184,8 +188,13 @@ def _check_model_path(path: str, load_format: str | None) -> None:
 
 
 def _lora_modules(env: Mapping[str, str], enable_lora: bool | None) -> tuple[str, ...]:
-    """LORA_MODULES: `name=path` entries separated by spaces; each local path must hold an adapter."""
+    """LORA_MODULES: `name=path` entries separated by spaces; each local path must hold an adapter. With them,
+    each adapter the init container fetched as pushed since the deploy (ADAPTERS_PATH/.llmctl-pushed)."""
     modules = _words(env, "LORA_MODULES")
+    pushed = Path(_raw(env, "ADAPTERS_PATH") or ".") / PUSHED_ADAPTERS
+    if _raw(env, "ADAPTERS_PATH") and pushed.is_file():
+        named = {item.partition("=")[0] for item in modules}
+        modules += tuple(f"{name}={pushed.parent / name}" for name in pushed.read_text().split() if name not in named)
     for item in modules:
         name, _, path = item.partition("=")
         if not name or not path:
@@ -237,6 +246,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_loras=_int(env, "MAX_LORAS", None),
         max_lora_rank=_int(env, "MAX_LORA_RANK", None),
         lora_modules=_lora_modules(env, enable_lora),
+        s3_bucket=_raw(env, "S3_BUCKET") or None,
+        adapters_path=_raw(env, "ADAPTERS_PATH") or None,
         vllm_extra_args=_words(env, "VLLM_EXTRA_ARGS"),
         host=_raw(env, "HOST") or "0.0.0.0",
         port=port,

@@ -25,6 +25,7 @@ from vllm.entrypoints.launchers.app import build_app
 from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # noqa: F401 - for /generate and the error shape
+from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
 from vllm.entrypoints.serve.utils.api_utils import (  # noqa: F401 - the last two for /generate
     cli_env_setup,
     validate_json_request,
@@ -215,6 +216,15 @@ async def prompt_token_ids(serving, request: CompletionRequest) -> list[int] | E
     """A completion request's prompt as the completion serving object tokenizes it (or its error)."""
     rendered = await serving.render_completion_request(request)
     return rendered if isinstance(rendered, ErrorResponse) else rendered[0]["prompt_token_ids"]
+
+
+async def load_lora(app_state, name: str, path: str) -> ErrorResponse | None:
+    """vLLM's runtime LoRA load, as its /v1/load_lora_adapter does it (in place when `name` is loaded:
+    a re-pushed adapter replaces the old weights); its error, or None once the engine has it."""
+    models = app_state.openai_serving_models
+    request = LoadLoRAAdapterRequest(lora_name=name, lora_path=path, load_inplace=name in models.lora_requests)
+    result = await models.load_lora_adapter(request)
+    return result if isinstance(result, ErrorResponse) else None
 
 
 def shutdown_engine(engine: AsyncLLM, config) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,12 +21,14 @@ LOAD, UNLOAD = "/v1/load_lora_adapter", "/v1/unload_lora_adapter"
 
 
 @pytest.fixture(scope="module")
-def lora_server(tiny_model_dir, tmp_path_factory):
+def lora_server(tiny_model_dir, tmp_path_factory, moto_server):
+    """Also a pod's S3 access (the moto server; a test makes the bucket) and its ADAPTERS_PATH."""
     root = tmp_path_factory.mktemp("lora")
     adapters = {"sql": make_tiny_lora(root / "sql", seed=1), "chat": make_tiny_lora(root / "chat", seed=2)}
-    with running_server(tiny_model_dir, root / "server.log", DTYPE="float32", ENABLE_LORA="true", MAX_LORAS="2",
+    with running_server(tiny_model_dir, root / "server.log", DTYPE="float32", ENABLE_LORA="true", MAX_LORAS="3",
                         MAX_LORA_RANK="8", LORA_MODULES=f"sql={adapters['sql']}", DRAIN_TIMEOUT_S="120",
-                        VLLM_ALLOW_RUNTIME_LORA_UPDATING="true") as server:
+                        VLLM_ALLOW_RUNTIME_LORA_UPDATING="true", S3_BUCKET="models",
+                        ADAPTERS_PATH=str(root / "pod-adapters"), **moto_server.env) as server:
         yield server, adapters
 
 
@@ -94,6 +98,79 @@ def test_adapter_push_live_loads_into_the_running_server_and_rm_live_unloads(lor
     assert greedy(server, "hot").status_code == 404 and "hot" not in {m.id for m in server.openai().models.list().data}
     assert ("vllm_lora_adapter_loaded", (("adapter", "hot"),)) not in server.metrics()
     assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/").get("KeyCount") == 0
+
+
+def test_push_live_has_every_pod_fetch_it_from_s3_and_names_the_replicas_without_it(lora_server, llmctl, aws, kube,
+                                                                                   tiny_model_dir, tmp_path):
+    """The server as the deployment's pods, reached through the Kubernetes double's port-forwards: one pod is it,
+    the other listens on nothing."""
+    import base64
+
+    from llmctl.actions.deploy import pod_selector
+    from llmctl.actions.model import upload_model
+    from llmctl.config import load_config
+    from llmctl.config.names import Names
+    from llmctl.k8s.client import Kube
+
+    server, _ = lora_server
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="models")
+    upload_model(s3, tiny_model_dir, "models", "tiny", {})
+    names = Names.from_config(load_config(llmctl.write_config("project:\n  name: demo\nmodel:\n  bucket: models\n"
+                                                              "  prefix: tiny\n")))
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": names.namespace}})
+    kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": names.api_key_secret,
+                 "namespace": names.namespace}, "data": {"api-key": base64.b64encode(server.api_key.encode()).decode()}})
+    pods = [f"{names.app}-{suffix}" for suffix in ("a", "b")]
+    for pod in pods:
+        kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": names.namespace,
+                     "labels": pod_selector(names)}, "spec": {"containers": [
+                         {"name": "vllm", "image": "vllm@sha256:1", "ports": [{"name": "http", "containerPort": 8000}]}]}})
+    kube.wait_for(lambda: all(((kube.get("v1", "Pod", p, names.namespace) or {}).get("status") or {}).get("phase")
+                              == "Running" for p in pods))
+    kube.expose(pods[0], 8000, ("127.0.0.1", urlsplit(server.url).port))
+    llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
+    pod_dir = Path(server.env["ADAPTERS_PATH"]) / "pod"
+    assert not pod_dir.exists()
+
+    hot = make_tiny_lora(tmp_path / "pod", rank=8, seed=4)
+    partial = llmctl("adapter", "push", str(hot), "--name", "pod", "--live", "-o", "json")
+    assert partial.returncode == 1, partial.stderr
+    document = json.loads(partial.stdout)
+    assert document["error"] == f"adapter pod is in S3 and loaded on {pods[0]}; failed on {pods[1]}"
+    rows = document["result"]["live"]
+    assert rows[0] == {"replica": pods[0], "result": "loaded"}
+    assert rows[1]["replica"] == pods[1] and rows[1]["result"] == "failed" and "unreachable" in rows[1]["error"]
+    assert (pod_dir / "adapter_model.safetensors").read_bytes() == (hot / "adapter_model.safetensors").read_bytes()
+    assert (pod_dir.parent / ".llmctl-pushed").read_text() == "pod\n"  # a restarted container serves it too
+    base, adapted = greedy(server, "tiny-llama"), greedy(server, "pod")  # the pod's own copy, no restart
+    assert adapted.status_code == 200 and base.json()["choices"][0]["text"] != adapted.json()["choices"][0]["text"]
+
+    listed = json.loads(llmctl("adapter", "list", "-o", "json", check=True).stdout)
+    assert listed["replicas"][0] == {"replica": pods[0], "adapters": ["pod", "sql"]}
+    assert listed["replicas"][1]["adapters"] is None and "unreachable" in listed["replicas"][1]["error"]
+    text = llmctl("adapter", "list", check=True).stdout
+    assert pods[1] in text and "unknown:" in text
+
+    Kube.from_kubeconfig(str(kube.kubeconfig_path)).delete("v1", "Pod", pods[1], names.namespace, wait=True)
+    bad = make_tiny_lora(tmp_path / "bad", rank=8, seed=5)
+    llmctl("adapter", "push", str(bad), "--name", "bad", check=True)
+    key = "tiny-adapters/bad/adapter_model.safetensors"  # changed behind llmctl's back: the manifest's sha256 no longer holds
+    s3.put_object(Bucket="models", Key=key, Body=b"\0" * s3.head_object(Bucket="models", Key=key)["ContentLength"])
+    corrupt = llmctl("adapter", "push", str(bad), "--name", "bad", "--live")  # same size and sha here: not re-sent
+    assert corrupt.returncode == 1 and "Traceback" not in corrupt.stderr
+    assert f"{pods[0]}: failed: " in corrupt.stdout and key in corrupt.stdout and "checksum mismatch" in corrupt.stdout
+    assert f"error: adapter bad is in S3 and loaded on no replica; failed on {pods[0]}" in corrupt.stderr
+    assert greedy(server, "bad").status_code == 404  # never renamed into place, never loaded
+    assert not (Path(server.env["ADAPTERS_PATH"]) / "bad" / "adapter_model.safetensors").exists()
+    assert greedy(server, "pod").status_code == 200  # what the pod had stays served
+
+    removed = json.loads(llmctl("adapter", "rm", "pod", "--live", "--yes", "-o", "json", check=True).stdout)
+    assert removed["live"] == [{"replica": pods[0], "result": "unloaded"}] and removed["deleted"]
+    assert greedy(server, "pod").status_code == 404
+    assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/pod/").get("KeyCount") == 0
+    unauthenticated = httpx.post(f"{server.url}/v1/fetch_lora_adapter", json={"lora_name": "x", "s3_prefix": "y"})
+    assert unauthenticated.status_code == 401
 
 
 def test_bench_compare_runs_the_base_and_an_adapter_on_the_engine(lora_server, llmctl, tmp_path):

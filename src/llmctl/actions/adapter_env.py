@@ -2,9 +2,9 @@
 
 Every replica downloads each declared adapter beside the model in its init container (`ADAPTERS`:
 `name=key-prefix` words, fetched into `ADAPTERS_PATH/<name>` and verified against their manifests by
-`python -m server.download_model`) and serves them from the start (`LORA_MODULES`), so a replica that
-starts later serves the same adapters as the others. Runtime loading stays on (behind the API key) for
-`adapter push --live`.
+`python -m server.download_model`) and serves them from the start (`LORA_MODULES`), and so every complete
+adapter pushed under the adapters root since (`ADAPTERS_ROOT`): a replica that starts later serves the same
+adapters as the others. Runtime loading stays on (behind the API key) for `adapter push --live`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def adapter_env(cfg) -> dict[str, str]:
     modules = {**server.lora_modules, **{name: f"{root}/{name}" for name in adapters}}
     return {"ADAPTERS": shlex.join(f"{name}={adapter_prefix(cfg, name)}" for name in adapters),
             "ADAPTERS_PATH": root,
+            "ADAPTERS_ROOT": adapters_root(cfg).rstrip("/"),
             "ENABLE_LORA": "true",
             "MAX_LORAS": str(server.max_loras or len(adapters) + 1),
             "MAX_LORA_RANK": str(server.max_lora_rank or 16),

@@ -2,8 +2,12 @@
 
 Replicas are the local server `llmctl local up` recorded and every ready pod of the deployment (each
 through its own port-forward, as `llmctl endpoint` reaches a ClusterIP endpoint). A replica's adapters
-are the `/v1/models` entries with a parent; loading is vLLM's `/v1/load_lora_adapter` (bearer key, as
-every route), and each replica is asked again afterwards, so a load that did not take is an error.
+are the `/v1/models` entries with a parent. vLLM loads an adapter from the replica's own disk: the local
+server reads the pushed folder on this machine through vLLM's `/v1/load_lora_adapter`; a pod has only what its
+init container fetched, so it is asked to fetch the pushed adapter from S3 itself, verified as the init
+container does, and load it through the same vLLM code (`/v1/fetch_lora_adapter`, server/api_adapters.py).
+Both need the API key (as every route), and each replica is asked again afterwards, so a load that did not
+take is an error.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class Replica:
     name: str
     url: str
     api_key: str | None
-    adapter_root: str  # where this replica's filesystem holds adapters (vLLM loads from a local path)
+    pod: bool = False  # a pod fetches an adapter from S3 itself; the local server reads this machine's folder
 
 
 def _request(replica: Replica, method: str, path: str, body: dict | None = None) -> tuple[int, str]:
@@ -62,9 +66,13 @@ def _error_text(text: str) -> str:
         return text
 
 
-def load(replica: Replica, name: str, path: str) -> None:
-    """Load (or reload from the same path) adapter `name`, then check the replica lists it."""
-    status, text = _request(replica, "POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+def load(replica: Replica, name: str, folder: str, s3_prefix: str) -> None:
+    """Load (or reload) adapter `name`, from `folder` on this machine or, on a pod, from `s3_prefix` in the
+    model's bucket; then check the replica lists it."""
+    if replica.pod:
+        status, text = _request(replica, "POST", "/v1/fetch_lora_adapter", {"lora_name": name, "s3_prefix": s3_prefix})
+    else:
+        status, text = _request(replica, "POST", "/v1/load_lora_adapter", {"lora_name": name, "lora_path": folder})
     if status != 200 and "already been loaded" not in text:
         raise LlmctlError(f"replica {replica.name} refused to load adapter {name}: {status} {_error_text(text)[:300]}",
                           hint="the engine needs ENABLE_LORA and VLLM_ALLOW_RUNTIME_LORA_UPDATING (deploy with an adapter "
@@ -86,16 +94,16 @@ def unload(replica: Replica, name: str) -> bool:
 
 
 @contextlib.contextmanager
-def replicas(local: dict | None, kube_factory: Callable[[], object] | None, names, adapter_root: str,
+def replicas(local: dict | None, kube_factory: Callable[[], object] | None, names,
              notes: list[str]) -> Iterator[list[Replica]]:
     """Every running replica, port-forwards open while the block runs; why a source was skipped goes in `notes`."""
     found: list[Replica] = []
     if local and local.get("url"):
-        found.append(Replica("local", local["url"].rstrip("/"), local.get("api_key"), f"{local['state_dir']}/adapters"))
+        found.append(Replica("local", local["url"].rstrip("/"), local.get("api_key")))
     with contextlib.ExitStack() as stack:
         if kube_factory is not None:
             try:
-                found += _pods(kube_factory(), names, adapter_root, stack)
+                found += _pods(kube_factory(), names, stack)
             except LlmctlError as exc:
                 notes.append(f"cluster replicas not checked: {exc.message}")
             except Exception as exc:  # no kubeconfig, an unreachable API server
@@ -103,7 +111,7 @@ def replicas(local: dict | None, kube_factory: Callable[[], object] | None, name
         yield found
 
 
-def _pods(kube, names, adapter_root: str, stack: contextlib.ExitStack) -> list[Replica]:
+def _pods(kube, names, stack: contextlib.ExitStack) -> list[Replica]:
     from llmctl.actions.deploy import existing_api_key, pod_selector
     from llmctl.k8s.portforward import PortForward, _container_port, _is_ready
 
@@ -118,5 +126,5 @@ def _pods(kube, names, adapter_root: str, stack: contextlib.ExitStack) -> list[R
         forward = PortForward(kube, names.namespace, pod["metadata"]["name"], _container_port(pod, "http") or 8000)
         forward.start()
         stack.callback(forward.stop)
-        out.append(Replica(pod["metadata"]["name"], forward.url, api_key, adapter_root))
+        out.append(Replica(pod["metadata"]["name"], forward.url, api_key, pod=True))
     return out

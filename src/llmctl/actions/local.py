@@ -100,7 +100,7 @@ class LocalStack:
         self.cfg = local_adapters.with_adapters(self.cfg, self.adapters)
         running = self._running_endpoint()
         if running is not None:
-            _same_stack_or_refuse(running, source, port, tuple(self.adapters))
+            _same_stack_or_refuse(running, source, port, list(adapters))
             return running
         server_port = self._pick_port(port)
         self.state.ensure()
@@ -306,7 +306,8 @@ def _check_model_dir(model_dir: Path | None) -> str:
     return str(model_dir.resolve())
 
 
-def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None, adapters: tuple[str, ...] = ()) -> None:
+def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None,
+                          adapters: list[tuple[str, Path]] = ()) -> None:
     """`local up` on a running stack returns it, but never while ignoring a flag that asks for another."""
     running_port = urllib.parse.urlsplit(running.url).port
     changes = []
@@ -314,8 +315,9 @@ def _same_stack_or_refuse(running: LocalEndpoint, source: str, port: int | None,
         changes.append((f"--model {source}", f"it serves {running.model_source}"))
     if port is not None and port != running_port:
         changes.append((f"--port {port}", f"it listens on port {running_port}"))
-    if adapters and adapters != tuple(running.adapters):
-        changes.append(("--adapter ...", f"it serves adapters {', '.join(running.adapters) or 'none'}"))
+    if adapters and sorted(name for name, _ in adapters) != sorted(running.adapters):
+        changes.append((" ".join(f"--adapter {folder}:{name}" for name, folder in adapters),
+                        f"it serves adapters {', '.join(running.adapters) or 'none'}"))
     if changes:
         asked = " ".join(flag for flag, _ in changes)
         raise ConfigError(

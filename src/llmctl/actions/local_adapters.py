@@ -64,6 +64,19 @@ def upload(s3, bucket: str, cfg, adapters: dict[str, Adapter], tags: dict[str, s
         upload_model(s3, adapter.folder, bucket, adapter_prefix(cfg, name), tags, files=adapter.files)
 
 
+def store(cfg, local: dict | None):
+    """(config, S3 client) for `llmctl adapter` beside a running `local up` when model.bucket is unset: its
+    embedded S3, where it put the model it serves; None otherwise (model.bucket it is). That S3 lives as long
+    as the stack: `local up --adapter` serves an adapter from the start of the next one."""
+    if cfg.model.bucket or not (local or {}).get("s3_url"):
+        return None
+    from llmctl.actions.local import EMBEDDED_S3_CREDENTIALS, LOCAL_BUCKET
+    from llmctl.aws.session import endpoint_client
+
+    s3 = endpoint_client("s3", local["s3_url"], cfg.aws.region, EMBEDDED_S3_CREDENTIALS)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"bucket": LOCAL_BUCKET})}), s3
+
+
 def env(cfg, root: Path) -> dict[str, str]:
     """adapter_env's, with this machine's adapters folder for the pod's /models."""
     values = adapter_env(cfg)

@@ -24,8 +24,8 @@ def base(llmctl, aws, tiny_model_dir):
     return s3
 
 
-def keys(s3, prefix: str) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="models", Prefix=prefix).get("Contents", []))
+def keys(s3, prefix: str, bucket: str = "models") -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
 def test_push_uploads_with_the_manifest_skips_unchanged_then_list_and_rm(llmctl, base, tmp_path):
@@ -132,3 +132,34 @@ def test_deploy_serves_every_pushed_adapter_with_the_rank_derived(llmctl, base, 
     env = adapter_env(with_discovered(cfg, base))
     assert env["ADAPTERS"] == "chat=tiny-adapters/chat sql=tiny-adapters/sql" and env["MAX_LORA_RANK"] == "16"
     assert env["ENABLE_LORA"] == "true" and env["MAX_LORAS"] == "3"
+
+
+
+def test_without_model_bucket_a_running_local_stack_keeps_them_in_its_embedded_s3(llmctl, moto_server, tiny_model_dir,
+                                                                                  tmp_path):
+    """`local up`'s S3 (a moto server, as `local up` runs it) holds the model it serves: push, list and rm go there."""
+    from llmctl.actions.local import LOCAL_BUCKET
+    from llmctl.procs import free_port
+    from llmctl.state import StateStore
+
+    moto_server.reset()
+    s3 = moto_server.client("s3")
+    s3.create_bucket(Bucket=LOCAL_BUCKET)
+    model.upload_model(s3, tiny_model_dir, LOCAL_BUCKET, "tiny", {})
+    llmctl.write_config("project:\n  name: demo\nmodel:\n  prefix: tiny\n")  # no model.bucket, as demo/llmctl.yaml
+    gone = f"http://127.0.0.1:{free_port()}"  # the stack's server stopped answering
+    StateStore(llmctl.cwd / ".llmctl", "demo").set("local", {"url": gone, "api_key": "k", "s3_url": moto_server.url,
+                                                             "state_dir": str(tmp_path)})
+    pushed = json.loads(llmctl("adapter", "push", str(make_tiny_lora(tmp_path / "sql")), "--name", "sql", "-o", "json",
+                               check=True).stdout)
+    assert pushed["uri"] == f"s3://{LOCAL_BUCKET}/tiny-adapters/sql/" and keys(s3, "tiny-adapters/sql/", LOCAL_BUCKET)
+    listed = json.loads(llmctl("adapter", "list", "-o", "json").stdout)
+    assert [a["name"] for a in listed["adapters"]] == ["sql"]
+    assert listed["replicas"][0]["replica"] == "local" and listed["replicas"][0]["adapters"] is None
+    assert "unreachable" in listed["replicas"][0]["error"]
+    live = llmctl("adapter", "rm", "sql", "--live", "--yes")
+    assert live.returncode == 1 and "nothing deleted from S3" in live.stdout and keys(s3, "tiny-adapters/sql/", LOCAL_BUCKET)
+    assert "error: adapter sql is unloaded on no replica; failed on local (nothing deleted from S3)" in live.stderr
+    llmctl("adapter", "rm", "sql", "--yes", check=True)
+    assert keys(s3, "tiny-adapters/sql/", LOCAL_BUCKET) == []
+

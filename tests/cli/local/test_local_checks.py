@@ -18,6 +18,7 @@ import pytest
 
 from llmctl.procs import Background
 from tests.cli.local.test_local import CONFIG, _marked_processes
+from tests.fixtures.server import make_tiny_lora
 
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]
 
@@ -69,6 +70,21 @@ def test_a_changed_model_or_port_on_a_running_stack_is_refused_with_the_restart(
     assert "it listens on port 18123: --port 18999 would need a restart" in port.stderr
     assert "`llmctl local down` then `llmctl local up --port 18999`" in port.stderr
     same = llmctl("local", "up", "--port", "18123", "-o", "json", check=True)
+    assert json.loads(same.stdout)["already_running"] is True
+    assert len(_marked_processes(llmctl.cwd / ".llmctl" / "local")) == 2  # nothing was restarted or stopped
+
+
+def test_a_changed_adapter_set_on_a_running_stack_is_refused_with_the_restart(llmctl, running_stack, tmp_path):
+    sql, chat = make_tiny_lora(tmp_path / "sql"), make_tiny_lora(tmp_path / "chat", seed=2)
+    state = llmctl.cwd / ".llmctl" / "localdemo.json"
+    state.write_text(json.dumps({"local": {**running_stack, "adapters": ["sql"]}}))
+    added = llmctl("local", "up", "--adapter", str(sql), "--adapter", f"{chat}:chat")
+    assert added.returncode == 2
+    assert _error_lines(added.stderr) == [
+        f"error: the local endpoint is already running and it serves adapters sql: --adapter {sql}:sql --adapter "
+        f"{chat}:chat would need a restart; fix: `llmctl local down` then `llmctl local up --adapter {sql}:sql "
+        f"--adapter {chat}:chat`"]
+    same = llmctl("local", "up", "--adapter", f"{sql}:sql", "-o", "json", check=True)
     assert json.loads(same.stdout)["already_running"] is True
     assert len(_marked_processes(llmctl.cwd / ".llmctl" / "local")) == 2  # nothing was restarted or stopped
 
