@@ -1,0 +1,88 @@
+"""A spot interruption on the Kubernetes double with Karpenter's double: the interrupted nodes are drained
+through the Eviction API (the PodDisruptionBudget takes one replica at a time), each evicted pod terminates
+with the pod's grace (preStop, then the server's SIGTERM drain, inside the two-minute notice), the Service
+keeps a ready endpoint throughout, Karpenter launches the replacements, and `status` and `cost --running`
+say what runs afterwards."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
+from tests.doubles.karpenter import KarpenterDouble
+from tests.fixtures.kube import DEFAULT_NODE, Scenario
+
+TAGS = {"llmctl.io/deployment": "llama", "llmctl.io/managed-by": "llmctl"}
+SPOT_NOTICE_S = 120
+
+
+def _config(port: int, metrics_port: int) -> str:
+    return (f"project:\n  name: llama\nmodel:\n  bucket: llama-models\nserver:\n  port: {port}\n"
+            f"  metrics_port: {metrics_port}\ncluster:\n  capacity: karpenter\n  nodes_max: 2\n"
+            "deploy:\n  replicas: 2\n")
+
+
+def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces_the_nodes(
+        project, kube, aws, stub_endpoint) -> None:
+    kube.remove_node(DEFAULT_NODE)  # GPU nodes come from Karpenter only
+    project.write_config(_config(stub_endpoint.port, stub_endpoint.metrics_port))
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.1))
+    karpenter = KarpenterDouble(kube, aws, "llama", nodeclass_tags=TAGS).start()
+    try:
+        assert run_deploy(project).returncode == 0
+        first = dict(karpenter.instances)
+        assert len(first) == 2
+        pdb = kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm")
+        assert pdb["spec"]["maxUnavailable"] == 1
+        template = kube.get("apps/v1", "Deployment", APP, "vllm")["spec"]["template"]["spec"]
+        grace = template["terminationGracePeriodSeconds"]
+        [env] = [c for c in kube.list("v1", "ConfigMap", "vllm") if "DRAIN_TIMEOUT_S" in c.get("data", {})]
+        drain = int(env["data"]["DRAIN_TIMEOUT_S"])
+        prestop = template["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert prestop + drain < grace <= SPOT_NOTICE_S - 15  # the whole termination fits the notice
+
+        # what the Service's endpoints hold after every change, and how each evicted pod ended
+        ready_counts, ended = [], {}
+
+        def watch(type_, rt, obj, old) -> None:
+            if rt.kind != "Pod" or obj["metadata"].get("namespace") != "vllm":
+                return
+            pods = kube.store.list(kube.rt("v1", "Pod"), "vllm")
+            ready_counts.append(sum(1 for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])))
+            meta = obj["metadata"]
+            if meta.get("deletionTimestamp"):
+                ready = any(c["type"] == "Ready" and c["status"] == "True" for c in obj["status"].get("conditions") or [])
+                seen = ended.setdefault(meta["name"], {"grace": meta.get("deletionGracePeriodSeconds"), "unready": False})
+                seen["unready"] = seen["unready"] or not ready
+                seen["deleted"] = type_ == "DELETED"
+
+        kube.pod_termination_delay = 0.3  # the drain's stand-in: a terminating pod stays this long
+        kube.store.listeners.append(watch)
+        for node in list(first):  # both spot nodes get the notice at once
+            karpenter.interrupt(node)
+        kube.wait_for(lambda: len(karpenter.gone) == 2 and len(karpenter.instances) == 2 and len([
+            p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp") and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]) == 2, 30)
+        kube.store.listeners.remove(watch)
+    finally:
+        karpenter.stop()
+
+    assert min(ready_counts) >= 1, ready_counts  # the Service always had a ready endpoint
+    assert kube.evictions_refused >= 1  # the second node's pod waited for its replacement (the PDB)
+    evicted = {pod.split("/")[1] for pods in karpenter.interrupted.values() for pod in pods}
+    assert set(ended) >= evicted and len(evicted) == 2
+    for name in evicted:  # each went through the graceful termination: unready first, then gone
+        assert ended[name] == {"grace": grace, "unready": True, "deleted": True}, ended
+    states = {i["InstanceId"]: i["State"]["Name"] for r in aws.client("ec2").describe_instances()["Reservations"]
+              for i in r["Instances"]}
+    assert all(states[i] == "terminated" for i in first.values())
+    replacements = set(karpenter.instances.values())
+    assert all(states[i] == "running" for i in replacements) and not replacements & set(first.values())
+
+    status = json.loads(project("status", "--output", "json", check=True).stdout)
+    assert (status["replicas"], status["ready_replicas"]) == (2, 2)
+    assert {p["node"] for p in status["pods"]} == set(karpenter.instances) and all(p["ready"] for p in status["pods"])
+    cost = json.loads(project("cost", "--running", "--output", "json", check=True).stdout)
+    priced = {line["item"].split(" ")[1] for line in cost["lines"] if line["item"].startswith("aws_instance")}
+    assert priced == replacements, cost["lines"]
