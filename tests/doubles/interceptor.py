@@ -9,8 +9,10 @@ When the wait passes first, the interceptor answers `502 Bad Gateway` with the b
 instead; llmctl renders none).
 
 The double plays the Service's endpoint the way the kubelet's readiness probe makes it: the backend's
-`/ready` answering 200 (the pod's readinessProbe path). `on_first_hold` is KEDA waking the workload: it
-runs once, when the first request is held with no endpoint ready.
+`/ready` answering 200 (the pod's readinessProbe path), or `ready()` when given (a ready pod behind the
+Service on the Kubernetes double). `on_first_hold` is KEDA waking the workload: it runs once, when the first
+request is held with no endpoint ready. With `hosts`, a request whose Host the HTTPScaledObject does not
+list gets the interceptor's 404 (its routing table has no such host).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class InterceptorDouble:
     condition_wait_s: float  # HTTPScaledObject spec.timeouts.conditionWait
     on_first_hold: Callable[[], None] | None = None
     probe_interval_s: float = 0.1  # how often the readiness probe asks /ready
+    ready: Callable[[], bool] | None = None
+    hosts: list[str] | None = None  # HTTPScaledObject spec.hosts
     requests: list[Held] = field(default_factory=list)
     ready_since: float | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -94,8 +98,11 @@ class InterceptorDouble:
         host, port = self.backend
         while not self._stop.is_set():
             try:
-                with urllib.request.urlopen(f"http://{host}:{port}/ready", timeout=2) as response:
-                    ok = response.status == 200
+                if self.ready is not None:
+                    ok = bool(self.ready())
+                else:
+                    with urllib.request.urlopen(f"http://{host}:{port}/ready", timeout=2) as response:
+                        ok = response.status == 200
             except (urllib.error.URLError, OSError, ValueError):
                 ok = False
             if ok and not self._ready.is_set():
@@ -107,6 +114,11 @@ class InterceptorDouble:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if self.hosts is not None and (h.headers.get("Host") or "").split(":")[0] not in self.hosts:
+            h.send_response(404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         held = Held(h.path, time.monotonic())
         with self._lock:
             self.requests.append(held)
