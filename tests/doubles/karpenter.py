@@ -12,8 +12,8 @@ interruption and termination controllers): the node is tainted `karpenter.sh/dis
 its pods is evicted through the Eviction API (a PodDisruptionBudget that allows no disruption refuses it
 and Karpenter retries), an evicted pod terminates with its terminationGracePeriodSeconds (preStop, then
 SIGTERM: the server's drain), and once the node has no pods its instance is terminated and the node goes.
-`start()` runs it as a controller: pending GPU pods (an evicted pod's replacement) get a node, queued
-interruptions drain, until `stop()`.
+`start()` runs it as a controller: pending GPU pods (an evicted pod's replacement, a woken replica) get a
+node, queued interruptions drain, empty nodes go after `consolidate_after_s`, until `stop()`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class KarpenterDouble:
         self.gone: list[str] = []  # interrupted nodes whose instance was terminated
         self._stop = threading.Event()
         self._launched_for: set[str] = set()  # pods a node was launched for
+        self._empty_since: dict[str, float] = {}  # node -> when it was first seen without a pod
         self._thread: threading.Thread | None = None
 
     def _tags(self, claim: str) -> dict[str, str]:
@@ -100,13 +101,22 @@ class KarpenterDouble:
         self.kube.retry_unscheduled()
         return launched
 
-    def remove_empty(self) -> list[str]:
-        """Consolidation when empty: each of our nodes without a pod goes, its instance terminated."""
+    def remove_empty(self, after_s: float = 0.0) -> list[str]:
+        """Consolidation when empty (`consolidationPolicy: WhenEmpty`): each of our nodes that has had no pod for
+        `after_s` (the NodePool's consolidateAfter) goes, its instance terminated."""
+        import time
+
         busy = {p["spec"].get("nodeName") for p in self.kube.list("v1", "Pod") if not p["metadata"].get("deletionTimestamp")}
-        removed = [node for node in list(self.instances) if node not in busy]
+        now = time.monotonic()
+        for node in list(self._empty_since):
+            if node in busy or node not in self.instances:
+                del self._empty_since[node]
+        removed = [node for node in list(self.instances) if node not in busy and node not in self.interrupted
+                   and now - self._empty_since.setdefault(node, now) >= after_s]
         for node in removed:
             self.kube.remove_node(node)
             self.ec2.terminate_instances(InstanceIds=[self.instances.pop(node)])
+            del self._empty_since[node]
         return removed
 
     def interrupt(self, node: str) -> None:
@@ -132,7 +142,8 @@ class KarpenterDouble:
                 self.ec2.terminate_instances(InstanceIds=[self.instances.pop(node)])
                 self.gone.append(node)
 
-    def start(self, interval: float = 0.05) -> KarpenterDouble:
+    def start(self, interval: float = 0.05, consolidate_after_s: float | None = None) -> KarpenterDouble:
+        """Run as a controller; with `consolidate_after_s`, empty nodes go after that long (WhenEmpty)."""
         def loop() -> None:
             while not self._stop.wait(interval):
                 # as Karpenter: only pods the scheduler could not place, once each
@@ -143,6 +154,8 @@ class KarpenterDouble:
                     self._launched_for.update(p["metadata"]["uid"] for p in unschedulable)
                     self.provision(unschedulable)
                 self._drain()
+                if consolidate_after_s is not None:
+                    self.remove_empty(consolidate_after_s)
 
         self._thread = threading.Thread(target=loop, name="karpenter", daemon=True)
         self._thread.start()

@@ -1,4 +1,7 @@
-"""A spot interruption on the Kubernetes double with Karpenter's double: the interrupted nodes are drained
+"""Karpenter capacity on the Kubernetes double with Karpenter's double.
+
+Scale to zero and back: the empty GPU node goes (consolidation) and a woken replica gets a new one; `status`
+and `cost --running` follow. A spot interruption: the interrupted nodes are drained
 through the Eviction API (the PodDisruptionBudget takes one replica at a time), each evicted pod terminates
 with the pod's grace (preStop, then the server's SIGTERM drain, inside the two-minute notice), the Service
 keeps a ready endpoint throughout, Karpenter launches the replacements, and `status` and `cost --running`
@@ -16,10 +19,52 @@ TAGS = {"llmctl.io/deployment": "llama", "llmctl.io/managed-by": "llmctl"}
 SPOT_NOTICE_S = 120
 
 
-def _config(port: int, metrics_port: int) -> str:
+def _config(port: int, metrics_port: int, deploy: str = "  replicas: 2\n") -> str:
     return (f"project:\n  name: llama\nmodel:\n  bucket: llama-models\nserver:\n  port: {port}\n"
             f"  metrics_port: {metrics_port}\ncluster:\n  capacity: karpenter\n  nodes_max: 2\n"
-            "deploy:\n  replicas: 2\n")
+            f"deploy:\n{deploy}")
+
+
+def _instances(project) -> set[str]:
+    """The instances `cost --running` prices."""
+    cost = json.loads(project("cost", "--running", "--output", "json", check=True).stdout)
+    return {line["item"].split(" ")[1] for line in cost["lines"] if line["item"].startswith("aws_instance")}
+
+
+def test_scale_to_zero_and_back_on_karpenter_capacity(project, kube, aws, stub_endpoint) -> None:
+    import kubernetes
+
+    kube.remove_node(DEFAULT_NODE)
+    kube.install_keda(http_add_on=True)
+    zero = "  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n"
+    project.write_config(_config(stub_endpoint.port, stub_endpoint.metrics_port, zero))
+    kube.script(APP, Scenario.success(download_lines=PROGRESS, delay=0.05))
+    karpenter = KarpenterDouble(kube, aws, "llama", nodeclass_tags=TAGS).start(consolidate_after_s=0.5)
+    apps = kubernetes.client.AppsV1Api(kube.api_client())
+    try:
+        assert run_deploy(project).returncode == 0
+        [first] = karpenter.instances.values()
+        assert _instances(project) == {first}
+
+        apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})  # KEDA, after the idle time
+        kube.wait_for(lambda: not karpenter.instances and not kube.list("v1", "Node"), 10)  # the empty node went
+        status = json.loads(project("status", "--output", "json", check=True).stdout)
+        assert status["scaled_to_zero"]["wakes_on_request"] and status["pods"] == [] and status["ready_replicas"] == 0
+        assert _instances(project) == set()  # nothing on the GPU bill
+        states = {i["InstanceId"]: i["State"]["Name"] for r in aws.client("ec2").describe_instances()["Reservations"]
+                  for i in r["Instances"]}
+        assert states[first] == "terminated"
+
+        apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 1}})  # a request woke it
+        kube.wait_for(lambda: len(karpenter.instances) == 1 and [p for p in kube.list("v1", "Pod", "vllm") if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])], 10)
+    finally:
+        karpenter.stop()
+    [second] = karpenter.instances.values()
+    status = json.loads(project("status", "--output", "json", check=True).stdout)
+    assert status["scaled_to_zero"] is None and (status["replicas"], status["ready_replicas"]) == (1, 1)
+    assert [p["node"] for p in status["pods"]] == list(karpenter.instances)
+    assert _instances(project) == {second} != {first}
 
 
 def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces_the_nodes(
@@ -83,6 +128,4 @@ def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces
     status = json.loads(project("status", "--output", "json", check=True).stdout)
     assert (status["replicas"], status["ready_replicas"]) == (2, 2)
     assert {p["node"] for p in status["pods"]} == set(karpenter.instances) and all(p["ready"] for p in status["pods"])
-    cost = json.loads(project("cost", "--running", "--output", "json", check=True).stdout)
-    priced = {line["item"].split(" ")[1] for line in cost["lines"] if line["item"].startswith("aws_instance")}
-    assert priced == replacements, cost["lines"]
+    assert _instances(project) == replacements
