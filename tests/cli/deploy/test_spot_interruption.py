@@ -42,7 +42,9 @@ def test_scale_to_zero_and_back_on_karpenter_capacity(project, kube, aws, stub_e
     karpenter = KarpenterDouble(kube, aws, "llama", nodeclass_tags=TAGS).start(consolidate_after_s=0.5)
     apps = kubernetes.client.AppsV1Api(kube.api_client())
     try:
-        assert run_deploy(project).returncode == 0
+        done = run_deploy(project)
+        assert done.returncode == 0, done.stderr
+        assert "waits for Karpenter to launch a node (no nodes available to schedule pods)" in done.stdout + done.stderr
         [first] = karpenter.instances.values()
         assert _instances(project) == {first}
 
@@ -129,3 +131,13 @@ def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces
     assert (status["replicas"], status["ready_replicas"]) == (2, 2)
     assert {p["node"] for p in status["pods"]} == set(karpenter.instances) and all(p["ready"] for p in status["pods"])
     assert _instances(project) == replacements
+
+
+def test_on_karpenter_capacity_a_pod_no_new_node_would_take_still_fails_at_once(project, kube) -> None:
+    """Karpenter launches nodes for pods short of a node; a taint the pod does not tolerate is not that."""
+    kube.remove_node(DEFAULT_NODE)
+    kube.add_node("gpu-tainted", taints=[{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}])
+    project.write_config(_config(5000, 9100, "  replicas: 1\n"))
+    done = run_deploy(project)
+    assert done.returncode == 1
+    assert "taint the endpoint does not tolerate: dedicated: ml" in done.stderr and "waits for Karpenter" not in done.stdout
