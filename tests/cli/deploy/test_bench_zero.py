@@ -82,3 +82,18 @@ def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(projec
     assert doc["p99_ttft_ms"] < wake_s * 1000 / 2 and doc["p99_e2el_ms"] < wake_s * 1000 / 2
     assert len(interceptor.requests) == 1 + 6 + 1  # the wake, the six, bench's /v1/models
     assert _ready_pods(kube)
+
+
+def test_bench_at_zero_with_nothing_to_wake_it_says_so_in_one_line(project, kube, stub_endpoint) -> None:
+    kube.install_keda(http_add_on=True)
+    project.write_config(config_text(stub_endpoint.port, extra=ZERO))
+    kube.script(APP, Scenario.success(download_lines=PROGRESS))
+    assert run_deploy(project).returncode == 0
+    client = kube.api_client()
+    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})
+    kubernetes.client.CustomObjectsApi(client).delete_namespaced_custom_object(
+        "http.keda.sh", "v1alpha1", "vllm", "httpscaledobjects", APP)  # the add-on's object gone
+    kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm"), 10)
+    done = project("bench", "-n", "2", "--warmup", "0", timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "vllm/vllm-llama is scaled to zero and no HTTPScaledObject wakes it on request" in done.stderr
