@@ -312,12 +312,15 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
 async def _wake(target, request, zero: dict) -> dict:
     """The first request to a scaled-to-zero endpoint, timed on its own: it waits for a replica to start (the
     interceptor holds it), so it is the wake time, kept out of the steady-state latencies."""
+    from dataclasses import replace
+
     import aiohttp
 
     from llmctl.bench.client import send_request
 
+    held = replace(target, timeout_s=target.timeout_s + (zero.get("hold_s") or 0))  # the interceptor's hold first
     async with aiohttp.ClientSession() as session:
-        result = await send_request(session, target, request)
+        result = await send_request(session, held, request)
     if not result.success:
         raise LlmctlError(f"the request that wakes the scaled-to-zero endpoint failed: {result.error} "
                           f"{result.detail}".rstrip(), hint="`llmctl status` shows whether a replica started")

@@ -144,7 +144,10 @@ def scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | Non
     zero = {"idle_since": (scaled.get("status") or {}).get("lastActiveTime"), "wakes_on_request": http is not None,
             "wake_s": round(cold_start_s or DEFAULT_COLD_START_S), "wake_measured": cold_start_s is not None}
     if http is not None:
-        zero["host"] = ((http.get("spec") or {}).get("hosts") or [None])[0]
+        spec = http.get("spec") or {}
+        wait = str((spec.get("timeouts") or {}).get("conditionWait") or "")
+        zero["host"] = (spec.get("hosts") or [None])[0]
+        zero["hold_s"] = int(wait[:-1]) if wait.endswith("s") and wait[:-1].isdigit() else None  # as rendered: "Ns"
     return zero
 
 
