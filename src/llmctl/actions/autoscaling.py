@@ -23,6 +23,9 @@ DEFAULT_COLD_START_S = 300
 IDLE_WITH_SCHEDULE_MIN = 5  # a schedule without idle_minutes: zero this long after a window's last request
 HOLD_MARGIN = 1.5  # the interceptor holds a request this many cold starts before giving up
 HTTP_SCALER = "keda-add-ons-http-external-scaler.keda:9090"
+# Where requests for a scaled-to-zero endpoint go: the add-on's interceptor proxy (namespace, Service, port),
+# with a Host header the HTTPScaledObject lists.
+INTERCEPTOR_PROXY = ("keda", "keda-add-ons-http-interceptor-proxy", 8080)
 SKIP_SCALED_OBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation"
 # Never drives the replica count: an activity signal only (inactive at 0), see `idle_trigger`.
 ACTIVITY_ONLY_THRESHOLD = "1000000"

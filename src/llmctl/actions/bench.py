@@ -123,6 +123,8 @@ async def _probe(resolved: ResolvedTarget, tls) -> str | None:
     from llmctl.bench.client import classify, request_options
 
     headers = {"Authorization": f"Bearer {resolved.api_key}"} if resolved.api_key else {}
+    if resolved.host:
+        headers["Host"] = resolved.host
     url = f"{resolved.base_url}/v1/models"
     try:
         async with aiohttp.ClientSession() as session:
@@ -233,14 +235,16 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
         if resolved.base_url.startswith("https://") and not tls.context.check_hostname:
             hooks.on_info("TLS: the certificate chain is checked, not its name (set deploy.tls.host_name to the "
                           "DNS name on the certificate to check it too)")
-        served = await _probe(resolved, tls)
         model = opts.model or resolved.model
-        if model is None and opts.endpoint != "/generate":
-            model = served
         target = Target(
             resolved.base_url, opts.endpoint, resolved.api_key, model, opts.ignore_eos, opts.temperature, opts.timeout_s,
-            tls=tls, metrics_url=resolved.metrics_url,
+            tls=tls, metrics_url=resolved.metrics_url, host=resolved.host,
         )
+        wake = await _wake(target, dataset.requests[0], resolved.zero) if resolved.zero else None
+        resolved.zero = None  # awake now (a second run, as --compare makes, is not a wake)
+        served = await _probe(resolved, tls)
+        if model is None and opts.endpoint != "/generate":
+            model = target.model = served
         count_tokens = tokenizer.count if tokenizer is not None else None
         base_spec = LoadSpec(opts.request_rate, opts.burstiness, opts.concurrency, opts.duration_s, opts.warmup, opts.seed)
         params = {
@@ -295,6 +299,7 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
             spot=resolved.spot,
         )
         extras["cost"] = estimate.to_dict() if estimate else None
+        extras["wake"] = wake
         if sweep_doc is not None:
             extras["sweep"] = sweep_doc.to_dict()
         extras["files"] = _write_outputs(doc, sweep_doc, opts)
@@ -302,6 +307,24 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _wake(target, request, zero: dict) -> dict:
+    """The first request to a scaled-to-zero endpoint, timed on its own: it waits for a replica to start (the
+    interceptor holds it), so it is the wake time, kept out of the steady-state latencies."""
+    from dataclasses import replace
+
+    import aiohttp
+
+    from llmctl.bench.client import send_request
+
+    held = replace(target, timeout_s=target.timeout_s + (zero.get("hold_s") or 0))  # the interceptor's hold first
+    async with aiohttp.ClientSession() as session:
+        result = await send_request(session, held, request)
+    if not result.success:
+        raise LlmctlError(f"the request that wakes the scaled-to-zero endpoint failed: {result.error} "
+                          f"{result.detail}".rstrip(), hint="`llmctl status` shows whether a replica started")
+    return {"wake_s": round(result.latency, 3), "expected_s": zero["wake_s"], "expected_measured": zero["wake_measured"]}
 
 
 def _error_samples(results) -> dict[str, str]:

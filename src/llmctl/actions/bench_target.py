@@ -36,6 +36,10 @@ class ResolvedTarget:
     metrics_forward: Any = None  # the port-forward metrics_url goes through, open until close()
     tls_server_name: str | None = None  # the name the certificate is checked against, sent as SNI and Host
     tls_check_hostname: bool = True  # False: a TLS NLB whose name on its certificate llmctl does not know
+    # deployed and scaled to zero (status's `scaled_to_zero`): the first request wakes it, through the KEDA HTTP
+    # add-on's interceptor (`host` is the Host header it routes on)
+    zero: dict | None = None
+    host: str | None = None
 
     def __post_init__(self) -> None:
         if self.metrics_url is None and self.source != "cluster":  # a URL's own /metrics unless told otherwise
@@ -58,6 +62,7 @@ def resolve_target(
     kube_factory: Callable[[], Any],
     metrics_url: str | None = None,
     tls_server_name: str | None = None,
+    cold_start_s: float | None = None,
 ) -> ResolvedTarget:
     for flag, value in (("--url", url), ("--metrics-url", metrics_url)):
         if value and not value.startswith(("http://", "https://")):
@@ -82,10 +87,10 @@ def resolve_target(
                 tokenizer = None
         return ResolvedTarget(local["url"].rstrip("/"), api_key or local.get("api_key"), "local", model=local.get("model"),
                               tokenizer_path=tokenizer, metrics_url=local.get("metrics_url") or local["url"].rstrip("/"))
-    return _cluster_target(api_key, config_loader(), names_loader(), kube_factory)
+    return _cluster_target(api_key, config_loader(), names_loader(), kube_factory, cold_start_s)
 
 
-def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTarget:
+def _cluster_target(api_key: str | None, cfg, names, kube_factory, cold_start_s: float | None) -> ResolvedTarget:
     hint = "pass --url (and --api-key), run `llmctl local up`, or `llmctl deploy` first"
     try:
         kube = kube_factory()
@@ -96,8 +101,20 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         raise LlmctlError(f"no endpoint to benchmark: cannot reach the cluster ({type(exc).__name__}: {exc})", hint=hint) from None
     if not service:
         raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
-    forward = None
-    if (service.get("spec") or {}).get("type") == "LoadBalancer":
+    forward, zero = None, _zero(kube, names, cold_start_s)
+    if zero is not None:  # no pod to reach: the interceptor holds the first request while one starts
+        from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
+        from llmctl.k8s.portforward import forward_service
+
+        if not zero["wakes_on_request"]:
+            raise LlmctlError(f"{names.namespace}/{names.app} is scaled to zero and no HTTPScaledObject wakes it on "
+                              "request", hint="set deploy.autoscaling.idle_minutes and `llmctl deploy` again, or wait "
+                              "for a schedule window")
+        namespace, proxy, port = INTERCEPTOR_PROXY
+        forward = forward_service(kube, namespace, proxy, port, wait_s=10.0)
+        forward.start()
+        base_url = forward.url
+    elif (service.get("spec") or {}).get("type") == "LoadBalancer":
         base_url = load_balancer_url(service)
         if not base_url:
             raise LlmctlError(
@@ -132,7 +149,23 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory) -> ResolvedTa
         metrics_forward=metrics_forward,
         tls_server_name=host_name,
         tls_check_hostname=bool(host_name) or not base_url.startswith("https://"),
+        zero=zero,
+        host=zero.get("host") if zero else None,
     )
+
+
+def _zero(kube, names, cold_start_s: float | None) -> dict | None:
+    """status's scaled-to-zero document when the Deployment has no replica and no pod, else None."""
+    from llmctl.actions.status import scaled_to_zero
+    from llmctl.actions.deploy import pod_selector
+
+    deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
+    if deployment is None or (deployment.get("spec") or {}).get("replicas", 1) != 0:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in pod_selector(names).items())
+    if kube.list("v1", "Pod", namespace=names.namespace, label_selector=selector):
+        return None
+    return scaled_to_zero(kube, names, cold_start_s)
 
 
 def _metrics_forward(kube, names):

@@ -117,26 +117,58 @@ WEEKS_PER_MONTH = pricing.HOURS_PER_MONTH / 168
 DEFAULT_ACTIVE_HOURS_PER_WEEK = 40.0
 
 
-def window_week(window) -> tuple[float, int]:
-    """(hours on, starts) of one schedule window over a week of wall-clock time in its timezone (daylight
-    saving changes ignored): KEDA's cron scaler is on from a `start` match until the next `end` match."""
-    from datetime import datetime, timedelta
+def year_ahead():
+    """The 365 days (8760 h: twelve of pricing's 730-hour months) from the start of this UTC month."""
+    from datetime import datetime, timedelta, timezone
+
+    begin = datetime.now(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return begin, begin + timedelta(days=365)
+
+
+def window_hours(window, begin, end) -> tuple[float, int]:
+    """(hours on, starts) of one schedule window between two aware instants, daylight saving included: KEDA's
+    cron scaler evaluates `start` and `end` on the wall clock of the window's timezone and is on from a
+    `start` match until the next `end` match. A wall time the clock skips (spring forward) never matches;
+    one it repeats (fall back) matches twice, so a window across a change is an hour shorter or longer."""
+    import zoneinfo
+    from datetime import timedelta
+
+    tz = zoneinfo.ZoneInfo(window.timezone)
+    events = sorted({*_matches(window.start, tz, begin - timedelta(days=8), end, "start"),
+                     *_matches(window.end, tz, begin - timedelta(days=8), end, "end")})
+    on, since, seconds, starts = False, begin, 0.0, 0
+    for matched, kind in events:  # at one instant an end then a start (the "end" sorts first) leaves it on
+        at = max(matched, begin)
+        if kind == "end" and on:
+            seconds += (at - since).total_seconds()
+            on = False
+        elif kind == "start" and not on:
+            on, since = True, at
+            starts += matched >= begin  # on before `begin`: started in an earlier period
+    if on:
+        seconds += (end - since).total_seconds()
+    return seconds / 3600, starts
+
+
+def _matches(expression: str, tz, begin, end, kind: str):
+    """(UTC instant, kind) of every wall time in `tz` that `expression` matches between two aware instants."""
+    from datetime import datetime, timedelta, timezone
 
     from llmctl.config.autoscaling import cron_matches, cron_values
 
-    start, end = cron_values(window.start), cron_values(window.end)
-    t = datetime(2026, 1, 5)  # a Monday; the first week only settles whether the window is on
-    on, minutes, starts = False, 0, 0
-    for i in range(2 * 7 * 24 * 60):
-        args = (t.minute, t.hour, t.day, t.month, (t.weekday() + 1) % 7)
-        if cron_matches(end, *args):
-            on = False
-        if cron_matches(start, *args):
-            starts += i >= 10080 and not on
-            on = True
-        minutes += i >= 10080 and on
-        t += timedelta(minutes=1)
-    return minutes / 60, starts
+    fields = cron_values(expression)
+    day, last = begin.astimezone(tz).date(), end.astimezone(tz).date()
+    while day <= last:
+        weekday = (day.weekday() + 1) % 7
+        if cron_matches([set(range(60)), set(range(24)), *fields[2:]], 0, 0, day.day, day.month, weekday):
+            for hour in sorted(fields[1]):
+                for minute in sorted(fields[0]):
+                    for fold in (0, 1):
+                        local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz, fold=fold)
+                        at = local.astimezone(timezone.utc)
+                        if at.astimezone(tz).replace(tzinfo=None) == local.replace(tzinfo=None) and begin <= at < end:
+                            yield at, kind
+        day += timedelta(days=1)
 
 
 def expected_cost(cfg, estimate: pricing.CostEstimate, *, cold_start_s: float | None = None,
@@ -183,14 +215,16 @@ def expected_cost(cfg, estimate: pricing.CostEstimate, *, cold_start_s: float | 
         # each wake: the cold start before, the idle tail before zero and the empty node's removal after
         tail_h = lead_h + idle_minutes(cfg) / 60 + _duration_h(c.karpenter.consolidate_after)
         gpu = hours = 0.0
+        begin, end = year_ahead()
         for index, window in enumerate(auto.schedule):
-            on, starts = window_week(window)
-            week = (on + starts * tail_h) * window.replicas
-            hours += week * WEEKS_PER_MONTH
-            gpu += week * WEEKS_PER_MONTH * node_hourly(window.replicas)
-            assumptions.append(f"schedule window {index}: {on:.1f} h/week x {window.replicas} replica(s), "
-                               f"started {starts} time(s) a week, each start adding the cold start and each end the idle "
-                               "tail and the node's removal")
+            on, starts = window_hours(window, begin, end)
+            month = (on + starts * tail_h) * window.replicas / 12
+            hours += month
+            gpu += month * node_hourly(window.replicas)
+            assumptions.append(f"schedule window {index}: {on / 12:.1f} h/month x {window.replicas} replica(s) "
+                               f"({window.timezone} wall clock, daylight saving included; the year from "
+                               f"{begin:%Y-%m-%d}), started {starts / 12:.1f} time(s) a month, each start adding the "
+                               "cold start and each end the idle tail and the node's removal")
         active = active_hours_per_week
         if active is None:
             active = 0.0 if auto.schedule else DEFAULT_ACTIVE_HOURS_PER_WEEK

@@ -122,15 +122,16 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
         "scaled_to_zero": None,
     }
     if data["replicas"] == 0 and not pods:
-        data["scaled_to_zero"] = _scaled_to_zero(kube, names, cold_start_s)
+        data["scaled_to_zero"] = scaled_to_zero(kube, names, cold_start_s)
     if service and any(p["ready"] for p in data["pods"]):
         data["metrics"] = _metrics_through_port_forward(kube, names, metrics)
     return data
 
 
-def _scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | None:
+def scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | None:
     """Zero replicas under KEDA: since when (the ScaledObject's last active time), and whether a request
-    wakes it (an HTTPScaledObject: the interceptor holds it while a replica starts, about a cold start)."""
+    wakes it (an HTTPScaledObject: the interceptor holds it while a replica starts, about a cold start;
+    `host` is the first Host it routes). None unless a ScaledObject with a minimum of zero owns it."""
     from llmctl.actions.autoscaling import DEFAULT_COLD_START_S
 
     if not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
@@ -138,10 +139,16 @@ def _scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | No
     scaled = kube.get("keda.sh/v1alpha1", "ScaledObject", names.app, names.namespace)
     if scaled is None or (scaled.get("spec") or {}).get("minReplicaCount", 1) != 0:
         return None
-    wakes = kube.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject") and \
-        kube.get("http.keda.sh/v1alpha1", "HTTPScaledObject", names.app, names.namespace) is not None
-    return {"idle_since": (scaled.get("status") or {}).get("lastActiveTime"), "wakes_on_request": wakes,
+    http = kube.get("http.keda.sh/v1alpha1", "HTTPScaledObject", names.app, names.namespace) \
+        if kube.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject") else None
+    zero = {"idle_since": (scaled.get("status") or {}).get("lastActiveTime"), "wakes_on_request": http is not None,
             "wake_s": round(cold_start_s or DEFAULT_COLD_START_S), "wake_measured": cold_start_s is not None}
+    if http is not None:
+        spec = http.get("spec") or {}
+        wait = str((spec.get("timeouts") or {}).get("conditionWait") or "")
+        zero["host"] = (spec.get("hosts") or [None])[0]
+        zero["hold_s"] = int(wait[:-1]) if wait.endswith("s") and wait[:-1].isdigit() else None  # as rendered: "Ns"
+    return zero
 
 
 def _metrics_through_port_forward(kube, names: Names, metrics: Callable[[str], dict]) -> dict:

@@ -83,13 +83,15 @@ class Target:
     extra_body: dict[str, Any] = field(default_factory=dict)
     tls: Tls = field(default_factory=Tls)
     metrics_url: str | None = None  # whose /metrics the cross-check reads (the server's metrics listener)
+    host: str | None = None  # a Host header (the KEDA HTTP add-on's interceptor routes on it)
 
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/") + self.endpoint
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return {**headers, "Host": self.host} if self.host else headers
 
 
 @dataclass

@@ -125,8 +125,11 @@ def bench(
     target = resolve_target(
         url, api_key, local=None if url else app.state.get("local"),
         config_loader=lambda: app.config, names_loader=lambda: app.names, kube_factory=app.kube,
-        metrics_url=metrics_url, tls_server_name=tls_server_name,
+        metrics_url=metrics_url, tls_server_name=tls_server_name, cold_start_s=app.state.get("cold_start_s"),
     )
+    if target.zero:
+        app.output.warn(f"{app.names.namespace}/{app.names.app} is scaled to zero: the first request wakes it (about "
+                        f"{target.zero['wake_s']} s); its time is the wake time, kept apart from the steady-state figures")
     app.output.info(f"benchmarking {target.base_url}{opts.endpoint} ({target.source})")
     progress = BenchProgress(app.output)
     hooks = Hooks(on_info=progress.info, on_run_start=progress.run_start, on_result=progress.result,

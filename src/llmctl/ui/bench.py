@@ -84,7 +84,11 @@ def render_summary(output: Output, doc: dict) -> None:
         value = None if no_tpot and key.endswith("_tpot_ms") else doc.get(key)
         return (label, _fmt(value, unit), check["target"] if check else "", check["status"] if check else "")
 
-    rows = [
+    wake = extras.get("wake")
+    expected = wake and f"{'the last deploy measured' if wake['expected_measured'] else 'assumed'} {wake['expected_s']} s"
+    rows = [("Wake from zero (first request, not counted below)", f"{_fmt(wake['wake_s'], 's')} ({expected})", "", "")
+            ] if wake else []
+    rows += [
         ("Successful requests", _fmt(doc.get("completed")), "", ""),
         ("Failed requests", _fmt(doc.get("failed")), "", ""),
         ("Maximum request concurrency", _fmt(doc.get("max_concurrency")), "", ""),

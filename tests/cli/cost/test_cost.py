@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import zoneinfo
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from llmctl import pricing
+from llmctl.actions.cost import window_hours
+from llmctl.config.autoscaling import ScheduleWindow
 
 CONFIG = """project:
   name: llama
@@ -93,9 +99,10 @@ def test_expected_cost_follows_the_schedule_idle_policy_and_spot(llmctl):
     llmctl.write_config(SCALED)
     data = json.loads(llmctl("cost", "-o", "json", check=True).stdout)
     spot = pricing.hourly("g5.xlarge", spot=True)
-    weeks = pricing.HOURS_PER_MONTH / 168
+    begin = datetime.now(timezone.utc).date().replace(day=1)
+    weekdays = sum((begin + timedelta(days=d)).weekday() < 5 for d in range(365))  # the year ahead's
     wake_h = 300 / 3600 + 10 / 60 + 1 / 60  # assumed cold start, idle tail, consolidateAfter 1m
-    hours = (40 + 5 * wake_h) * weeks
+    hours = weekdays * (8 + wake_h) / 12
     expected = data["expected"]
     assert abs(expected["gpu_node_hours_per_month"] - hours) < 0.1
     assert abs(expected["gpu_monthly"] - hours * spot) < 0.05
@@ -104,7 +111,7 @@ def test_expected_cost_follows_the_schedule_idle_policy_and_spot(llmctl):
     lines = {line["item"] for line in data["lines"]}
     assert "system nodes (1 x t3.large)" in lines
     said = " ".join(expected["assumptions"])
-    assert "40.0 h/week" in said and "assumed, not measured yet" in said and "spot (g5.xlarge" in said
+    assert f"{weekdays * 8 / 12:.1f} h/month" in said and "daylight saving included" in said and "assumed, not measured yet" in said and "spot (g5.xlarge" in said
     # the measured cold start (from the last deploy) replaces the assumption; busier weeks cost more
     (llmctl.cwd / ".llmctl").mkdir()
     (llmctl.cwd / ".llmctl" / "llama.json").write_text(json.dumps({"cold_start_s": 120}))
@@ -119,3 +126,21 @@ def test_always_on_without_scale_to_zero(llmctl):
     llmctl.write_config(CONFIG)
     data = json.loads(llmctl("cost", "-o", "json", check=True).stdout)
     assert abs(data["monthly_expected"] - data["monthly_always_on"]) < 1.0  # two replicas all month
+
+
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize("start, end, march, october, january", [
+    ("0 8 * * 1-5", "0 20 * * 1-5", (264, 22), (264, 22), (264, 22)),  # 22 weekdays x 12 h, DST or not
+    ("0 1 * * 0", "0 4 * * 0", (14, 5), (13, 4), (12, 4)),  # Sunday 1-4: 2 h on Mar 29, 4 h on Oct 25
+    ("0 20 * * 5", "0 8 * * 1", (271, 4), (269, 5), (268, 5)),  # weekends: 59 h across Mar 28-29, 61 h Oct 24-25
+    ("30 2 * * *", "0 5 * * *", (75, 30), (78.5, 31), (77.5, 31)),  # 02:30 never comes on Mar 29, twice on Oct 25
+])
+def test_schedule_hours_follow_the_wall_clock_across_daylight_saving(start, end, march, october, january):
+    """KEDA's cron scaler runs on the window's wall clock: a window across a change is an hour shorter (spring
+    forward) or longer (fall back); a start the clock skips does not happen."""
+    window = ScheduleWindow(start=start, end=end, timezone="Europe/Berlin")
+    for month, want in ((3, march), (10, october), (1, january)):
+        got = window_hours(window, datetime(2026, month, 1, tzinfo=BERLIN), datetime(2026, month + 1, 1, tzinfo=BERLIN))
+        assert got == want, (month, got)

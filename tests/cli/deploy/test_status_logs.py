@@ -163,7 +163,9 @@ def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoin
     data = json.loads(project("status", "--output", "json", check=True).stdout)
     zero = data["scaled_to_zero"]
     assert zero == {"idle_since": "2026-08-20T17:53:42Z", "wakes_on_request": True,
-                    "wake_s": round(state["cold_start_s"]), "wake_measured": True}
+                    "wake_s": round(state["cold_start_s"]), "wake_measured": True,
+                    "host": "vllm-llama.vllm.svc.cluster.local",  # the Host the interceptor routes
+                    "hold_s": 450}  # how long it holds: the first deploy rendered 1.5 x the assumed 300 s
     text = project("status", check=True).stdout
     assert (f"vllm/vllm-llama: scaled to zero, idle since 2026-08-20T17:53:42Z, wakes on request (about "
             f"{round(state['cold_start_s'])} s)") in text

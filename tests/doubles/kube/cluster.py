@@ -130,6 +130,7 @@ class KubeDouble:
         self.lb_delay = lb_delay
         self.namespace_delete_delay = namespace_delete_delay
         self.pod_termination_delay = pod_termination_delay  # a deleted pod stays Terminating this long
+        self.evictions_refused = 0  # evictions a PodDisruptionBudget refused (429)
         self.lb_create_hook: Callable[[dict], str | dict | None] | None = None
         self.lb_delete_hook: Callable[[dict], None] | None = None
         self.lb_pending: set = set()
@@ -402,6 +403,41 @@ class KubeDouble:
             node = self.store.get(rt, None, name)
             if node is not None:
                 self.store.remove(rt, node)
+
+    def evict(self, namespace: str, name: str) -> bool:
+        """The Eviction API (`pods/<name>/eviction`): the pod is deleted gracefully (its
+        terminationGracePeriodSeconds) unless a PodDisruptionBudget that selects it allows no disruption now
+        (the API's 429 "Cannot evict pod as it would violate the pod's disruption budget": False)."""
+        from .controllers import is_ready
+        from .selectors import match_label_selector_object
+
+        with self.lock:
+            pod = self.store.get(self.rt("v1", "Pod"), namespace, name)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                return True
+            labels = pod["metadata"].get("labels") or {}
+            live = [p for p in self.store.list(self.rt("v1", "Pod"), namespace) if not p["metadata"].get("deletionTimestamp")]
+            for pdb in self.store.list(self.rt("policy/v1", "PodDisruptionBudget"), namespace):
+                selector = pdb["spec"].get("selector")
+                if not match_label_selector_object(selector, labels):
+                    continue
+                pods = [p for p in live if match_label_selector_object(selector, p["metadata"].get("labels") or {})]
+                healthy = sum(is_ready(p) for p in pods)
+                spec = pdb["spec"]
+                expected = max(len(pods), self._scale_of(pod))  # the disruption controller counts the owner's scale
+                floor = int(spec["minAvailable"]) if "minAvailable" in spec else expected - int(spec.get("maxUnavailable", 1))
+                if is_ready(pod) and healthy - floor <= 0:
+                    self.evictions_refused += 1
+                    return False
+            self.store.delete(self.rt("v1", "Pod"), namespace, name)
+            return True
+
+    def _scale_of(self, pod: dict) -> int:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "ReplicaSet":
+                rs = self.store.get(self.rt("apps/v1", "ReplicaSet"), pod["metadata"]["namespace"], ref["name"])
+                return int(((rs or {}).get("spec") or {}).get("replicas") or 0)
+        return 0
 
     def set_allocatable(self, name: str, resources: dict, after: float = 0.0) -> None:
         """Change a node's allocatable and capacity after `after` seconds (e.g. the device plugin registering a

@@ -137,6 +137,7 @@ def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, em
         timeout_s=max(1.0, timeout_s - (time.monotonic() - started)),
         requested_timeout_s=timeout_s,
         download=DownloadSource(cfg.model.bucket, cfg.model.prefix, role_arn, names.service_account),
+        provisioner="Karpenter" if cfg.cluster.capacity == "karpenter" else None,
     )
     return RolloutWatcher(kube, target, emit).run()
 

@@ -76,6 +76,9 @@ class RolloutTarget:
     timeout_s: float
     download: DownloadSource = field(default_factory=DownloadSource)
     requested_timeout_s: float | None = None  # what the user asked for (timeout_s is what is left of it)
+    # pending pods wait for a node provisioner (Karpenter) to launch a node: a pod the scheduler cannot place
+    # for want of a node (none, no GPU, GPUs busy, too small) is waited for, not a failure
+    provisioner: str | None = None
 
 
 @dataclass
@@ -184,7 +187,8 @@ class RolloutWatcher:
     def _on_pod(self, pod: dict) -> RolloutResult | None:
         unschedulable = unschedulable_message(pod)
         if unschedulable is not None:
-            raise RolloutFailed(self._scheduling(unschedulable))
+            self._unschedulable(pod, unschedulable)
+            return None
         failure = diagnose_pod(pod, self.t.image)
         if failure:
             raise RolloutFailed(self._complete(pod, failure))
@@ -227,7 +231,7 @@ class RolloutWatcher:
         reason, message = event.get("reason", ""), event.get("message", "")
         if reason == "FailedScheduling":
             if not is_scheduled(self.pods[involved["name"]]):  # not an old event
-                raise RolloutFailed(self._scheduling(message))
+                self._unschedulable(self.pods[involved["name"]], message)
             return
         if reason == "Pulled":
             self.emit(Notice(message, self.now()))
@@ -238,6 +242,17 @@ class RolloutWatcher:
             self.emit(Notice(f"{reason}: {message}", self.now(), "warn"))
 
     # -- completing a diagnosis with what only the API can tell -------------------------------------
+
+    def _unschedulable(self, pod: dict, message: str) -> None:
+        """Fail with the scheduler's reason, unless a node provisioner launches the node the pod waits for."""
+        failure = self._scheduling(message)
+        if self.t.provisioner is None or failure.cause not in ("no-nodes", "no-gpu-node", "gpus-busy", "too-small"):
+            raise RolloutFailed(failure)
+        waiting = f"waiting:{pod['metadata']['name']}"
+        if waiting not in self.notified:
+            self.notified.add(waiting)
+            self.emit(Notice(f"{pod['metadata']['name']} waits for {self.t.provisioner} to launch a node ({message})",
+                             self.now()))
 
     def _scheduling(self, message: str) -> Failure:
         gpu_nodes = None
