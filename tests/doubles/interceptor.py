@@ -129,8 +129,8 @@ class InterceptorDouble:
         ready = self._ready.wait(self.condition_wait_s)
         held.held_s = time.monotonic() - held.arrived
         if not ready:
-            message = (f"error on backend (context marked done while waiting for workload reach > 0 replicas: "
-                       f"context deadline exceeded)").encode()
+            message = ("error on backend (context marked done while waiting for workload reach > 0 replicas: "
+                       "context deadline exceeded)").encode()
             held.status = 502
             h.send_response(502)
             h.send_header("Content-Type", "text/plain; charset=utf-8")
