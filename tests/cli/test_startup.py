@@ -41,13 +41,25 @@ LAYERS_BELOW_CLI = ("llmctl.config", "llmctl.actions", "llmctl.aws", "llmctl.k8s
 @pytest.mark.parametrize("argv", [["config", "show", "-o", "json"], ["config", "validate"], ["status", "--help"],
                                   ["--help"], ["deploy", "--help"], ["monitoring", "up", "--help"]])
 def test_commands_import_nothing_heavy(argv, isolated_env, tmp_path):
-    # help reads no config, and the top-level help parses no option values: not even pydantic
-    heavy = HEAVY + ("pydantic",) if argv == ["--help"] else HEAVY
+    # help reads no config and validates no option value (an option not given has none): not even pydantic
+    heavy = HEAVY
     if "--help" in argv:
-        heavy += LAYERS_BELOW_CLI
+        heavy += ("pydantic",) + LAYERS_BELOW_CLI
     found, stdout = imported_after(argv, isolated_env, tmp_path, heavy)
     assert found == [], f"llmctl {' '.join(argv)} imported {found}"
     assert stdout
+
+
+def test_option_values_are_still_checked_by_typer(llmctl):
+    """The validator of an option is built when a value needs it (`cli.main._ValidatorOnFirstValue`),
+    and it is Typer's: the same answer for a bad value, a value out of range and a good one."""
+    for argv, words in ((["bench", "-n", "abc"], "Input should be a valid integer"),
+                        (["bench", "--num-prompts", "0"], "Input should be greater than or equal to 1"),
+                        (["-o", "xml", "config", "show"], "'xml' is not one of 'text', 'json'")):
+        done = llmctl(*argv)
+        assert done.returncode == 2, done
+        assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert json.loads(llmctl("-o", "json", "config", "show", check=True).stdout)["aws"]["region"] == "us-east-1"
 
 
 def test_config_show_is_the_resolved_config(isolated_env, tmp_path):

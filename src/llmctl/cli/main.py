@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from typer._click import core as click
-from typer.core import TyperGroup
+from typer._coercion import RuntimeParam, build_runtime_param
+from typer.core import TyperGroup, _TyperParameter
 
 from llmctl import __version__
 from llmctl.cli.context import App, OutputFormat
@@ -63,6 +65,36 @@ class _LazyCommands(MutableMapping):
         return len(COMMANDS)
 
 
+@dataclass(frozen=True)
+class _ValidatorOnFirstValue(RuntimeParam):
+    """Typer's own check of one parameter's value, its pydantic validator built for the first value.
+
+    Why: Typer builds a pydantic `TypeAdapter` for each parameter it processes and only then sees
+    that the value is None (not given, no default; every unused `--help` is one) and returns None.
+    The first adapter imports pydantic's schema machinery, about 50 ms of CPU: `llmctl status
+    --help` cost 1.7x the framework import for it. `RuntimeParam.coerce` still answers None (and a
+    multi-value option's ()) as Typer does; any other value goes through the validator Typer builds."""
+
+    def _coerce_value(self, value, param, ctx):
+        param._runtime_param = build_runtime_param(param.type_descriptor)
+        return param._runtime_param._coerce_value(value, param=param, ctx=ctx)
+
+
+def _validate_on_first_value(params: Iterable) -> None:
+    """See `_ValidatorOnFirstValue`."""
+    for param in params:
+        if isinstance(param, _TyperParameter) and param._runtime_param is None:
+            descriptor = param.type_descriptor
+            param._runtime_param = _ValidatorOnFirstValue(descriptor.parameter_info, descriptor.annotation)
+
+
+def _each_command(command: click.Command):
+    """`command` and every command below it (a group's subcommands, built with it)."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from _each_command(sub)
+
+
 class _Root(TyperGroup):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,6 +102,17 @@ class _Root(TyperGroup):
 
     def list_commands(self, ctx) -> list[str]:
         return list(COMMANDS)
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        _validate_on_first_value(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        for each in _each_command(command) if command is not None else ():
+            # a command's --help option is made here, once, with the root's help names (every command inherits them)
+            _validate_on_first_value(each.get_params(ctx))
+        return name, command, rest
 
 
 app = typer.Typer(
@@ -94,7 +137,8 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default: ./llmctl.yaml or LLMCTL_CONFIG).", show_default=False)] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format.")] = OutputFormat.text,
+    # None, not text: a default is a value Typer validates, and that alone imports pydantic (`_ValidatorOnFirstValue`)
+    output: Annotated[Optional[OutputFormat], typer.Option("--output", "-o", help="Output format (default: text).", show_default=False)] = None,
     region: Annotated[Optional[str], typer.Option("--region", help="AWS region (overrides aws.region).")] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", help="AWS profile (overrides aws.profile).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
