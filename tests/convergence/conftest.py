@@ -10,6 +10,7 @@ from tests.cli.deploy.conftest import IMAGE, config_text, stub_endpoint  # noqa:
 from tests.cli.teardown.conftest import World
 from tests.convergence.harness import Runner
 from tests.doubles.faulty_proxy import FaultyProxy
+from tests.fixtures.kube import ENDPOINT_PODS
 
 BUILD_CONFIG = "project:\n  name: demo\nbuild:\n  context: ctx\n"
 
@@ -52,7 +53,7 @@ def _deploy(request):
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     port = request.getfixturevalue("stub_endpoint").port
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
-    kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
+    kube.expose(ENDPOINT_PODS, port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
     llmctl.write_config(config_text(port))
     return ("deploy", "--image", IMAGE, "--timeout", "60")
 

@@ -79,13 +79,14 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
     resuming = earlier is not None and earlier.outcome == revs.ROLLING_OUT  # an interrupted rollout of this revision
     facts = None  # the first revision has nothing to keep serving: no capacity to look at
     if request.serving:
-        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s, wanted if resuming else None)
+        # pods of the wanted revision (a resumed rollout's, a kept revision's) are already the new revision's
+        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s, wanted)
         if facts.free_gpus < cfg.deploy.gpus:  # only then is the node group asked about
             facts = planner.ClusterFacts(facts.free_gpus, facts.fitting_nodes, node_group(), facts.last_cold_start_s)
     plan = planner.plan(request, facts)
     if plan.strategy != planner.INITIAL:
         set_strategy(documents, planner.deployment_strategy(plan.strategy))
-    env = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env"))["data"]
+    env = next(d for d in revs.revision_documents(documents) if d["kind"] == "ConfigMap")["data"]
     number = earlier.number if resuming else revs.next_number(records)
     record = revs.RevisionRecord(
         number=number, created=revs.now_iso(), image=image, config_hash=wanted,
