@@ -123,9 +123,11 @@ def test_dry_run_writes_files_and_changes_nothing_in_the_cluster(llmctl, kube, t
     done = llmctl("deploy", "--dry-run", "--image", IMAGE, "--output-dir", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    revision = files[-1].removeprefix("07-deployment-vllm-llama-").removesuffix(".yaml")  # its config hash
+    assert len(revision) == 10
     assert files == ["01-namespace-vllm.yaml", "02-serviceaccount-vllm-sa.yaml", "03-secret-vllm-llama-api-key.yaml",
-                     "04-configmap-vllm-llama-env.yaml", "05-networkpolicy-vllm-llama.yaml", "06-service-vllm-llama.yaml",
-                     "07-deployment-vllm-llama.yaml"]
+                     f"04-configmap-vllm-llama-env-{revision}.yaml", "05-networkpolicy-vllm-llama.yaml",
+                     "06-service-vllm-llama.yaml", f"07-deployment-vllm-llama-{revision}.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
     assert "plan: revision 1: initial: nothing serves yet" in done.stderr  # the planner read the cluster

@@ -54,25 +54,31 @@ class ServiceSampler:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.is_set():
-            svc = self.kube.get("v1", "Service", APP, "vllm")
-            selector = (svc or {}).get("spec", {}).get("selector") or {}
-            ready = [p for p in self.kube.list("v1", "Pod", "vllm")
-                     if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-                     and not p["metadata"].get("deletionTimestamp")
-                     and any(c["type"] == "Ready" and c["status"] == "True"
-                             for c in p.get("status", {}).get("conditions") or [])]
-            self.samples.append(len(ready))
-            self.revisions.append(frozenset(p["metadata"]["annotations"]["llmctl.io/config-hash"] for p in ready))
-            time.sleep(0.1)
+        while True:
+            self._sample()
+            if self.stop.wait(0.1):
+                return
+
+    def _sample(self) -> None:
+        svc = self.kube.get("v1", "Service", APP, "vllm")
+        selector = (svc or {}).get("spec", {}).get("selector") or {}
+        ready = [p for p in self.kube.list("v1", "Pod", "vllm")
+                 if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+                 and not p["metadata"].get("deletionTimestamp")
+                 and any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in p.get("status", {}).get("conditions") or [])]
+        self.samples.append(len(ready))
+        self.revisions.append(frozenset(p["metadata"]["annotations"]["llmctl.io/config-hash"] for p in ready))
 
     def __enter__(self):
+        self._sample()  # before the deploy starts
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=5)
+        self._sample()  # after the deploy returned
 
     def served(self) -> list[frozenset]:
         """The revisions that took traffic, in order (consecutive repeats folded)."""

@@ -86,7 +86,9 @@ def _parse(ts: str) -> datetime.datetime:
 def kept(records: list[revs.RevisionRecord], now: datetime.datetime | None = None) -> list[revs.RevisionRecord]:
     """Revisions kept scaled up whose window has not ended."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return [r for r in records if r.kept_until and _parse(r.kept_until) > now and r.outcome != revs.SERVING]
+    current = revs.serving(records)
+    return [r for r in records if r.kept_until and _parse(r.kept_until) > now and r.outcome != revs.SERVING
+            and (current is None or r.config_hash != current.config_hash)]  # (rolled back to: it serves)
 
 
 def keep_until(minutes: int) -> str:
