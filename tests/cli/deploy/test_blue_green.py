@@ -173,3 +173,30 @@ def test_a_single_deployment_cluster_migrates_without_a_gap(kube, endpoint, imag
     assert selected_hash(kube) == done.config_hash
     numbers = [(r.number, r.outcome) for r in revisions.history(client, names)]
     assert numbers == ([(1, "superseded"), (2, "serving")] if image == IMAGE_B else [(1, "serving")])
+
+
+def test_rolling_gates_a_canary_before_traffic_then_trades_pod_by_pod(kube, endpoint) -> None:
+    """Two replicas on two GPU nodes, none spare: one old pod makes room for the canary, which is judged
+    before the Service selects it; then both serve, and pod by pod the new revision takes over."""
+    cfg, names, client = endpoint(replicas=2)
+    first = run(cfg, names, client, IMAGE).update.record
+    at_gate: list[int] = []
+
+    def gate(url, api_key, baseline):
+        at_gate.append(len(sampler.revisions))
+        return passing_report()
+
+    said: list[str] = []
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, IMAGE_B, gate=gate, say=said.append)
+    second = done.update.record
+    assert done.update.plan.strategy == "rolling"
+    assert min(sampler.samples) >= 1, sampler.samples
+    assert at_gate and all(second.config_hash not in hashes for hashes in sampler.revisions[:at_gate[0]])
+    assert sampler.served()[0] == frozenset({first.config_hash})
+    assert sampler.served()[-1] == frozenset({second.config_hash})
+    assert any("gives up one of its 2 pods" in m for m in said)
+    assert any("the canary passed: both revisions serve" in m for m in said)
+    kube.wait_for(lambda: deployments(kube) == [f"{APP}-{second.config_hash[:10]}"], 10)
+    ready = [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")]
+    assert len(ready) == 2

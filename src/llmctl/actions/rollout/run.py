@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from llmctl.actions import deploy as manifests
 from llmctl.actions import exposure as exposures
-from llmctl.actions.rollout import traffic
+from llmctl.actions.rollout import rolling, traffic
 from llmctl.actions.rollout import update as updates
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
@@ -93,16 +93,21 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     if update.previous is not None:  # the first revision's record follows its rollout (no namespace yet)
         updates.begin(update)
     outcome = DeployOutcome([], image, api_key, created, exposure=exposures.exposure(cfg), update=update)
-    stage = traffic.stage(kube, cfg, names, update, rendered, say)
+    stage = traffic.stage(kube, cfg, names, update, rendered, say, timeout_s)
     try:
         outcome.objects = manifests.apply_documents(kube, stage.documents, names, report, keep=stage.first_keep)
         on_applied()
-        result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit)
+        result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit,
+                         want=1 if stage.rolling else None)
         if result is not None:
             outcome.ready_replicas = result.ready_replicas
             outcome.timeline = None if result.already_ready else result.timeline
             updates.run_gate(update, result.pod, cfg.server.port, gate, api_key)
+        if stage.rolling:
+            rolling.trade(kube, names, stage, stage.rolling, timeout_s, say)
     except (RolloutFailed, updates.GateFailed) as exc:
+        if stage.rolling:  # the old revision's pods back to what they were
+            rolling.scale(kube, names, stage.base_deployment["metadata"]["name"], stage.rolling)
         if update.changes or stage.base is not None:
             say(f"rolling back: revision {update.record.number} failed; "
                 + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before"))
@@ -131,13 +136,15 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     return outcome
 
 
-def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, emit):
-    """The rollout watcher on the new revision's pods (by config hash); None when no replica is wanted."""
+def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, emit, want: int | None = None):
+    """The rollout watcher on the new revision's pods (by config hash), `want` of them (default: the config's);
+    None when no replica is wanted."""
     from llmctl.actions.rollout.diagnosis import DownloadSource
     from llmctl.actions.rollout.pods import Revision
     from llmctl.actions.rollout.watcher import RolloutTarget, RolloutWatcher
 
-    want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
+    if want is None:
+        want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
     if want == 0:
         return None
     target = RolloutTarget(
