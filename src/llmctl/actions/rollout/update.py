@@ -5,8 +5,8 @@ hash is the serving revision's is no update at all; one whose hash an earlier re
 (a re-run after an interrupted update). `Update` then carries the rollout through: the temporary node (grow,
 wait for its GPU, shrink after), the revision record (written `rolling-out` before anything is applied, so a
 killed run leaves a trace), the gate on the new pod through a port-forward (never the public address), and on
-any failure (crash loop, OOM kill, timeout, failed gate) the previous revision's own documents applied back,
-the new pods removed by the Deployment controller, the temporary node released, and the record `failed`.
+any failure (crash loop, OOM kill, timeout, failed gate) the new revision's Deployment removed while the
+Service stays on the previous one (`traffic.py`), the temporary node released, and the record `failed`.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ def promote(update: Update, cold_start_s: float | None) -> None:
 
 
 def roll_back(update: Update, error: LlmctlError, apply: Callable[[list[dict]], object]) -> None:
-    """Put the previous revision's own documents back (its pods keep, or regain, the traffic) and record
-    the failure; the Deployment controller scales the new ReplicaSet to zero."""
+    """Record the failure, then `apply` (traffic.Stage.back: the new revision pruned, the previous one's
+    documents again where a recreate stopped it; its pods keep, or regain, the traffic)."""
     update.record.outcome = revs.FAILED
     update.record.diagnosis = f"{error.message}" + (f" ({error.hint})" if error.hint else "")
     revs.save(update.kube, update.names, update.record)
