@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.cli.deploy.conftest import IMAGE
-from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
+from tests.cli.deploy.test_deploy import PROGRESS, run_deploy
 from tests.fixtures.kube import ENDPOINT_PODS, Scenario
 
 MAIN_LINES = ['{"level": "INFO", "msg": "engine loaded"}', '{"level": "INFO", "msg": "warm-up done"}']

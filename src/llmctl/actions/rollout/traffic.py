@@ -209,7 +209,8 @@ def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[
     base = update.previous
     live = live_deployment(kube, names, base) if base is not None else None
     new_name = next(d for d in rendered if d["kind"] == "Deployment")["metadata"]["name"]
-    if base is None or (not update.changes and (live is None or live["metadata"]["name"] == new_name)):
+    if base is None or (not update.changes and (live is None or live["metadata"]["name"] == new_name)) or \
+            (live is None and _selected(kube, names) == update.record.config_hash):  # (killed after the switch)
         return Stage(kube, names, update, rendered, rendered, keep, keep)
     if is_legacy(live):
         label_legacy_pods(kube, names, base)
@@ -227,6 +228,12 @@ def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[
         rolling.make_room(kube, names, live, base.config_hash, replicas - 1, timeout_s)
         next(d for d in documents if d["kind"] == "Deployment")["spec"]["replicas"] = 1
     return Stage(kube, names, update, rendered, documents, keep, first, base, live, replicas)
+
+
+def _selected(kube, names: Names) -> str | None:
+    """The config hash the live Service selects."""
+    service = kube.get("v1", "Service", names.app, names.namespace) or {}
+    return ((service.get("spec") or {}).get("selector") or {}).get(manifests.LABEL_CONFIG_HASH)
 
 
 def per_revision_deployment(record: revs.RevisionRecord, names: Names) -> dict:
