@@ -2,10 +2,11 @@
 
 The planner's choice is shown (`on_plan`) before anything is written; a temporary GPU node is asked for
 before the new pods exist (so they never wait Pending); the new revision's record is written before the
-apply; the new revision comes up beside the serving one with the Service still on the old pods (`traffic.py`);
-the rollout watcher and its diagnosis decide whether the new pods came up; the gate judges the new pod
-directly; only then does the Service move to it, and the old revision goes (or is kept for an instant rollback). A failure on the way puts the previous revision's documents
-back (`update.roll_back`) and re-raises the diagnosis, so the command exits 1 with it.
+apply; the new revision comes up beside the serving one with the Service still on the old pods (`traffic.py`;
+`rolling.py` when only one pod at a time fits); the rollout watcher and its diagnosis decide whether the new
+pods came up; the gate judges the new pod directly; only then does the Service move to it, and the old
+revision goes (or is kept for an instant rollback). A failure on the way removes the new revision, the Service
+never having left the old one (`update.roll_back`), and re-raises the diagnosis, so the command exits 1 with it.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
             rolling.scale(kube, names, stage.base_deployment["metadata"]["name"], stage.rolling)
         if update.changes or stage.base is not None:
             say(f"rolling back: revision {update.record.number} failed; "
-                + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before"))
+                + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before")
+                if update.changes else f"rolling back: revision {update.record.number}'s own Deployment did not "
+                                       "come up; its Deployment from before serves on")
             back = (lambda docs: manifests.apply_documents(kube, stage.back(), names, keep=stage.first_keep)) \
                 if stage.base is not None else (lambda docs: [kube.apply(d) for d in docs])
             if update.changes:
