@@ -117,7 +117,7 @@ def test_every_command_through_a_lifecycle(llmctl, aws, kube, fake_eksctl, gpu_q
     (model / "tokenizer.json").write_text("{}")
     aws.client("s3").create_bucket(Bucket="demo-models")
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
-    kube.expose("vllm-demo", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))  # the `cluster` exposure
+    kube.expose("app.kubernetes.io/name=vllm,app.kubernetes.io/instance=demo", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))  # the `cluster` exposure
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
 
     doctor = run_json(llmctl, "-o", "json", "doctor", code=None, error=False)  # a failed check: its result, exit 1

@@ -10,6 +10,7 @@ from tests.cli.deploy.conftest import IMAGE, config_text, stub_endpoint  # noqa:
 from tests.cli.teardown.conftest import World
 from tests.convergence.harness import Runner
 from tests.doubles.faulty_proxy import FaultyProxy
+from tests.fixtures.kube import ENDPOINT_PODS
 
 BUILD_CONFIG = "project:\n  name: demo\nbuild:\n  context: ctx\n"
 
@@ -52,8 +53,10 @@ def _deploy(request):
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     port = request.getfixturevalue("stub_endpoint").port
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
-    kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
-    llmctl.write_config(config_text(port))
+    # the default `cluster` exposure's port-forward; a fixed server.port keeps the revision's config hash, and so
+    # its Deployment's name in expected/deploy.json, the same from run to run
+    kube.expose(ENDPOINT_PODS, 8000, ("127.0.0.1", port))
+    llmctl.write_config(config_text(8000))
     return ("deploy", "--image", IMAGE, "--timeout", "60")
 
 

@@ -50,7 +50,7 @@ QUICK_CELLS = (
     ("build", "aws codebuild:StartBuild", "5xx"),
     ("cluster up", "aws iam:PutRolePolicy", "throttle"),
     ("deploy", "k8s PATCH /api/v1/namespaces/vllm/secrets/vllm-llama-api-key", "kill"),
-    ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama", "409"),
+    ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama-59c96831a3", "409"),
     ("monitoring up", "k8s PATCH /api/v1/namespaces/monitoring/secrets/demo-grafana-admin", "429"),
     ("monitoring up", "k8s PATCH /apis/apps/v1/namespaces/monitoring/statefulsets/demo-prometheus", "409"),
     ("teardown", "aws iam:DeleteRole", "5xx"),

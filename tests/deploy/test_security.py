@@ -153,7 +153,8 @@ def test_network_policy_admits_only_the_exposure_source_and_allows_only_dns_and_
     policy = docs["NetworkPolicy"]
     kubernetes_validate.validate(policy, "1.33", strict=True)
     spec = policy["spec"]
-    assert spec["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    # every revision's pods (the Deployment's selector adds its revision's config hash)
+    assert spec["podSelector"]["matchLabels"].items() < docs["Deployment"]["spec"]["selector"]["matchLabels"].items()
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     rule, metrics = spec["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]  # the server port, nothing else

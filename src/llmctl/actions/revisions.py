@@ -39,6 +39,7 @@ class RevisionRecord:
     diagnosis: str | None = None
     cold_start_s: float | None = None  # measured Ready time of its rollout (the planner's downtime estimate)
     rollback_of: int | None = None  # set when this rollout moved back to an earlier revision
+    kept_until: str | None = None  # superseded but kept scaled up until then (deploy.keep_previous_minutes)
     documents: list[dict] = field(default_factory=list)
 
     @property
@@ -134,7 +135,7 @@ def next_number(records: list[RevisionRecord]) -> int:
 def revision_documents(documents: list[dict]) -> list[dict]:
     """What defines a revision: the env ConfigMap and the Deployment (the rest is the endpoint's, not its)."""
     return [d for d in documents if d["kind"] == "Deployment" or
-            (d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env"))]
+            (d["kind"] == "ConfigMap" and "-env" in d["metadata"]["name"])]
 
 
 def pods_revision(records: list[RevisionRecord], pods: list[dict]) -> RevisionRecord | None:

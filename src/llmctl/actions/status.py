@@ -1,11 +1,12 @@
-"""`llmctl status` and `llmctl logs`: what the endpoint looks like now (read-only)."""
+"""`llmctl status` and `llmctl logs`: what the endpoint looks like now (read-only, but for a kept previous
+revision whose `deploy.keep_previous_minutes` window ended: status removes it, llmctl not running meanwhile)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
 
-from llmctl.actions.deploy import configmap_name, pod_selector
+from llmctl.actions.deploy import LABEL_CONFIG_HASH, pod_selector, prune_selector, revision_name
 from llmctl.actions.exposure import describe_service, load_balancer_url
 from llmctl.actions.rollout.pods import MAIN_CONTAINER, is_ready, pod_phase
 from llmctl.config import LlmctlConfig, Names
@@ -90,7 +91,9 @@ def _serving_revision(kube, names: Names, pods: list[dict]) -> dict | None:
 
 def collect_status(kube, cfg: LlmctlConfig, names: Names,
                    metrics: Callable[[str], dict] = fetch_metrics, cold_start_s: float | None = None) -> dict:
-    deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
+    kept = _kept_revisions(kube, cfg, names)
+    service = kube.get("v1", "Service", names.app, names.namespace)
+    deployment = serving_deployment(kube, names, service)
     if deployment is None:
         return {"deployed": False, "deployment": f"{names.namespace}/{names.app}"}
     selector = ",".join(f"{k}={v}" for k, v in pod_selector(names).items())
@@ -99,11 +102,11 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
     pod_names = {p["metadata"]["name"] for p in pods}
     events = [e for e in kube.events(names.namespace) if e.get("type") == "Warning"
               and ((e.get("involvedObject") or {}).get("name") in pod_names | {names.app})]
-    env = ((kube.get("v1", "ConfigMap", configmap_name(names), names.namespace) or {}).get("data") or {})
-    service = kube.get("v1", "Service", names.app, names.namespace)
-    endpoint = load_balancer_url(service) if service else None
     spec, state = deployment.get("spec") or {}, deployment.get("status") or {}
     container = next((c for c in spec["template"]["spec"]["containers"] if c["name"] == MAIN_CONTAINER), {})
+    env_name = next((s["configMapRef"]["name"] for s in container.get("envFrom") or [] if "configMapRef" in s), None)
+    env = ((kube.get("v1", "ConfigMap", env_name, names.namespace) or {}).get("data") or {}) if env_name else {}
+    endpoint = load_balancer_url(service) if service else None
     data = {
         "deployed": True,
         "deployment": f"{names.namespace}/{names.app}",
@@ -120,12 +123,50 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
         "metrics": None,
         "revision": _serving_revision(kube, names, pods),
         "scaled_to_zero": None,
+        "kept_revisions": kept,
     }
     if data["replicas"] == 0 and not pods:
         data["scaled_to_zero"] = scaled_to_zero(kube, names, cold_start_s)
     if service and any(p["ready"] for p in data["pods"]):
         data["metrics"] = _metrics_through_port_forward(kube, names, metrics)
     return data
+
+
+def serving_deployment(kube, names: Names, service: dict | None) -> dict | None:
+    """The Deployment of the revision the Service selects (one per revision), else the endpoint's only one."""
+    wanted = ((service or {}).get("spec") or {}).get("selector", {}).get(LABEL_CONFIG_HASH)
+    deployments = kube.list("apps/v1", "Deployment", names.namespace, label_selector=prune_selector(names)) \
+        if kube.get("v1", "Namespace", names.namespace) else []
+    by_name = {d["metadata"]["name"]: d for d in deployments}
+    if wanted and revision_name(names, wanted) in by_name:
+        return by_name[revision_name(names, wanted)]
+    return by_name.get(names.app) or (deployments[0] if len(deployments) == 1 else None)
+
+
+def _kept_revisions(kube, cfg: LlmctlConfig, names: Names) -> list[dict]:
+    """Previous revisions kept scaled up (`deploy.keep_previous_minutes`): until when, their pods and GPUs,
+    and what they cost by the hour; expired ones are removed first."""
+    from llmctl import pricing
+    from llmctl.actions import revisions
+    from llmctl.actions.rollout import traffic
+
+    records = revisions.history(kube, names)
+    traffic.expire(kube, names, records)
+    out = []
+    for record in traffic.kept(records):
+        live = traffic.live_deployment(kube, names, record)
+        if live is None:
+            continue
+        pods = (live.get("status") or {}).get("replicas", 0)
+        gpus = pods * cfg.deploy.gpus
+        try:
+            spec = pricing.instance(cfg.cluster.instance_types[0])
+            per_gpu = pricing.hourly(spec.instance_type, cfg.aws.region) / max(1, spec.gpus)
+        except (KeyError, IndexError):
+            per_gpu = 0.0
+        out.append({"number": record.number, "until": record.kept_until, "deployment": live["metadata"]["name"],
+                    "pods": pods, "gpus": gpus, "hourly_usd": round(gpus * per_gpu, 4)})
+    return out
 
 
 def scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | None:

@@ -68,6 +68,10 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
         if data["revision"]:
             rev = data["revision"]
             out.print(f"revision: {rev['number']} serves ({rev['outcome']}; `llmctl history` lists them all)")
+        for kept in data.get("kept_revisions") or []:
+            out.print(f"kept:     revision {kept['number']} ({kept['deployment']}) stays up until {kept['until']} "
+                      f"for an instant `llmctl rollback`: {kept['pods']} pod(s), {kept['gpus']} GPU(s), "
+                      f"about ${kept['hourly_usd']:.2f}/h", markup=False)
         model = data["model"]
         out.print(f"model:    {model['served_name']} from {model['source']} (max_model_len {model['max_model_len']})",
                   markup=False)

@@ -245,6 +245,10 @@ class DeployConfig(Section):
         "recreate (downtime).")
     allow_downtime: bool = Field(False, description="Accept a recreate (every pod stops before the new one starts) "
                                  "without asking.")
+    keep_previous_minutes: int = Field(0, ge=0, description="After a rollout, keep the previous revision scaled up "
+                                       "this long (its GPUs cost meanwhile; `llmctl status` shows them) so `llmctl "
+                                       "rollback` within the window only moves the Service back; the next llmctl "
+                                       "deploy, status or rollback scales it to zero once expired. 0: at once.")
     gate: GateConfig = Field(default_factory=lambda: GateConfig())
 
     @field_validator("load_balancer_source_ranges")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.fixtures.kube import ENDPOINT_PODS
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
 METRICS = """# HELP vllm_requests_total Requests
@@ -88,8 +89,8 @@ def project(llmctl, aws, kube, stub_endpoint):
     port-forward, the default `cluster` exposure) on the stub, and an NLB's address is 127.0.0.1."""
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
-    kube.expose("vllm-llama", stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
-    kube.expose("vllm-llama", stub_endpoint.metrics_port, ("127.0.0.1", stub_endpoint.metrics_port))
+    kube.expose(ENDPOINT_PODS, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
+    kube.expose(ENDPOINT_PODS, stub_endpoint.metrics_port, ("127.0.0.1", stub_endpoint.metrics_port))
     llmctl.write_config(config_text(stub_endpoint.port, metrics_port=stub_endpoint.metrics_port))
     return llmctl
 

@@ -11,7 +11,7 @@ from llmctl.actions.rollout.events import READY, PhaseStarted
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE, config_text
-from tests.fixtures.kube import GPU_UNSCHEDULABLE, Scenario, Step
+from tests.fixtures.kube import ENDPOINT_PODS, GPU_UNSCHEDULABLE, Scenario, Step
 
 APP = "vllm-llama"
 PROGRESS = [json.dumps({"event": "progress", "bytes_done": done, "bytes_total": 4_000_000_000, "files_done": i,
@@ -25,7 +25,7 @@ def run_deploy(project, *args: str, timeout: str = "20"):
 
 def test_successful_rollout_shows_phases_timeline_endpoint_and_smoke(project, kube, stub_endpoint) -> None:
     # steps 0.2 s apart: the download is still running when the watcher starts (after the apply and prune)
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.2))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.2))
     done = run_deploy(project)
     assert done.returncode == 0, done.stderr
     err, out = done.stderr, done.stdout
@@ -123,9 +123,11 @@ def test_dry_run_writes_files_and_changes_nothing_in_the_cluster(llmctl, kube, t
     done = llmctl("deploy", "--dry-run", "--image", IMAGE, "--output-dir", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    revision = files[-1].removeprefix("07-deployment-vllm-llama-").removesuffix(".yaml")  # its config hash
+    assert len(revision) == 10
     assert files == ["01-namespace-vllm.yaml", "02-serviceaccount-vllm-sa.yaml", "03-secret-vllm-llama-api-key.yaml",
-                     "04-configmap-vllm-llama-env.yaml", "05-networkpolicy-vllm-llama.yaml", "06-service-vllm-llama.yaml",
-                     "07-deployment-vllm-llama.yaml"]
+                     f"04-configmap-vllm-llama-env-{revision}.yaml", "05-networkpolicy-vllm-llama.yaml",
+                     "06-service-vllm-llama.yaml", f"07-deployment-vllm-llama-{revision}.yaml"]
     assert "ACCOUNT_ID" in (tmp_path / "out" / "02-serviceaccount-vllm-sa.yaml").read_text()
     assert "placeholder ACCOUNT_ID" in done.stderr
     assert "plan: revision 1: initial: nothing serves yet" in done.stderr  # the planner read the cluster
@@ -148,7 +150,7 @@ def test_ready_is_reported_within_a_second_of_the_ready_condition(kube, aws) -> 
         sim.set_ready("main")
 
     base = Scenario.success(download_lines=PROGRESS).steps[:-1]
-    kube.script(APP, Scenario(base + [Step(mark_ready, delay=1.0)]))
+    kube.script(ENDPOINT_PODS, Scenario(base + [Step(mark_ready, delay=1.0)]))
     cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "deploy": {"exposure": "cluster"}})
     seen: dict[str, float] = {}
 
@@ -165,7 +167,7 @@ def test_ready_is_reported_within_a_second_of_the_ready_condition(kube, aws) -> 
 
 
 def test_failed_scheduling_no_free_gpu(project, kube) -> None:
-    kube.script(APP, Scenario.unschedulable(GPU_UNSCHEDULABLE))
+    kube.script(ENDPOINT_PODS, Scenario.unschedulable(GPU_UNSCHEDULABLE))
     done = run_deploy(project)
     assert done.returncode == 1
     assert "no free GPU for the endpoint's pod" in done.stderr and "nodes_max" in done.stderr
@@ -188,14 +190,14 @@ def test_failed_scheduling_untolerated_taint(project, kube) -> None:
 
 
 def test_image_tag_missing(project, kube) -> None:
-    kube.script(APP, Scenario.image_pull_error())
+    kube.script(ENDPOINT_PODS, Scenario.image_pull_error())
     done = run_deploy(project)
     assert done.returncode == 1
     assert "does not exist in the registry" in done.stderr and "llmctl build" in done.stderr
 
 
 def test_image_pull_denied(project, kube) -> None:
-    kube.script(APP, Scenario.image_pull_error(
+    kube.script(ENDPOINT_PODS, Scenario.image_pull_error(
         message="failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden"))
     done = run_deploy(project)
     assert done.returncode == 1
@@ -203,21 +205,21 @@ def test_image_pull_denied(project, kube) -> None:
 
 
 def test_crash_loop_shows_last_log_lines(project, kube) -> None:
-    kube.script(APP, Scenario.crash_loop(lines=["Traceback (most recent call last):", "ValueError: bad DTYPE"]))
+    kube.script(ENDPOINT_PODS, Scenario.crash_loop(lines=["Traceback (most recent call last):", "ValueError: bad DTYPE"]))
     done = run_deploy(project)
     assert done.returncode == 1
     assert "keeps crashing" in done.stderr and "ValueError: bad DTYPE" in done.stderr
 
 
 def test_oom_killed_suggests_memory_or_context(project, kube) -> None:
-    kube.script(APP, Scenario.oom_killed())
+    kube.script(ENDPOINT_PODS, Scenario.oom_killed())
     done = run_deploy(project)
     assert done.returncode == 1
     assert "OOMKilled at its 14Gi limit" in done.stderr and "max_model_len" in done.stderr
 
 
 def test_download_access_denied_points_at_irsa(project, kube) -> None:
-    kube.script(APP, Scenario.init_failure(download_lines=[
+    kube.script(ENDPOINT_PODS, Scenario.init_failure(download_lines=[
         '{"event": "error", "error": "AccessDenied", "message": "s3:ListBucket on llama-models denied"}']))
     done = run_deploy(project)
     assert done.returncode == 1
@@ -226,7 +228,7 @@ def test_download_access_denied_points_at_irsa(project, kube) -> None:
 
 
 def test_readiness_timeout(project, kube) -> None:
-    kube.script(APP, Scenario.never_ready(main_lines=["loading weights", "CUDA out of memory while warming up"]))
+    kube.script(ENDPOINT_PODS, Scenario.never_ready(main_lines=["loading weights", "CUDA out of memory while warming up"]))
     done = run_deploy(project, timeout="3")
     assert done.returncode == 1
     assert "not ready after 3s" in done.stderr and "Loading engine" in done.stderr

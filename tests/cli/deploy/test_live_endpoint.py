@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.cli.deploy.conftest import IMAGE, config_text
+from tests.fixtures.kube import ENDPOINT_PODS
 
 pytestmark = pytest.mark.engine
 
@@ -23,8 +24,8 @@ def test_deploy_smoke_and_status_against_the_real_server(llmctl, aws, kube, live
     llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
     kube.on_load_balancer(create=lambda service: {"ip": "127.0.0.1"})
     metrics_port = urlparse(live_server.metrics_url).port
-    kube.expose("vllm-llama", port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
-    kube.expose("vllm-llama", metrics_port, ("127.0.0.1", metrics_port))  # status's, to the metrics listener
+    kube.expose(ENDPOINT_PODS, port, ("127.0.0.1", port))  # the default `cluster` exposure's port-forward
+    kube.expose(ENDPOINT_PODS, metrics_port, ("127.0.0.1", metrics_port))  # status's, to the metrics listener
     llmctl.write_config(config_text(port, metrics_port=metrics_port).replace("  bucket: llama-models\n",
                                                   f"  bucket: llama-models\n  served_name: {live_server.model_name}\n"))
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vllm"}})

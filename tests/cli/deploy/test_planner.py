@@ -55,6 +55,13 @@ def test_replicas_roll_one_at_a_time_when_no_gpu_is_spare() -> None:
     assert plan(request(replicas=3), ClusterFacts(0, 3)).strategy == "rolling"
 
 
+def test_blue_green_needs_a_gpu_for_every_new_pod() -> None:
+    assert plan(request(replicas=2), ClusterFacts(2, 3)).strategy == "surge"
+    short = plan(request(replicas=2), ClusterFacts(1, 3, GROUP))  # one more node would not be enough either
+    assert short.strategy == "rolling" and not short.grow_node_group
+    assert "1 free, 2 needed; 2 new pods need 2 GPUs beside the serving ones" in short.reason
+
+
 def test_nothing_serving_is_the_initial_rollout() -> None:
     assert plan(PlanRequest("auto", 1, 1, False, serving=False), None).strategy == "initial"
 

@@ -15,7 +15,7 @@ from llmctl.actions.rollout.update import GateFailed
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE, config_text
-from tests.fixtures.kube import Scenario
+from tests.fixtures.kube import ENDPOINT_PODS, Scenario
 
 APP = "vllm-llama"
 IMAGE_B = IMAGE.replace("ab" * 32, "cd" * 32)
@@ -31,37 +31,62 @@ def history(project) -> dict:
     return json.loads(done.stdout)
 
 
+def serving_deployment(kube) -> dict:
+    """The Deployment of the revision the Service selects (each revision has its own)."""
+    selected = kube.get("v1", "Service", APP, "vllm")["spec"]["selector"]["llmctl.io/config-hash"]
+    return kube.get("apps/v1", "Deployment", f"{APP}-{selected[:10]}", "vllm")
+
+
 def deployment_image(kube) -> str:
-    dep = kube.get("apps/v1", "Deployment", APP, "vllm")
-    return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    return serving_deployment(kube)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def revision_deployments(kube) -> list[str]:
+    return sorted(d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", "vllm"))
 
 
 class ServiceSampler:
-    """Every 100 ms: how many Ready, not terminating pods the Service's selector matches."""
+    """Every 100 ms: how many Ready, not terminating pods the Service's selector matches (`samples`), and the
+    config hashes of those pods (`revisions`: which revision's pods take traffic)."""
 
     def __init__(self, kube):
-        self.kube, self.samples, self.stop = kube, [], threading.Event()
+        self.kube, self.samples, self.revisions, self.stop = kube, [], [], threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.is_set():
-            svc = self.kube.get("v1", "Service", APP, "vllm")
-            selector = (svc or {}).get("spec", {}).get("selector") or {}
-            ready = [p for p in self.kube.list("v1", "Pod", "vllm")
-                     if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-                     and not p["metadata"].get("deletionTimestamp")
-                     and any(c["type"] == "Ready" and c["status"] == "True"
-                             for c in p.get("status", {}).get("conditions") or [])]
-            self.samples.append(len(ready))
-            time.sleep(0.1)
+        while True:
+            self._sample()
+            if self.stop.wait(0.1):
+                return
+
+    def _sample(self) -> None:
+        svc = self.kube.get("v1", "Service", APP, "vllm")
+        selector = (svc or {}).get("spec", {}).get("selector") or {}
+        ready = [p for p in self.kube.list("v1", "Pod", "vllm")
+                 if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+                 and not p["metadata"].get("deletionTimestamp")
+                 and any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in p.get("status", {}).get("conditions") or [])]
+        self.samples.append(len(ready))
+        self.revisions.append(frozenset(p["metadata"]["annotations"]["llmctl.io/config-hash"] for p in ready))
 
     def __enter__(self):
+        self._sample()  # before the deploy starts
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=5)
+        self._sample()  # after the deploy returned
+
+    def served(self) -> list[frozenset]:
+        """The revisions that took traffic, in order (consecutive repeats folded)."""
+        out: list[frozenset] = []
+        for hashes in self.revisions:
+            if not out or out[-1] != hashes:
+                out.append(hashes)
+        return out
 
 
 def test_surge_with_a_free_gpu_keeps_serving_and_records_both_revisions(project, kube) -> None:
@@ -75,9 +100,13 @@ def test_surge_with_a_free_gpu_keeps_serving_and_records_both_revisions(project,
     assert "revision 2: surge: 1 GPU(s) free now on 2 fitting node(s)" in second.stderr
     data = json.loads(second.stdout)
     assert data["plan"]["strategy"] == "surge" and data["revision"]["number"] == 2
-    assert kube.get("apps/v1", "Deployment", APP, "vllm")["spec"]["strategy"] == {
+    assert serving_deployment(kube)["spec"]["strategy"] == {
         "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert len(sampler.samples) > 10 and min(sampler.samples) >= 1, sampler.samples  # never zero ready pods
+    # blue-green: one revision's pods at a time take traffic, the old one's until the new one passed its gate
+    old, new = (r["config_hash"] for r in history(project)["revisions"])
+    assert sampler.served() == [frozenset({old}), frozenset({new})], sampler.served()
+    assert revision_deployments(kube) == [f"{APP}-{new[:10]}"]  # the old revision's Deployment is gone
     recorded = history(project)
     assert [(r["number"], r["outcome"], r["strategy"]) for r in recorded["revisions"]] == [
         (1, "superseded", "initial"), (2, "serving", "surge")]
@@ -107,7 +136,7 @@ def test_recreate_needs_consent_and_says_the_downtime(project, kube) -> None:
     done = run(project, "--allow-downtime", image=IMAGE_B)
     assert done.returncode == 0, done.stderr
     assert deployment_image(kube) == IMAGE_B
-    assert kube.get("apps/v1", "Deployment", APP, "vllm")["spec"]["strategy"] == {"type": "Recreate"}
+    assert serving_deployment(kube)["spec"]["strategy"] == {"type": "Recreate"}
     assert [r["outcome"] for r in history(project)["revisions"]] == ["superseded", "serving"]
 
 
@@ -165,7 +194,7 @@ def test_surge_grows_the_node_group_and_shrinks_it_after(project, kube, aws) -> 
 def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(project, kube) -> None:
     kube.add_node("gpu-node-2")
     assert run(project).returncode == 0
-    kube.script(APP, Scenario.crash_loop(lines=["Traceback (most recent call last):", "ValueError: bad weights"]))
+    kube.script(ENDPOINT_PODS, Scenario.crash_loop(lines=["Traceback (most recent call last):", "ValueError: bad weights"]))
     failed = run(project, image=IMAGE_B)
     assert failed.returncode == 1
     assert "keeps crashing" in failed.stderr and "ValueError: bad weights" in failed.stderr
@@ -174,7 +203,7 @@ def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(projec
     recorded = history(project)
     assert [(r["number"], r["outcome"]) for r in recorded["revisions"]] == [(1, "serving"), (2, "failed")]
     assert "keeps crashing" in recorded["revisions"][1]["diagnosis"]
-    kube.script(APP, Scenario.success())
+    kube.script(ENDPOINT_PODS, Scenario.success())
     assert run(project, image=IMAGE_B).returncode == 0  # fixed: revision 3 (the same config as 2) serves
     back = project("rollback", "--to", "1", "--timeout", "20", "--output", "json", timeout=180)
     assert back.returncode == 0, back.stderr
@@ -191,7 +220,7 @@ def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(projec
 def test_timeout_rolls_back(project, kube) -> None:
     kube.add_node("gpu-node-2")
     assert run(project).returncode == 0
-    kube.script(APP, Scenario.never_ready(main_lines=["loading weights"]))
+    kube.script(ENDPOINT_PODS, Scenario.never_ready(main_lines=["loading weights"]))
     failed = run(project, image=IMAGE_B, timeout="3")
     assert failed.returncode == 1 and "not ready after 3s" in failed.stderr
     assert deployment_image(kube) == IMAGE
@@ -210,7 +239,7 @@ def test_a_failing_gate_keeps_the_previous_revision(kube, aws, stub_endpoint) ->
     import urllib.request
 
     kube.add_node("gpu-node-2")
-    kube.expose(APP, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
+    kube.expose(ENDPOINT_PODS, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
     cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port},
                                        "cluster": {"nodes_max": 2}})
     names, client = Names.from_config(cfg), Kube.from_kubeconfig(str(kube.kubeconfig_path))
@@ -268,7 +297,7 @@ def test_an_interrupted_update_converges_on_re_run(project, kube) -> None:
 
     kube.add_node("gpu-node-2")
     assert run(project).returncode == 0
-    kube.script(APP, Scenario.success(delay=0.6))  # the new pod takes a few seconds to load
+    kube.script(ENDPOINT_PODS, Scenario.success(delay=0.6))  # the new pod takes a few seconds to load
     proc = subprocess.Popen([sys.executable, "-m", "llmctl", "deploy", "--image", IMAGE_B, "--timeout", "60"],
                             cwd=project.cwd, env=project.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from tests.cli.deploy.conftest import IMAGE
-from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
-from tests.fixtures.kube import Scenario
+from tests.cli.deploy.test_deploy import PROGRESS, run_deploy
+from tests.fixtures.kube import ENDPOINT_PODS, Scenario
 
 MAIN_LINES = ['{"level": "INFO", "msg": "engine loaded"}', '{"level": "INFO", "msg": "warm-up done"}']
 
 
 def test_status_json_after_deploy(project, kube, stub_endpoint) -> None:
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
     done = project("status", "--output", "json")
     assert done.returncode == 0, done.stderr
@@ -42,7 +42,7 @@ def test_status_not_deployed(project) -> None:
 
 
 def test_status_shows_warning_events(project, kube) -> None:
-    kube.script(APP, Scenario.crash_loop(lines=["RuntimeError: boom"]))
+    kube.script(ENDPOINT_PODS, Scenario.crash_loop(lines=["RuntimeError: boom"]))
     assert run_deploy(project).returncode == 1
     data = json.loads(project("status", "--output", "json").stdout)
     assert data["ready_replicas"] == 0
@@ -52,7 +52,7 @@ def test_status_shows_warning_events(project, kube) -> None:
 
 
 def test_logs_of_both_containers(project, kube) -> None:
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
     main = project("logs")
     assert main.returncode == 0, main.stderr
@@ -64,7 +64,7 @@ def test_logs_of_both_containers(project, kube) -> None:
 
 
 def test_logs_previous_instance(project, kube) -> None:
-    kube.script(APP, Scenario.crash_loop(lines=["RuntimeError: first crash"], restarts=1))
+    kube.script(ENDPOINT_PODS, Scenario.crash_loop(lines=["RuntimeError: first crash"], restarts=1))
     assert run_deploy(project).returncode == 1
     previous = project("logs", "--previous")
     assert previous.returncode == 0, previous.stderr
@@ -85,7 +85,7 @@ def test_endpoint_port_forwards_the_cluster_exposure_until_ctrl_c(project, kube,
     import sys
     import urllib.request
 
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "llmctl", "endpoint"], cwd=project.cwd, env=project.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,7 +116,7 @@ def test_bench_reaches_a_cluster_exposure_through_a_port_forward(project, kube, 
     from llmctl.config import LlmctlConfig, Names
     from llmctl.k8s.client import Kube
 
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
     cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"},
                                        "server": {"port": stub_endpoint.port, "metrics_port": stub_endpoint.metrics_port}})
@@ -150,13 +150,15 @@ def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoin
 
     kube.install_keda(http_add_on=True)
     project.write_config(config_text(stub_endpoint.port, extra=ZERO))
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=MAIN_LINES))
     assert run_deploy(project).returncode == 0
     state = json.loads((project.cwd / ".llmctl" / "llama.json").read_text())
     assert state["cold_start_s"] > 0  # the deploy measured its cold start
     # what KEDA does after the idle time: the Deployment to zero, its last activity on the ScaledObject
     client = kube.api_client()
-    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment("vllm-llama", "vllm", {"spec": {"replicas": 0}})
+    (deployment,) = kube.list("apps/v1", "Deployment", "vllm")  # the serving revision's
+    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(deployment["metadata"]["name"], "vllm",
+                                                                    {"spec": {"replicas": 0}})
     kubernetes.client.CustomObjectsApi(client).patch_namespaced_custom_object(
         "keda.sh", "v1alpha1", "vllm", "scaledobjects", "vllm-llama", {"status": {"lastActiveTime": "2026-08-20T17:53:42Z"}})
     kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")], 10)

@@ -1,7 +1,7 @@
 """Choose how a new revision replaces the serving one, from what the cluster has now (the choice is pure).
 
-`surge` starts the new pod beside the old one (maxSurge 1, maxUnavailable 0): it needs a GPU for the second
-pod, free on a node the pod fits now, or from growing the GPU node group by one node within its max size and
+`surge` (blue-green) starts the new revision's own Deployment beside the serving one (`traffic.py`): it needs
+a GPU for each new pod, free on a node the pod fits now, or from growing the GPU node group by one node within its max size and
 the account's quota (then the plan names the temporary node and its cost, and the group shrinks afterwards).
 `rolling` replaces one pod at a time when replicas > 1 and no GPU is spare: capacity dips by one pod, traffic
 never stops. `recreate` is the last resort (every pod stops before the new one starts) and is only taken with
@@ -81,10 +81,12 @@ def plan(request: PlanRequest, facts: ClusterFacts | None) -> RolloutPlan:
         return RolloutPlan(SURGE, "the pod needs no GPU: a second pod always fits", facts=facts)
     if request.strategy == RECREATE:
         return _recreate("deploy.strategy is recreate", request, facts)
-    if facts.free_gpus >= need:
+    need_all = need * max(1, request.replicas)  # blue-green: every new pod beside the serving ones
+    if facts.free_gpus >= need_all:
         return RolloutPlan(SURGE, f"{facts.free_gpus} GPU(s) free now on {facts.fitting_nodes} fitting node(s); "
-                                  f"the new pod needs {need}", facts=facts)
-    growth = _growth(facts.node_group, need)
+                                  f"the new revision's pods need {need_all}", facts=facts)
+    growth = _growth(facts.node_group, need) if need_all == need else \
+        f"{request.replicas} new pods need {need_all} GPUs beside the serving ones, one more node is not enough"
     if growth is None:
         group = facts.node_group
         return RolloutPlan(SURGE, f"no GPU free now ({facts.free_gpus} free, {need} needed); node group "
@@ -94,11 +96,11 @@ def plan(request: PlanRequest, facts: ClusterFacts | None) -> RolloutPlan:
                            temporary_node={"instance_type": group.instance_type, "hourly_usd": group.hourly_usd},
                            facts=facts)
     if request.strategy == SURGE:
-        raise SurgeRefused(f"a surge cannot schedule: {facts.free_gpus} GPU(s) free, {need} needed; {growth}",
+        raise SurgeRefused(f"a surge cannot schedule: {facts.free_gpus} GPU(s) free, {need_all} needed; {growth}",
                            hint="free a GPU, raise cluster.nodes_max (and the quota), or set deploy.strategy: auto "
                                 "to let the planner replace the pod in place")
     if request.replicas > 1:
-        return RolloutPlan(ROLLING, f"no GPU for a surge ({facts.free_gpus} free, {need} needed; {growth}); "
+        return RolloutPlan(ROLLING, f"no GPUs for a surge ({facts.free_gpus} free, {need_all} needed; {growth}); "
                                     f"{request.replicas} replicas: one pod is replaced at a time, the others serve",
                            facts=facts)
     return _recreate(f"no GPU for a second pod ({facts.free_gpus} free, {need} needed; {growth})", request, facts)

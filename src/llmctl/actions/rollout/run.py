@@ -2,9 +2,11 @@
 
 The planner's choice is shown (`on_plan`) before anything is written; a temporary GPU node is asked for
 before the new pods exist (so they never wait Pending); the new revision's record is written before the
-apply; the rollout watcher and its diagnosis decide whether the new pods came up; the gate judges the new pod
-directly; only then does the revision serve. A failure on the way puts the previous revision's documents
-back (`update.roll_back`) and re-raises the diagnosis, so the command exits 1 with it.
+apply; the new revision comes up beside the serving one with the Service still on the old pods (`traffic.py`;
+`rolling.py` when only one pod at a time fits); the rollout watcher and its diagnosis decide whether the new
+pods came up; the gate judges the new pod directly; only then does the Service move to it, and the old
+revision goes (or is kept for an instant rollback). A failure on the way removes the new revision, the Service
+never having left the old one (`update.roll_back`), and re-raises the diagnosis, so the command exits 1 with it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from llmctl.actions import deploy as manifests
 from llmctl.actions import exposure as exposures
+from llmctl.actions.rollout import rolling, traffic
 from llmctl.actions.rollout import update as updates
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
@@ -79,8 +82,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key,
                                 cold_start_s=cold_start_s)
     if documents is not None:  # the recorded revision's Deployment and env ConfigMap replace the rendered ones
-        keyed = {(d["kind"], d["metadata"]["name"]): d for d in documents}
-        rendered = [keyed.get((d["kind"], d["metadata"]["name"]), d) for d in rendered]
+        rendered = traffic.swap_revision(rendered, traffic.recorded_documents(kube, names, documents))
     update = updates.prepare(kube, cfg, names, rendered, image, node_group=node_group, rollback_of=rollback_of)
     on_plan(update)
     pod_spec = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]
@@ -92,25 +94,42 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     if update.previous is not None:  # the first revision's record follows its rollout (no namespace yet)
         updates.begin(update)
     outcome = DeployOutcome([], image, api_key, created, exposure=exposures.exposure(cfg), update=update)
+    stage = traffic.stage(kube, cfg, names, update, rendered, say, timeout_s)
     try:
-        outcome.objects = manifests.apply_documents(kube, rendered, names, report)
+        outcome.objects = manifests.apply_documents(kube, stage.documents, names, report, keep=stage.first_keep)
         on_applied()
-        result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit)
+        result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit,
+                         want=1 if stage.rolling else None)
         if result is not None:
             outcome.ready_replicas = result.ready_replicas
             outcome.timeline = None if result.already_ready else result.timeline
             updates.run_gate(update, result.pod, cfg.server.port, gate, api_key)
+        if stage.rolling:
+            rolling.trade(kube, names, stage, stage.rolling, timeout_s, say)
     except (RolloutFailed, updates.GateFailed) as exc:
-        if update.changes:
+        if stage.rolling:  # the old revision's pods back to what they were
+            rolling.scale(kube, names, stage.base_deployment["metadata"]["name"], stage.rolling)
+        if update.changes or stage.base is not None:
             say(f"rolling back: revision {update.record.number} failed; "
-                + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before"))
-            updates.roll_back(update, exc, lambda docs: [kube.apply(d) for d in docs])
+                + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before")
+                if update.changes else f"rolling back: revision {update.record.number}'s own Deployment did not "
+                                       "come up; its Deployment from before serves on")
+            back = (lambda docs: manifests.apply_documents(kube, stage.back(), names, keep=stage.first_keep)) \
+                if stage.base is not None else (lambda docs: [kube.apply(d) for d in docs])
+            if update.changes:
+                updates.roll_back(update, exc, back)
+            else:  # a migration of the same revision: its old Deployment serves on
+                back([])
             if update.previous is not None:
                 updates.wait_for_revision(kube, names, update.previous, max(1, cfg.deploy.replicas),
                                           max(10.0, timeout_s))
+            stage.settle(max(10.0, timeout_s))
             if scale is not None:
                 updates.shrink(update, scale)
         raise
+    if stage.base is not None:  # the gate passed: the Service moves, then the old revision goes (or is kept)
+        keep = stage.promote(cfg.deploy.keep_previous_minutes, say)
+        outcome.objects = manifests.apply_documents(kube, stage.routed_to_new(), names, report, keep=keep)
     updates.promote(update, outcome.timeline.total_s if outcome.timeline is not None else None)
     if scale is not None and update.grown:
         say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}")
@@ -120,13 +139,15 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     return outcome
 
 
-def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, emit):
-    """The rollout watcher on the new revision's pods (by config hash); None when no replica is wanted."""
+def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, emit, want: int | None = None):
+    """The rollout watcher on the new revision's pods (by config hash), `want` of them (default: the config's);
+    None when no replica is wanted."""
     from llmctl.actions.rollout.diagnosis import DownloadSource
     from llmctl.actions.rollout.pods import Revision
     from llmctl.actions.rollout.watcher import RolloutTarget, RolloutWatcher
 
-    want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
+    if want is None:
+        want = max(1, cfg.deploy.replicas) if cfg.deploy.autoscaling.enabled else cfg.deploy.replicas
     if want == 0:
         return None
     target = RolloutTarget(

@@ -5,8 +5,8 @@ hash is the serving revision's is no update at all; one whose hash an earlier re
 (a re-run after an interrupted update). `Update` then carries the rollout through: the temporary node (grow,
 wait for its GPU, shrink after), the revision record (written `rolling-out` before anything is applied, so a
 killed run leaves a trace), the gate on the new pod through a port-forward (never the public address), and on
-any failure (crash loop, OOM kill, timeout, failed gate) the previous revision's own documents applied back,
-the new pods removed by the Deployment controller, the temporary node released, and the record `failed`.
+any failure (crash loop, OOM kill, timeout, failed gate) the new revision's Deployment removed while the
+Service stays on the previous one (`traffic.py`), the temporary node released, and the record `failed`.
 """
 
 from __future__ import annotations
@@ -79,13 +79,14 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
     resuming = earlier is not None and earlier.outcome == revs.ROLLING_OUT  # an interrupted rollout of this revision
     facts = None  # the first revision has nothing to keep serving: no capacity to look at
     if request.serving:
-        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s, wanted if resuming else None)
+        # pods of the wanted revision (a resumed rollout's, a kept revision's) are already the new revision's
+        facts = planner.cluster_facts(kube, pod_spec, None, current.cold_start_s, wanted)
         if facts.free_gpus < cfg.deploy.gpus:  # only then is the node group asked about
             facts = planner.ClusterFacts(facts.free_gpus, facts.fitting_nodes, node_group(), facts.last_cold_start_s)
     plan = planner.plan(request, facts)
     if plan.strategy != planner.INITIAL:
         set_strategy(documents, planner.deployment_strategy(plan.strategy))
-    env = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env"))["data"]
+    env = next(d for d in revs.revision_documents(documents) if d["kind"] == "ConfigMap")["data"]
     number = earlier.number if resuming else revs.next_number(records)
     record = revs.RevisionRecord(
         number=number, created=revs.now_iso(), image=image, config_hash=wanted,
@@ -154,8 +155,8 @@ def promote(update: Update, cold_start_s: float | None) -> None:
 
 
 def roll_back(update: Update, error: LlmctlError, apply: Callable[[list[dict]], object]) -> None:
-    """Put the previous revision's own documents back (its pods keep, or regain, the traffic) and record
-    the failure; the Deployment controller scales the new ReplicaSet to zero."""
+    """Record the failure, then `apply` (traffic.Stage.back: the new revision pruned, the previous one's
+    documents again where a recreate stopped it; its pods keep, or regain, the traffic)."""
     update.record.outcome = revs.FAILED
     update.record.diagnosis = f"{error.message}" + (f" ({error.hint})" if error.hint else "")
     revs.save(update.kube, update.names, update.record)

@@ -1,0 +1,202 @@
+"""Blue-green on the Kubernetes double: each revision has its own Deployment; the Service selects the new
+revision's pods only after its gate passed; a failed gate leaves traffic where it was; the previous revision can
+be kept up for an instant rollback; a cluster deployed with the single Deployment of before migrates.
+
+In-process (`rollout.run.deploy`) where the gate is injected, as in test_revisions.py; the sampler there checks
+every 100 ms that the Service selects at least one Ready pod and whose pods those are.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from llmctl.actions import deploy as manifests
+from llmctl.actions import revisions
+from llmctl.actions.rollout.run import deploy
+from llmctl.actions.rollout.update import GateFailed, wait_for_revision
+from llmctl.config import LlmctlConfig, Names
+from llmctl.k8s.client import Kube
+from tests.cli.deploy.conftest import IMAGE
+from tests.cli.deploy.test_revisions import APP, IMAGE_B, ServiceSampler, deployment_image, failing_report
+from tests.fixtures.kube import ENDPOINT_PODS, Scenario
+
+ROLE = "arn:aws:iam::123456789012:role/x"
+
+
+@pytest.fixture
+def endpoint(kube, stub_endpoint):
+    kube.add_node("gpu-node-2")
+    kube.expose(ENDPOINT_PODS, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
+    kube.script(ENDPOINT_PODS, Scenario.success(delay=0.1))
+
+    def setup(**deploy_section):
+        cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port},
+                                           "cluster": {"nodes_max": 2}, "deploy": deploy_section})
+        return cfg, Names.from_config(cfg), Kube.from_kubeconfig(str(kube.kubeconfig_path))
+    return setup
+
+
+def run(cfg, names, client, image, **kwargs):
+    """One deploy in-process (the new pods take a few samples to load: the sampler sees the rollout)."""
+    return deploy(cfg, names, client, image=image, role_arn=ROLE, timeout_s=30, smoke=False, **kwargs)
+
+
+def selected_hash(kube) -> str:
+    return kube.get("v1", "Service", APP, "vllm")["spec"]["selector"].get("llmctl.io/config-hash")
+
+
+def deployments(kube) -> list[str]:
+    return sorted(d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", "vllm"))
+
+
+def env_configmaps(kube) -> list[str]:
+    return sorted(c["metadata"]["name"] for c in kube.list("v1", "ConfigMap", "vllm") if "-env" in c["metadata"]["name"])
+
+
+def passing_report():
+    from llmctl.actions.gate import GateCheck, GateReport
+
+    return GateReport((GateCheck("golden 1", True, "ok", 0.01),))
+
+
+def test_the_gate_judges_the_new_pod_before_the_service_selects_it(kube, endpoint) -> None:
+    cfg, names, client = endpoint()
+    first = run(cfg, names, client, IMAGE).update.record
+    at_gate: list[tuple] = []
+
+    def gate(url, api_key, baseline):
+        new = [d for d in deployments(kube) if d != f"{APP}-{first.config_hash[:10]}"]
+        at_gate.append((selected_hash(kube), new))
+        return passing_report()
+
+    with ServiceSampler(kube) as sampler:
+        second = run(cfg, names, client, IMAGE_B, gate=gate).update.record
+    # while the gate ran, the new revision's Deployment was up and the Service still on the old pods
+    assert at_gate == [(first.config_hash, [f"{APP}-{second.config_hash[:10]}"])]
+    assert min(sampler.samples) >= 1, sampler.samples
+    assert sampler.served() == [frozenset({first.config_hash}), frozenset({second.config_hash})]
+    assert selected_hash(kube) == second.config_hash and deployment_image(kube) == IMAGE_B
+    assert deployments(kube) == [f"{APP}-{second.config_hash[:10]}"]
+    assert env_configmaps(kube) == [f"{APP}-env-{second.config_hash[:10]}"]  # the old revision's went with it
+
+
+def test_a_failing_gate_never_moves_traffic_and_removes_the_new_revision(kube, endpoint) -> None:
+    cfg, names, client = endpoint()
+    first = run(cfg, names, client, IMAGE).update.record
+    with ServiceSampler(kube) as sampler:
+        with pytest.raises(GateFailed):
+            run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: failing_report("no"))
+    assert min(sampler.samples) >= 1, sampler.samples
+    assert sampler.served() == [frozenset({first.config_hash})]  # the new pods never took public traffic
+    kube.wait_for(lambda: deployments(kube) == [f"{APP}-{first.config_hash[:10]}"], 10)
+    assert env_configmaps(kube) == [f"{APP}-env-{first.config_hash[:10]}"]
+    assert [(r.number, r.outcome) for r in revisions.history(client, names)] == [(1, "serving"), (2, "failed")]
+
+
+def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube, endpoint) -> None:
+    from llmctl.actions.status import collect_status
+
+    cfg, names, client = endpoint(keep_previous_minutes=30)
+    first = run(cfg, names, client, IMAGE).update.record
+    second = run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report()).update.record
+    old, new = f"{APP}-{first.config_hash[:10]}", f"{APP}-{second.config_hash[:10]}"
+    assert deployments(kube) == sorted([old, new]) and selected_hash(kube) == second.config_hash
+    kept = revisions.find(revisions.history(client, names), 1)
+    assert kept.outcome == "superseded" and kept.kept_until
+    status = collect_status(client, cfg, names)
+    assert [(k["number"], k["deployment"], k["pods"], k["gpus"]) for k in status["kept_revisions"]] == [(1, old, 1, 1)]
+    assert status["kept_revisions"][0]["hourly_usd"] > 0  # its GPU is not free
+    # rollback inside the window: the kept pods serve at once (no new pod starts), then the Service moves back
+    with ServiceSampler(kube) as sampler:
+        back = run(cfg, names, client, IMAGE, documents=kept.documents, rollback_of=1,
+                   gate=lambda url, key, baseline: passing_report())
+    assert back.timeline is None  # already Ready: nothing rolled out
+    assert min(sampler.samples) >= 1 and sampler.served()[-1] == frozenset({first.config_hash})
+    assert selected_hash(kube) == first.config_hash and deployment_image(kube) == IMAGE
+    # the window ends: the next status removes what it kept (revision 2 now)
+    records = revisions.history(client, names)
+    two = revisions.find(records, 2)
+    assert two.kept_until
+    two.kept_until = "2020-01-01T00:00:00Z"
+    revisions.save(client, names, two)
+    assert collect_status(client, cfg, names)["kept_revisions"] == []
+    kube.wait_for(lambda: deployments(kube) == [old], 10)
+    assert revisions.find(revisions.history(client, names), 2).kept_until is None
+
+
+def legacy_documents(documents: list[dict], names: Names) -> list[dict]:
+    """The layout llmctl wrote before per-revision Deployments: one Deployment and env ConfigMap, unhashed."""
+    out = copy.deepcopy(documents)
+    for doc in out:
+        if doc["kind"] == "Deployment":
+            doc["metadata"]["name"] = names.app
+            doc["spec"]["selector"]["matchLabels"] = manifests.pod_selector(names)
+            tpl = doc["spec"]["template"]
+            tpl["metadata"]["labels"].pop(manifests.LABEL_CONFIG_HASH)
+            for c in tpl["spec"]["initContainers"] + tpl["spec"]["containers"]:
+                c["envFrom"] = [{"configMapRef": {"name": f"{names.app}-env"}}]
+        elif manifests.is_env_configmap(doc, names):
+            doc["metadata"]["name"] = f"{names.app}-env"
+        elif doc["kind"] == "Service":
+            doc["spec"]["selector"] = manifests.pod_selector(names)
+    return out
+
+
+def deploy_legacy(cfg, names, client) -> revisions.RevisionRecord:
+    legacy = legacy_documents(manifests.render(cfg, names, image=IMAGE, role_arn=ROLE, api_key="k"), names)
+    manifests.apply_documents(client, legacy, names)
+    h = next(d for d in legacy if d["kind"] == "Deployment")["spec"]["template"]["metadata"]["annotations"][
+        manifests.ANNOTATION_CONFIG_HASH]
+    record = revisions.RevisionRecord(
+        number=1, created=revisions.now_iso(), image=IMAGE, config_hash=h, model="s3://llama-models/x",
+        manifest_digest=None, engine={}, strategy="initial", reason="deployed by an earlier llmctl",
+        outcome=revisions.SERVING, documents=revisions.revision_documents(legacy))
+    revisions.save(client, names, record)
+    assert wait_for_revision(client, names, record, 1, 30)
+    return record
+
+
+@pytest.mark.parametrize("image", [IMAGE_B, IMAGE], ids=["new-revision", "same-revision"])
+def test_a_single_deployment_cluster_migrates_without_a_gap(kube, endpoint, image) -> None:
+    cfg, names, client = endpoint()
+    legacy = deploy_legacy(cfg, names, client)
+    assert deployments(kube) == [APP]
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, image, gate=lambda url, key, baseline: passing_report()).update.record
+    assert min(sampler.samples) >= 1, sampler.samples
+    assert sampler.served()[0] == frozenset({legacy.config_hash})
+    assert sampler.served()[-1] == frozenset({done.config_hash})
+    kube.wait_for(lambda: deployments(kube) == [f"{APP}-{done.config_hash[:10]}"], 10)
+    assert env_configmaps(kube) == [f"{APP}-env-{done.config_hash[:10]}"]
+    assert selected_hash(kube) == done.config_hash
+    numbers = [(r.number, r.outcome) for r in revisions.history(client, names)]
+    assert numbers == ([(1, "superseded"), (2, "serving")] if image == IMAGE_B else [(1, "serving")])
+
+
+def test_rolling_gates_a_canary_before_traffic_then_trades_pod_by_pod(kube, endpoint) -> None:
+    """Two replicas on two GPU nodes, none spare: one old pod makes room for the canary, which is judged
+    before the Service selects it; then both serve, and pod by pod the new revision takes over."""
+    cfg, names, client = endpoint(replicas=2)
+    first = run(cfg, names, client, IMAGE).update.record
+    at_gate: list[int] = []
+
+    def gate(url, api_key, baseline):
+        at_gate.append(len(sampler.revisions))
+        return passing_report()
+
+    said: list[str] = []
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, IMAGE_B, gate=gate, say=said.append)
+    second = done.update.record
+    assert done.update.plan.strategy == "rolling"
+    assert min(sampler.samples) >= 1, sampler.samples
+    assert at_gate and all(second.config_hash not in hashes for hashes in sampler.revisions[:at_gate[0]])
+    assert sampler.served()[0] == frozenset({first.config_hash})
+    assert sampler.served()[-1] == frozenset({second.config_hash})
+    assert any("gives up one of its 2 pods" in m for m in said)
+    assert any("the canary passed: both revisions serve" in m for m in said)
+    kube.wait_for(lambda: deployments(kube) == [f"{APP}-{second.config_hash[:10]}"], 10)
+    ready = [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")]
+    assert len(ready) == 2
