@@ -57,6 +57,8 @@ CASES = [
     ("s3", "list_object_versions", lambda c: s3.delete_bucket(c, "b"), "NoSuchBucket", 0, "deleting S3 bucket b"),
     ("s3", "get_object", lambda c: s3.read_json(c, "b", "m/llmctl-manifest.json"), "NoSuchKey", None,
      "reading s3://b/m/llmctl-manifest.json"),
+    ("s3", "get_object", lambda c: s3.read_object(c, "b", "m/llmctl-manifest.json"), "NoSuchBucket", None,
+     "reading s3://b/m/llmctl-manifest.json"),
     ("logs", "delete_log_group", lambda c: logs.delete_log_group(c, "/aws/codebuild/demo"), "ResourceNotFoundException", None,
      "deleting log group /aws/codebuild/demo"),
     ("secretsmanager", "describe_secret", lambda c: secretsmanager.secret_arn(c, "hub"), "ResourceNotFoundException", None,

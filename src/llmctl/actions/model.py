@@ -148,6 +148,15 @@ def upload_model(s3, model_dir: Path, bucket: str, prefix: str, tags: dict[str, 
     return result
 
 
+def manifest_digest(s3, bucket: str, prefix: str) -> str | None:
+    """`sha256:` of the model's manifest as stored (it lists every file's sha256: new weights under the same
+    prefix are a new digest); None when there is no manifest there."""
+    from llmctl.aws.s3 import read_object
+
+    body = read_object(s3, bucket, _key(prefix, MANIFEST_NAME))
+    return None if body is None else "sha256:" + hashlib.sha256(body).hexdigest()
+
+
 def upload_model_from_config(cfg, names, aws, model_dir: Path, *, bucket: str | None, prefix: str | None,
                              progress: Callable[[int], None] | None = None) -> UploadResult:
     """`llmctl model upload`: the configured bucket/prefix unless overridden; `progress(delta)`."""

@@ -146,6 +146,18 @@ def pods_revision(records: list[RevisionRecord], pods: list[dict]) -> RevisionRe
     return next((r for r in reversed(records) if r.config_hash in hashes), None)
 
 
+def check_weights(target: RevisionRecord, digest: str | None) -> None:
+    """A rollback serves the weights in S3 now: refused when they are not the ones `target` (which recorded
+    its model's manifest digest) loaded."""
+    from llmctl.errors import LlmctlError
+
+    if digest != target.manifest_digest:
+        raise LlmctlError(f"revision {target.number} loaded the model whose manifest is {target.manifest_digest}; "
+                          f"{target.model} now holds {digest or 'no manifest'}: its weights are gone",
+                          hint=f"upload revision {target.number}'s weights to {target.model} again "
+                               "(`llmctl model upload`), then roll back")
+
+
 def rollback_target(records: list[RevisionRecord], number: int | None) -> RevisionRecord:
     """Revision `number`, else the newest one that served before the serving one; an error naming what exists."""
     from llmctl.errors import LlmctlError

@@ -29,9 +29,12 @@ def nodegroups(eks, cluster: str) -> list[dict]:
 
 
 def scale_nodegroup(eks, cluster: str, name: str, desired: int) -> None:
-    """Set the node group's desired size (its min and max stay); EKS starts or stops instances to match."""
+    """Set the node group's desired size (its min and max stay); EKS starts or stops instances to match. No call
+    when it is that size already (an instance terminated with its group's capacity lowered)."""
     group = describe_nodegroup(eks, cluster, name) or {}
     scaling = dict(group.get("scalingConfig") or {})
+    if scaling.get("desiredSize") == desired:
+        return
     scaling["desiredSize"] = desired
     scaling["minSize"] = min(scaling.get("minSize", desired), desired)
     aws_call(f"scaling node group {name} to {desired}",

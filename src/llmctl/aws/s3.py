@@ -163,10 +163,15 @@ def object_sizes(s3, bucket: str, prefix: str) -> dict[str, int]:
     return sizes
 
 
+def read_object(s3, bucket: str, key: str) -> bytes | None:
+    """The object's bytes; None when there is no such object (or no such bucket)."""
+    return aws_call(f"reading s3://{bucket}/{key}", lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                    absent=NO_KEY + ("NoSuchBucket",))
+
+
 def read_json(s3, bucket: str, key: str):
     """The object parsed as JSON; None when there is no such object or it is not JSON."""
-    body = aws_call(f"reading s3://{bucket}/{key}", lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read(),
-                    absent=NO_KEY)
+    body = read_object(s3, bucket, key)
     if body is None:
         return None
     try:

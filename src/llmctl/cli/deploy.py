@@ -55,8 +55,13 @@ def deploy(
             arn = actions.role_arn(None, names)
             out.warn(f"no AWS account ({exc.message}): the ServiceAccount's role ARN uses the placeholder ACCOUNT_ID")
         # the key lives only in the cluster (generated once, kept): a dry run never invents one
+        try:
+            digest = model_digest(app, cfg.model.bucket, cfg.model.prefix)
+        except LlmctlError as exc:
+            digest = None
+            out.warn(f"the model manifest cannot be read ({exc.message}): the plan assumes none")
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY,
-                                   cold_start_s=app.state.get("cold_start_s"))
+                                   cold_start_s=app.state.get("cold_start_s"), manifest_digest=digest)
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
         plan = dry_run_plan(app, documents, resolved)
         files = actions.write_documents(documents, output_dir) if output_dir else []
@@ -77,6 +82,20 @@ def deploy(
 
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     follow_rollout(app, resolved, timeout, show_api_key)
+
+
+def model_digest(app, bucket: str | None, prefix: str) -> str | None:
+    """The digest of the model's manifest in S3 (part of the revision: new weights are a new one); None, with a
+    warning, when there is none (the pods' downloader verifies against it)."""
+    from llmctl.actions.model import MANIFEST_NAME, manifest_digest
+
+    if not bucket:  # the render names the missing field
+        return None
+    digest = manifest_digest(app.aws.s3, bucket, prefix)
+    if digest is None:
+        app.output.warn(f"no model manifest at s3://{bucket}/{prefix.strip('/')}/{MANIFEST_NAME}: the revision "
+                        "records no model digest (`llmctl model upload` writes it)")
+    return digest
 
 
 def show_plan(out, update) -> None:
@@ -142,6 +161,8 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
     from llmctl.actions.adapter_env import with_discovered
 
     cfg = with_discovered(cfg, app.aws.s3)  # every adapter pushed beside the model is served
+    # a rollback applies its recorded Deployment, annotation and all (`llmctl rollback` checks the weights)
+    digest = None if "documents" in extra else model_digest(app, cfg.model.bucket, cfg.model.prefix)
     kube = app.kube()
     display = RolloutDisplay(out)
 
@@ -156,9 +177,11 @@ def follow_rollout(app, image: str, timeout: float | None, show_api_key: bool = 
                              report=out.report, emit=display, on_applied=on_applied,
                              on_plan=lambda update: show_plan(out, update),
                              node_group=lambda: capacity.node_group(app.aws, cfg, names),
-                             scale=capacity.scaler(app.aws, names), say=out.info,
+                             scale=capacity.scaler(app.aws, names), release=capacity.releaser(app.aws),
+                             say=out.info,
                              gate=None if skip_gate else gate,
-                             cold_start_s=app.state.get("cold_start_s"), **extra)
+                             cold_start_s=app.state.get("cold_start_s"), manifest_digest=digest,
+                             **extra)
     finally:
         display.stop()
     if outcome.timeline is not None and outcome.timeline.total_s:  # scale to zero's lead and hold times

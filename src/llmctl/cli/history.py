@@ -30,10 +30,12 @@ def history(ctx: typer.Context, output: OutputOption = None) -> None:
         for r in data["revisions"]:
             gate = r["gate"]
             rows.append((("* " if r["number"] == data["serving"] else "  ") + str(r["number"]), r["created"],
-                         (r["image_digest"] or r["image"])[:19], r["model"], r["config_hash"], r["strategy"],
+                         (r["image_digest"] or r["image"])[:19], r["model"], (r["manifest_digest"] or "-").removeprefix("sha256:")[:12],
+                         r["config_hash"], r["strategy"],
                          "-" if gate is None else ("passed" if gate.get("passed") else "failed"), r["outcome"]))
         out.table(f"revisions of {data['deployment']} (* serves)",
-                  ["revision", "created", "image", "model", "config", "strategy", "gate", "outcome"], rows)
+                  ["revision", "created", "image", "model", "weights", "config", "strategy", "gate",
+                   "outcome"], rows)
         for r in data["revisions"]:
             if r["diagnosis"]:
                 out.print(f"revision {r['number']}: {r['diagnosis']}", markup=False)

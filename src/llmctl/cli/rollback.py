@@ -27,12 +27,15 @@ def rollback(
     """Through the same planner, rollout watcher (and gate) as `deploy`, with the revision's recorded
     Deployment and environment; the result is a new revision that names the one it went back to."""
     from llmctl.actions import revisions
-    from llmctl.cli.deploy import follow_rollout
+    from llmctl.cli.deploy import follow_rollout, model_digest
 
     app = get_app(ctx, output)
     if allow_downtime:
         app.override("deploy.allow_downtime", True, "--allow-downtime")
     target = revisions.rollback_target(revisions.history(app.kube(), app.names), to)
+    if target.manifest_digest:  # the pods load what S3 holds now: it must be what the revision loaded
+        bucket, _, prefix = target.model.removeprefix("s3://").partition("/")
+        revisions.check_weights(target, model_digest(app, bucket, prefix))
     app.output.info(f"rolling back to revision {target.number} ({target.image}, {target.model})"
                     + (" without the gate" if skip_gate else ""))
     follow_rollout(app, target.image, timeout, documents=target.documents, rollback_of=target.number,

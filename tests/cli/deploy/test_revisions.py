@@ -15,6 +15,7 @@ from llmctl.actions.rollout.update import GateFailed
 from llmctl.config import LlmctlConfig, Names
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE, config_text
+from tests.doubles.kube.cluster import DEFAULT_NODE
 from tests.fixtures.kube import ENDPOINT_PODS, Scenario
 
 APP = "vllm-llama"
@@ -153,42 +154,107 @@ def test_a_surge_that_cannot_schedule_is_refused_at_plan_time(project, kube, stu
     assert not [p for p in kube.list("v1", "Pod", "vllm") if not p["spec"].get("nodeName")]  # nothing Pending
 
 
-def test_surge_grows_the_node_group_and_shrinks_it_after(project, kube, aws) -> None:
-    eks = aws.client("eks")
-    eks.create_cluster(name="llama", roleArn="arn:aws:iam::123456789012:role/eks",
-                       resourcesVpcConfig={"subnetIds": []})
-    eks.create_nodegroup(clusterName="llama", nodegroupName="gpu-nodes", nodeRole="arn:aws:iam::123456789012:role/n",
-                         subnets=["subnet-1"], instanceTypes=["g5.xlarge"],
-                         scalingConfig={"minSize": 1, "maxSize": 2, "desiredSize": 1})
-    assert run(project).returncode == 0
-    sizes: list[int] = []
-    stop = threading.Event()
+class Cloud:
+    """EKS as it runs a managed node group, over moto: the group's Auto Scaling group follows its desired size,
+    and each instance in service is a Ready GPU node (its providerID naming the instance); a terminated
+    instance's node leaves the cluster."""
 
-    def cloud() -> None:  # the node group's instances join the cluster as EKS would start them
-        while not stop.is_set():
-            size = eks.describe_nodegroup(clusterName="llama", nodegroupName="gpu-nodes")["nodegroup"][
-                "scalingConfig"]["desiredSize"]
-            if not sizes or sizes[-1] != size:
-                sizes.append(size)
-                if size == 2:
-                    kube.add_node("gpu-node-2")
+    def __init__(self, aws, kube, first_node: str = "gpu-node-1"):
+        self.eks, self.asg, self.kube = aws.client("eks"), aws.client("autoscaling"), kube
+        self.eks.create_cluster(name="llama", roleArn="arn:aws:iam::123456789012:role/eks",
+                                resourcesVpcConfig={"subnetIds": []})
+        group = self.eks.create_nodegroup(
+            clusterName="llama", nodegroupName="gpu-nodes", nodeRole="arn:aws:iam::123456789012:role/n",
+            subnets=["subnet-1"], instanceTypes=["g5.xlarge"],
+            scalingConfig={"minSize": 1, "maxSize": 2, "desiredSize": 1})["nodegroup"]
+        self.group = group["resources"]["autoScalingGroups"][0]["name"]
+        self.asg.create_launch_configuration(LaunchConfigurationName="gpu", ImageId="ami-12c6146b",
+                                             InstanceType="g5.xlarge")
+        self.asg.create_auto_scaling_group(AutoScalingGroupName=self.group, MinSize=1, MaxSize=2, DesiredCapacity=1,
+                                           LaunchConfigurationName="gpu", AvailabilityZones=["us-east-1a"])
+        self.nodes = {self.instances()[0]: first_node}  # the instance the cluster's first node runs on
+        kube.remove_node(DEFAULT_NODE)  # the double's own node: here it is the group's first instance
+        self._join(self.instances()[0], first_node)
+        self.sizes: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def instances(self) -> list[str]:
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])["AutoScalingGroups"][0]
+        return [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+
+    def desired(self) -> int:
+        return self.eks.describe_nodegroup(clusterName="llama", nodegroupName="gpu-nodes")["nodegroup"][
+            "scalingConfig"]["desiredSize"]
+
+    def _join(self, instance: str, name: str) -> None:
+        self.nodes[instance] = name
+        self.kube.add_node(name, provider_id=f"aws:///us-east-1a/{instance}")
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            size = self.desired()
+            if not self.sizes or self.sizes[-1] != size:
+                self.sizes.append(size)
+                self.asg.set_desired_capacity(AutoScalingGroupName=self.group, DesiredCapacity=size)
+            running = self.instances()
+            for instance in running:
+                if instance not in self.nodes:
+                    self._join(instance, f"gpu-node-{len(self.nodes) + 1}")
+            for instance, name in self.nodes.items():
+                if instance not in running:
+                    self.kube.remove_node(name)
             time.sleep(0.1)
 
-    thread = threading.Thread(target=cloud, daemon=True)
-    thread.start()
-    try:
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def pod_nodes(kube) -> set[str]:
+    return {p["spec"].get("nodeName") for p in kube.list("v1", "Pod", "vllm")
+            if not p["metadata"].get("deletionTimestamp")}
+
+
+def test_surge_grows_the_node_group_and_gives_back_the_node_it_emptied(project, kube, aws) -> None:
+    """Two nodes after the surge, the new pod on the new one: the node the old pod left is cordoned, drained
+    and its instance terminated (the group's desired size lowered with it), so the serving node stays."""
+    cloud = Cloud(aws, kube)
+    first_instance = cloud.instances()[0]
+    assert run(project).returncode == 0
+    assert pod_nodes(kube) == {"gpu-node-1"}
+    with cloud:
         done = run(project, image=IMAGE_B)
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-    assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr
+        kube.wait_for(lambda: kube.get("v1", "Node", "gpu-node-1") is None, timeout=10)
     assert "node group gpu-nodes grows 1 -> 2 (max 2)" in done.stderr
     assert "temporary node: one g5.xlarge at $" in done.stderr
-    assert "back to 1" in done.stderr
-    assert sizes[0] == 1 and 2 in sizes
-    assert eks.describe_nodegroup(clusterName="llama", nodegroupName="gpu-nodes")["nodegroup"][
-        "scalingConfig"]["desiredSize"] == 1
-    assert deployment_image(kube) == IMAGE_B
+    assert f"cordoned node gpu-node-1 ({first_instance})" in done.stderr
+    assert f"node gpu-node-1 ({first_instance}) terminated; node group gpu-nodes shrinks by it" in done.stderr
+    assert cloud.sizes[0] == 1 and 2 in cloud.sizes and cloud.desired() == 1
+    (left,) = cloud.instances()
+    assert left != first_instance and cloud.nodes[left] == "gpu-node-2"  # the node the new pod runs on stays
+    assert pod_nodes(kube) == {"gpu-node-2"} and deployment_image(kube) == IMAGE_B
+    assert [n["metadata"]["name"] for n in kube.list("v1", "Node")] == ["gpu-node-2"]
+
+
+def test_a_rolled_back_surge_gives_back_the_surge_node(project, kube, aws) -> None:
+    cloud = Cloud(aws, kube)
+    first_instance = cloud.instances()[0]
+    assert run(project).returncode == 0
+    kube.script(APP, Scenario.crash_loop(lines=["ValueError: bad weights"]))
+    with cloud:
+        failed = run(project, image=IMAGE_B)
+        assert failed.returncode == 1, failed.stderr
+        kube.wait_for(lambda: len(kube.list("v1", "Node")) == 1, timeout=10)
+    assert "rolling back: revision 2 failed; revision 1 serves again" in failed.stderr
+    assert "cordoned node gpu-node-2" in failed.stderr and "node gpu-node-2 (i-" in failed.stderr
+    assert cloud.instances() == [first_instance] and cloud.desired() == 1  # revision 1's node stays
+    assert pod_nodes(kube) == {"gpu-node-1"} and deployment_image(kube) == IMAGE
 
 
 def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(project, kube) -> None:
@@ -314,3 +380,59 @@ def test_an_interrupted_update_converges_on_re_run(project, kube) -> None:
     again = run(project, image=IMAGE_B, timeout="60")
     assert again.returncode == 0, again.stderr
     assert [(r["number"], r["outcome"]) for r in history(project)["revisions"]] == [(1, "superseded"), (2, "serving")]
+
+
+def upload_weights(project, aws, weights: bytes) -> str:
+    """`llmctl model upload` of a tiny model folder to the configured prefix (moto S3); its manifest digest."""
+    import hashlib
+
+    folder = project.cwd / "model"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+    done = project("model", "upload", str(folder), timeout=120)
+    assert done.returncode == 0, done.stderr
+    body = aws.client("s3").get_object(Bucket="llama-models", Key="llama-2-7b-merged-vllm/llmctl-manifest.json")
+    return "sha256:" + hashlib.sha256(body["Body"].read()).hexdigest()
+
+
+def test_new_weights_under_the_same_prefix_are_a_new_revision(project, kube, aws) -> None:
+    aws.client("s3").create_bucket(Bucket="llama-models")
+    first_digest = upload_weights(project, aws, b"weights one")
+    kube.add_node("gpu-node-2")
+    assert run(project).returncode == 0
+    pod_annotations = serving_deployment(kube)["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["llmctl.io/model-manifest"] == first_digest
+    again = run(project)  # the same image, config and weights: no new revision
+    assert again.returncode == 0 and "revision 1 already serves" in again.stderr, again.stderr
+    second_digest = upload_weights(project, aws, b"weights two")  # same prefix, same image, new weights
+    assert second_digest != first_digest
+    done = run(project, "--output", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["revision"]["number"] == 2 and data["revision"]["manifest_digest"] == second_digest
+    pod_annotations = serving_deployment(kube)["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["llmctl.io/model-manifest"] == second_digest  # the pods restart onto the new weights
+    recorded = history(project)["revisions"]
+    assert [(r["number"], r["outcome"], r["manifest_digest"]) for r in recorded] == [
+        (1, "superseded", first_digest), (2, "serving", second_digest)]
+    assert recorded[0]["image"] == recorded[1]["image"] and recorded[0]["config_hash"] != recorded[1]["config_hash"]
+    table = project("history")
+    assert "weights" in table.stdout and second_digest.removeprefix("sha256:")[:6] in table.stdout, table.stdout
+    # revision 1's weights are gone from S3: rolling back to it would serve revision 2's
+    refused = project("rollback", "--to", "1", "--timeout", "20")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"revision 1 loaded the model whose manifest is {first_digest}" in refused.stderr, refused.stderr
+    assert f"now holds {second_digest}: its weights are gone" in refused.stderr
+    assert upload_weights(project, aws, b"weights one") == first_digest
+    back = project("rollback", "--to", "1", "--timeout", "20", timeout=180)
+    assert back.returncode == 0, back.stderr
+    assert history(project)["revisions"][-1]["manifest_digest"] == first_digest
+
+
+def test_a_deploy_without_a_model_manifest_says_so(project, kube) -> None:
+    done = run(project, "--output", "json")
+    assert done.returncode == 0, done.stderr
+    assert "no model manifest at s3://llama-models/llama-2-7b-merged-vllm/llmctl-manifest.json" in done.stderr
+    assert json.loads(done.stdout)["revision"]["manifest_digest"] is None

@@ -369,7 +369,8 @@ class KubeDouble:
         self.forwards.expose(self._pod_matcher(target), container_port, address)
 
     def add_node(self, name: str, *, gpus: int = 1, labels: dict | None = None, taints: list[dict] | None = None,
-                 allocatable: dict | None = None, instance_type: str = "g4dn.xlarge") -> dict:
+                 allocatable: dict | None = None, instance_type: str = "g4dn.xlarge",
+                 provider_id: str | None = None) -> dict:
         resources = {"cpu": "4", "memory": "15896Mi", "pods": "29", "ephemeral-storage": "95551679124"}
         if gpus:
             resources["nvidia.com/gpu"] = str(gpus)
@@ -381,7 +382,7 @@ class KubeDouble:
                 "node.kubernetes.io/instance-type": instance_type, "topology.kubernetes.io/region": self.region,
                 "topology.kubernetes.io/zone": f"{self.region}a", "eks.amazonaws.com/nodegroup": "gpu-nodes",
                 **(labels or {})}},
-            "spec": {"taints": taints or []},
+            "spec": {"taints": taints or [], **({"providerID": provider_id} if provider_id else {})},
             "status": {"capacity": dict(resources), "allocatable": dict(resources),
                        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                        "message": "kubelet is posting ready status",

@@ -65,14 +65,16 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
            gate: Callable[[str, str, dict | None], object] | None = None,
            node_group: Callable[[], object] = lambda: None,
            scale: Callable[[str, int], None] | None = None,
+           release: Callable[[str], None] | None = None,
            say: Callable[[str], None] = lambda m: None,
            documents: list[dict] | None = None,
            rollback_of: int | None = None,
-           smoke: bool = True, cold_start_s: float | None = None) -> DeployOutcome:
+           smoke: bool = True, cold_start_s: float | None = None,
+           manifest_digest: str | None = None) -> DeployOutcome:
     """Apply, follow the rollout to Ready, gate the new revision, wait for the endpoint's address, send one
     request (through the load balancer, or a port-forward to the ClusterIP Service). `documents` (rollback)
     replaces the rendered revision documents with a recorded revision's; `cold_start_s` (the last measured)
-    sets scale to zero's lead and hold times."""
+    sets scale to zero's lead and hold times; `manifest_digest` is the model manifest's (a revision's model)."""
     from llmctl.actions.rollout.watcher import RolloutFailed
 
     started = time.monotonic()
@@ -80,7 +82,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     created = api_key is None
     api_key = api_key or manifests.new_api_key()
     rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key,
-                                cold_start_s=cold_start_s)
+                                cold_start_s=cold_start_s, manifest_digest=manifest_digest)
     if documents is not None:  # the recorded revision's Deployment and env ConfigMap replace the rendered ones
         rendered = traffic.swap_revision(rendered, traffic.recorded_documents(kube, names, documents))
     update = updates.prepare(kube, cfg, names, rendered, image, node_group=node_group, rollback_of=rollback_of)
@@ -125,7 +127,8 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
                                           max(10.0, timeout_s))
             stage.settle(max(10.0, timeout_s))
             if scale is not None:
-                updates.shrink(update, scale)
+                updates.shrink(update, scale, release, serving_hash=update.previous.config_hash if update.previous
+                               else "", timeout_s=manifests.termination_grace_s(cfg) + 30.0, say=say)
         raise
     if stage.base is not None:  # the gate passed: the Service moves, then the old revision goes (or is kept)
         keep = stage.promote(cfg.deploy.keep_previous_minutes, say)
@@ -133,7 +136,8 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     updates.promote(update, outcome.timeline.total_s if outcome.timeline is not None else None)
     if scale is not None and update.grown:
         say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}")
-        updates.shrink(update, scale)
+        updates.shrink(update, scale, release, serving_hash=update.record.config_hash,
+                       timeout_s=manifests.termination_grace_s(cfg) + 30.0, say=say)
     if result is not None:
         _endpoint(cfg, names, kube, outcome, api_key, timeout_s, started, smoke)
     return outcome

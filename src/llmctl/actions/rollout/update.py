@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llmctl.actions import revisions as revs
-from llmctl.actions.deploy import ANNOTATION_CONFIG_HASH
+from llmctl.actions.deploy import ANNOTATION_CONFIG_HASH, ANNOTATION_MODEL_MANIFEST
 from llmctl.actions.rollout import planner
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
@@ -88,9 +88,11 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
         set_strategy(documents, planner.deployment_strategy(plan.strategy))
     env = next(d for d in revs.revision_documents(documents) if d["kind"] == "ConfigMap")["data"]
     number = earlier.number if resuming else revs.next_number(records)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     record = revs.RevisionRecord(
         number=number, created=revs.now_iso(), image=image, config_hash=wanted,
-        model=f"s3://{env.get('S3_BUCKET')}/{env.get('S3_PREFIX')}", manifest_digest=None,
+        model=f"s3://{env.get('S3_BUCKET')}/{env.get('S3_PREFIX')}",
+        manifest_digest=annotations.get(ANNOTATION_MODEL_MANIFEST),
         engine={k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")},
         strategy=plan.strategy, reason=plan.reason, rollback_of=rollback_of,
         documents=revs.revision_documents(documents))
@@ -116,10 +118,17 @@ def grow(update: Update, scale: Callable[[str, int], None], timeout_s: float, po
                            "quota), then deploy again")
 
 
-def shrink(update: Update, scale: Callable[[str, int], None]) -> None:
-    """Give the temporary node back (the group returns to the size it had before the surge)."""
+def shrink(update: Update, scale: Callable[[str, int], None], release: Callable[[str], None] | None = None, *,
+           serving_hash: str = "", timeout_s: float = 60.0, say: Callable[[str], None] = lambda m: None) -> None:
+    """Give the temporary node back: the group returns to the size it had before the surge. With `release`
+    (terminate an instance), the node the rollout emptied goes (cordoned, drained of the endpoint's pods), never
+    one a pod of the serving revision (`serving_hash`) runs on; when none can go so, the group stays grown."""
+    from llmctl.actions.rollout.capacity import release_node
+
     if update.grown:
-        scale(update.grown["name"], update.grown["size"])
+        name, size = update.grown["name"], update.grown["size"]
+        if release is None or release_node(update.kube, update.names, name, serving_hash, release, timeout_s, say):
+            scale(name, size)
         update.grown = None
 
 
