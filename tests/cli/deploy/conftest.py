@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+# The server's pods (the Deployment's selector), not the scale-to-zero waking responder's beside them.
+SERVER_PODS = "app.kubernetes.io/name=vllm"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
 METRICS = """# HELP vllm_requests_total Requests
 # TYPE vllm_requests_total counter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.deploy.conftest import IMAGE
+from tests.cli.deploy.conftest import IMAGE, SERVER_PODS
 from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
 from tests.fixtures.kube import Scenario
 
@@ -159,7 +159,8 @@ def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoin
     kubernetes.client.AppsV1Api(client).patch_namespaced_deployment("vllm-llama", "vllm", {"spec": {"replicas": 0}})
     kubernetes.client.CustomObjectsApi(client).patch_namespaced_custom_object(
         "keda.sh", "v1alpha1", "vllm", "scaledobjects", "vllm-llama", {"status": {"lastActiveTime": "2026-08-20T17:53:42Z"}})
-    kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")], 10)
+    kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm", SERVER_PODS)
+                               if not p["metadata"].get("deletionTimestamp")], 10)
     data = json.loads(project("status", "--output", "json", check=True).stdout)
     zero = data["scaled_to_zero"]
     assert zero == {"idle_since": "2026-08-20T17:53:42Z", "wakes_on_request": True,
