@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -52,26 +53,36 @@ def require_nginx() -> str:
 
 
 @pytest.fixture
-def waking_nginx(tmp_path):
-    """The real nginx on a loopback port, with the rendered config (only the listen port differs)."""
+def waking_nginx():
+    """The real nginx on a loopback port with the rendered config (only the listen address differs) and the
+    pod's flags, as a user that may write nothing but nginx's prefix (the pod's emptyDir)."""
     docs = _waking(_docs())
     rendered = docs["ConfigMap"]["data"]["nginx.conf"]
     port = free_port()
     retry = scaling.retry_after_s(COLD_START_S)
     body = scaling.waking_body(LlmctlConfig.model_validate(ZERO), retry)
     assert rendered == scaling.waking_nginx_conf(body, retry)  # what the pod runs, port 8080
-    conf = tmp_path / "nginx.conf"
+    home = Path(tempfile.mkdtemp(prefix="llmctl-waking-"))
+    home.chmod(0o755)  # readable by the unprivileged user below, like the ConfigMap's mount
+    prefix = home / "run"
+    prefix.mkdir(mode=0o777)
+    prefix.chmod(0o777)
+    conf = home / "nginx.conf"
     conf.write_text(scaling.waking_nginx_conf(body, retry, port=port).replace("listen ", "listen 127.0.0.1:"))
     [container] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
     args = container["command"][1:]  # the pod's own flags, the prefix and config paths moved here
-    args[args.index("-p") + 1], args[args.index("-c") + 1] = f"{tmp_path}/", str(conf)
-    proc = subprocess.Popen([require_nginx(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args[args.index("-p") + 1], args[args.index("-c") + 1] = f"{prefix}/", str(conf)
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen([*as_user, require_nginx(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
-        wait_for(lambda: _answers(port), "nginx to listen", 10)
+        wait_for(lambda: proc.poll() is not None or _answers(port), "nginx to listen", 10)
+        assert proc.poll() is None, proc.communicate()[0]
         yield port, retry
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
         assert "emerg" not in out and "alert" not in out, out
 
 
