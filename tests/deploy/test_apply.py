@@ -67,3 +67,22 @@ def test_streamed_weights_skip_the_download_phase(kube, client) -> None:
     outcome = deploy(cfg, Names.from_config(cfg), client, image=IMAGE, role_arn=ROLE, timeout_s=30, smoke=False)
     assert [p for p, _ in outcome.timeline.durations()] == ["Scheduling", "Pulling image", "Loading engine"]
     assert outcome.endpoint == "http://vllm-llama.vllm.svc.cluster.local:8000" and outcome.api_key_created
+
+
+def test_the_waking_responder_comes_and_goes_with_scale_to_zero(kube, client) -> None:
+    kube.install_keda(http_add_on=True)
+    kube.wait_for(lambda: client.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject"))
+    zero = config(autoscaling={"enabled": True, "idle_minutes": 15})
+    names = Names.from_config(zero)
+    first = apply_documents(client, documents(zero), names)
+    waking = {(r.kind, r.action) for r in first if r.name == "vllm-llama-waking"}
+    assert waking == {("ConfigMap", "created"), ("Deployment", "created"), ("Service", "created"),
+                      ("NetworkPolicy", "created")}
+    assert kube.get("apps/v1", "Deployment", "vllm-llama-waking", "vllm")["spec"]["replicas"] == 1
+    again = apply_documents(client, documents(zero), names)
+    assert {r.action for r in again} == {"unchanged"}
+    warm = apply_documents(client, documents(config(autoscaling={"enabled": True})), names)
+    assert sorted((r.kind, r.name) for r in warm if r.action == "deleted") == [
+        ("ConfigMap", "vllm-llama-waking"), ("Deployment", "vllm-llama-waking"), ("HTTPScaledObject", "vllm-llama"),
+        ("NetworkPolicy", "vllm-llama-waking"), ("Service", "vllm-llama-waking")]
+    assert kube.get("apps/v1", "Deployment", "vllm-llama", "vllm") is not None

@@ -10,6 +10,7 @@ import yaml
 from llmctl.actions.autoscaling import shift_earlier
 from llmctl.actions.deploy import render
 from llmctl.config import LlmctlConfig, Names
+from tests.deploy.test_render import by_kind
 from tests.fixtures.crd import validate_crd
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
@@ -23,7 +24,7 @@ ZERO = {"model": {"bucket": "llama-models"}, "cluster": {"capacity": "karpenter"
 def _render(data: dict, cold_start_s: float | None = None) -> dict[str, dict]:
     cfg = LlmctlConfig.model_validate(data)
     docs = render(cfg, Names.from_config(cfg), image=IMAGE, role_arn=ROLE, api_key="k", cold_start_s=cold_start_s)
-    return {d["kind"]: d for d in docs}
+    return by_kind(docs)
 
 
 def test_scale_to_zero_objects_pass_their_crds_strictly():
@@ -54,14 +55,18 @@ def test_http_scaled_object_holds_for_the_measured_cold_start():
     assert spec["timeouts"]["conditionWait"] == "255s"  # 1.5 x the 170 s cold start
     assert spec["replicas"] == {"min": 0, "max": 3} and spec["scaledownPeriod"] == 900
     assert spec["scaleTargetRef"]["service"] == "vllm-llama" and spec["scaleTargetRef"]["port"] == 8000
+    assert spec["coldStartTimeoutFailoverRef"]["timeoutSeconds"] == 255  # the add-on's wait with a failover
     unmeasured = _render(ZERO)["HTTPScaledObject"]["spec"]["timeouts"]["conditionWait"]
     assert unmeasured == "450s"  # nothing measured yet: 300 s assumed
 
 
 def test_without_idle_minutes_or_schedule_the_minimum_stays_one():
-    docs = _render({"model": {"bucket": "llama-models"}, "cluster": {"nodes_max": 2},
-                    "deploy": {"autoscaling": {"enabled": True}}})
+    data = {"model": {"bucket": "llama-models"}, "cluster": {"nodes_max": 2}, "deploy": {"autoscaling": {"enabled": True}}}
+    docs = _render(data)
     assert docs["ScaledObject"]["spec"]["minReplicaCount"] == 1 and "HTTPScaledObject" not in docs
+    cfg = LlmctlConfig.model_validate(data)
+    every = render(cfg, Names.from_config(cfg), image=IMAGE, role_arn=ROLE, api_key="k")
+    assert [d["metadata"]["name"] for d in every if d["metadata"]["name"].endswith("-waking")] == []  # no responder
     assert len(docs["ScaledObject"]["spec"]["triggers"]) == 1
 
 

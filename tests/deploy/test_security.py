@@ -179,6 +179,19 @@ def test_network_policy_admits_only_the_exposure_source_and_allows_only_dns_and_
                      "ports": [{"protocol": "TCP", "port": 443}]}
 
 
+def test_behind_a_load_balancer_scale_to_zero_admits_the_interceptor_too() -> None:
+    zero = {"enabled": True, "max_replicas": 1, "idle_minutes": 15}
+    warm = docs_for({**EXPOSURES["internal"], "autoscaling": {**zero, "idle_minutes": 0}})
+    docs = docs_for({**EXPOSURES["internal"], "autoscaling": zero})
+    kubernetes_validate.validate(docs["NetworkPolicy"], "1.33", strict=True)
+    rule, _ = docs["NetworkPolicy"]["spec"]["ingress"]
+    # the NLB's VPC addresses, and the KEDA HTTP add-on's interceptor, which forwards the held requests
+    assert rule["from"] == [{"ipBlock": {"cidr": "192.168.0.0/16"}},
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert warm["NetworkPolicy"]["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.168.0.0/16"}}]
+
+
 # --- the pod -------------------------------------------------------------------------------------
 
 

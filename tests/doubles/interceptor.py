@@ -1,12 +1,15 @@
 """The KEDA HTTP add-on's interceptor, in front of a real server on this machine (wake-on-request).
 
-What the interceptor does for an `HTTPScaledObject` (http-add-on v0.9 line, `interceptor/proxy_handlers.go`):
+What the interceptor does for an `HTTPScaledObject` (http-add-on v0.11 line, `interceptor/proxy_handlers.go`):
 every request is counted (the external scaler reads the count: KEDA's `external-push` trigger wakes the
 workload from zero), then held until the workload's Service has a ready endpoint, at most
 `spec.timeouts.conditionWait`; once one is ready the request is forwarded (and streamed back) unchanged.
 When the wait passes first, the interceptor answers `502 Bad Gateway` with the body
-`error on backend (<why>)`, and no `Retry-After` (a `coldStartTimeoutFailoverRef` service would answer
-instead; llmctl renders none).
+`error on backend (<why>)`, and no `Retry-After`. With `spec.coldStartTimeoutFailoverRef` (v0.11+,
+`failover`: the failover Service's address) the wait is its `timeoutSeconds` instead of conditionWait
+(`failover_timeout_s`), and past it the request is forwarded to the failover Service, unchanged. Every
+forwarded answer carries `X-KEDA-HTTP-Cold-Start`: whether the request had to wait, false on a failover
+(proxy_handlers.go, forward_wait_func.go at v0.11.0).
 
 The double plays the Service's endpoint the way the kubelet's readiness probe makes it: the backend's
 `/ready` answering 200 (the pod's readinessProbe path), or `ready()` when given (a ready pod behind the
@@ -48,6 +51,8 @@ class InterceptorDouble:
     probe_interval_s: float = 0.1  # how often the readiness probe asks /ready
     ready: Callable[[], bool] | None = None
     hosts: list[str] | None = None  # HTTPScaledObject spec.hosts
+    failover: tuple[str, int] | None = None  # spec.coldStartTimeoutFailoverRef's Service address
+    failover_timeout_s: float = 30.0  # spec.coldStartTimeoutFailoverRef.timeoutSeconds (the CRD's default)
     requests: list[Held] = field(default_factory=list)
     ready_since: float | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -122,12 +127,16 @@ class InterceptorDouble:
         held = Held(h.path, time.monotonic())
         with self._lock:
             self.requests.append(held)
-            wake = not self._ready.is_set() and not self._woken and self.on_first_hold is not None
+            cold = not self._ready.is_set()
+            wake = cold and not self._woken and self.on_first_hold is not None
             self._woken = self._woken or wake
         if wake:
             threading.Thread(target=self.on_first_hold, name="wake", daemon=True).start()
-        ready = self._ready.wait(self.condition_wait_s)
+        ready = self._ready.wait(self.failover_timeout_s if self.failover else self.condition_wait_s)
         held.held_s = time.monotonic() - held.arrived
+        if not ready and self.failover:
+            self._forward(h, body, held, self.failover, cold_start="false")
+            return
         if not ready:
             message = ("error on backend (context marked done while waiting for workload reach > 0 replicas: "
                        "context deadline exceeded)").encode()
@@ -139,16 +148,18 @@ class InterceptorDouble:
             h.wfile.write(message)
             return
         held.forwarded = True
-        self._forward(h, body, held)
+        self._forward(h, body, held, self.backend, cold_start=str(cold).lower())
 
-    def _forward(self, h: BaseHTTPRequestHandler, body: bytes, held: Held) -> None:
-        conn = http.client.HTTPConnection(*self.backend, timeout=600)  # spec.timeouts.responseHeader
+    def _forward(self, h: BaseHTTPRequestHandler, body: bytes, held: Held, target: tuple[str, int],
+                 cold_start: str) -> None:
+        conn = http.client.HTTPConnection(*target, timeout=600)  # spec.timeouts.responseHeader
         try:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
             conn.request(h.command, h.path, body=body or None, headers=headers)
             response = conn.getresponse()
             held.status = response.status
             h.send_response(response.status)
+            h.send_header("X-KEDA-HTTP-Cold-Start", cold_start)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP:
                     h.send_header(key, value)

@@ -7,12 +7,17 @@
 * The HTTPScaledObject configures the HTTP add-on's interceptor (hold time from the measured cold start);
   its own ScaledObject is skipped (the add-on's documented annotation), so one ScaledObject owns the
   Deployment and KEDA does not refuse the second.
+* The waking responder (nginx, `waking.yaml.j2`) is the HTTPScaledObject's `coldStartTimeoutFailoverRef`:
+  a request still held when the hold time passes gets 503, Retry-After and an OpenAI-shaped error from it
+  instead of the add-on's bare 502.
 * On spot capacity the pod's whole termination (preStop, SIGTERM drain, exit) fits inside the two-minute
   interruption notice: the drain is shortened when it would not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -26,6 +31,11 @@ HTTP_SCALER = "keda-add-ons-http-external-scaler.keda:9090"
 # Where requests for a scaled-to-zero endpoint go: the add-on's interceptor proxy (namespace, Service, port),
 # with a Host header the HTTPScaledObject lists.
 INTERCEPTOR_PROXY = ("keda", "keda-add-ons-http-interceptor-proxy", 8080)
+# The waking responder: a small pinned public image (ECR Public's mirror of Docker's official nginx, so nodes
+# pull it without Docker Hub's rate limit), its port and its user (the image's `nginx`, uid 101).
+WAKING_IMAGE = "public.ecr.aws/docker/library/nginx:1.27.5-alpine"
+WAKING_PORT = 8080
+WAKING_UID = 101
 SKIP_SCALED_OBJECT = "httpscaledobject.keda.sh/skip-scaledobject-creation"
 # Never drives the replica count: an activity signal only (inactive at 0), see `idle_trigger`.
 ACTIVITY_ONLY_THRESHOLD = "1000000"
@@ -63,6 +73,43 @@ def idle_minutes(cfg) -> int:
 
 def hold_s(cold_start_s: float | None) -> int:
     return math.ceil((cold_start_s or DEFAULT_COLD_START_S) * HOLD_MARGIN)
+
+
+def retry_after_s(cold_start_s: float | None) -> int:
+    """The waking answer's Retry-After: it comes once a request was held for the whole hold (HOLD_MARGIN cold
+    starts), so the start overran; the retry is held again, after that margin once more."""
+    return max(1, math.ceil((cold_start_s or DEFAULT_COLD_START_S) * (HOLD_MARGIN - 1)))
+
+
+def waking_name(names) -> str:
+    return f"{names.app}-waking"
+
+
+def waking_body(cfg, retry_s: int) -> str:
+    """The OpenAI-shaped error (the server's own shape, server/errors.py) the waking responder answers."""
+    message = (f"the endpoint is waking from zero (it scales to zero after {idle_minutes(cfg)} idle minutes); "
+               f"retry in {retry_s}s")
+    return json.dumps({"error": {"message": message, "type": "endpoint_waking", "param": None, "code": 503}})
+
+
+def waking_nginx_conf(body: str, retry_s: int, port: int = WAKING_PORT) -> str:
+    from llmctl.render import render_text
+
+    if "'" in body or "$" in body or "\\" in body:
+        raise ValueError(f"the waking body cannot be written into nginx's quoted string: {body!r}")
+    return render_text("deploy/waking-nginx.conf.j2", body=body, retry_after_s=retry_s, port=port)
+
+
+def waking_context(cfg, names, labels: dict, cold_start_s: float | None) -> dict:
+    """What waking.yaml.j2 needs: the responder's own labels (never the endpoint Service's selector)."""
+    retry = retry_after_s(cold_start_s)
+    conf = waking_nginx_conf(waking_body(cfg, retry), retry)
+    selector = {**names.k8s_labels, "app.kubernetes.io/name": "vllm-waking"}
+    return {"name": waking_name(names), "labels": {**labels, **selector}, "selector": selector,
+            "nginx_conf": conf, "conf_hash": hashlib.sha256(conf.encode()).hexdigest()[:16],
+            "image": WAKING_IMAGE, "port": WAKING_PORT, "uid": WAKING_UID,
+            "system_node_affinity": cfg.cluster.capacity == "karpenter",
+            "interceptor_namespace": INTERCEPTOR_PROXY[0]}
 
 
 def idle_trigger(namespace: str, app: str, prometheus_url: str, minutes: int) -> dict:
@@ -145,6 +192,7 @@ def http_scaled_object_context(cfg, names, cold_start_s: float | None) -> dict:
     return {"service_port": cfg.server.port, "max_replicas": cfg.deploy.autoscaling.max_replicas,
             "scaledown_s": idle_minutes(cfg) * 60, "hold_s": hold_s(cold_start_s),
             "concurrency": cfg.server.max_concurrent_requests, "skip_annotation": SKIP_SCALED_OBJECT,
+            "waking_service": waking_name(names), "waking_port": WAKING_PORT,
             "hosts": [f"{names.app}.{names.namespace}.svc.cluster.local", f"{names.app}.{names.namespace}.svc",
                       f"{names.app}.{names.namespace}", names.app]}
 

@@ -330,11 +330,12 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
                                            **scaling.scaled_object_context(cfg, names, url, cold_start_s)}))
             if d.autoscaling.scales_to_zero:
                 parts.append(("httpscaledobject", scaling.http_scaled_object_context(cfg, names, cold_start_s)))
+                parts.append(("waking", scaling.waking_context(cfg, names, labels(names), cold_start_s)))
         else:
             parts.append(("hpa", scaler))
     docs: list[dict] = []
     for template, extra in parts:
-        docs += render_documents(f"deploy/{template}.yaml.j2", **common, **extra)
+        docs += render_documents(f"deploy/{template}.yaml.j2", **{**common, **extra})
     return docs
 
 

@@ -88,11 +88,16 @@ def prestop_s(cfg: LlmctlConfig) -> int:
 def ingress_peers(cfg: LlmctlConfig) -> list[dict]:
     """NetworkPolicy peers allowed to the server port: the whole cluster for a ClusterIP (a port-forward
     enters the pod's own network namespace, which no NetworkPolicy filters); behind a load balancer, the
-    NLB's VPC addresses and the source ranges. (Prometheus scrapes the metrics port: metrics_peers.)"""
+    NLB's VPC addresses and the source ranges, and, when the endpoint scales to zero, the HTTP add-on's
+    interceptor by its namespace (a pod peer: an ipBlock need not match pod addresses). (Prometheus scrapes
+    the metrics port: metrics_peers.)"""
+    from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
+
     if cfg.deploy.exposure == "cluster":
         return [{"namespaceSelector": {}}]
     ranges = dict.fromkeys([cfg.cluster.vpc_cidr, *cfg.deploy.load_balancer_source_ranges])
-    return [{"ipBlock": {"cidr": cidr}} for cidr in ranges]
+    interceptor = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INTERCEPTOR_PROXY[0]}}}]
+    return [{"ipBlock": {"cidr": cidr}} for cidr in ranges] + (interceptor if cfg.deploy.autoscaling.scales_to_zero else [])
 
 
 def metrics_peers(cfg: LlmctlConfig) -> list[dict]:

@@ -133,8 +133,9 @@ def next_number(records: list[RevisionRecord]) -> int:
 
 
 def revision_documents(documents: list[dict]) -> list[dict]:
-    """What defines a revision: the env ConfigMap and the Deployment (the rest is the endpoint's, not its)."""
-    return [d for d in documents if d["kind"] == "Deployment" or
+    """What defines a revision: the env ConfigMap and the server's Deployment (the rest, the waking responder
+    included, is the endpoint's, not its)."""
+    return [d for d in documents if (d["kind"] == "Deployment" and not d["metadata"]["name"].endswith("-waking")) or
             (d["kind"] == "ConfigMap" and "-env" in d["metadata"]["name"])]
 
 

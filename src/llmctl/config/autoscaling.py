@@ -135,7 +135,8 @@ class AutoscalingConfig(Section):
     )
     idle_minutes: int = Field(
         0, ge=0, le=10080, description="Scale to zero after this many minutes without requests (the server's own "
-        "metrics); the KEDA HTTP add-on holds the next request while a replica starts. 0: keep one replica.")
+        "metrics); the KEDA HTTP add-on holds the next request while a replica starts (past the hold: 503, "
+        "Retry-After). 0: keep one replica.")
     schedule: list[ScheduleWindow] = Field(
         default_factory=lambda: [], description="Windows (KEDA cron scaler: start, end, timezone, replicas) kept warm; "
         "each starts early by the measured cold start. Outside them the endpoint follows idle_minutes.")

@@ -15,7 +15,7 @@ from tests.bench.fakeserver import FakeServer, Script
 from tests.cli.deploy.conftest import config_text
 from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
 from tests.doubles.interceptor import InterceptorDouble
-from tests.fixtures.kube import Scenario
+from tests.fixtures.kube import ENDPOINT_PODS, Scenario
 
 ZERO = "  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n"
 PROXY = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keda-add-ons-http-interceptor-proxy",
@@ -29,7 +29,7 @@ WAKE_STEP_S = 0.2  # each of the woken pod's steps (schedule, pulls, start, read
 
 
 def _ready_pods(kube) -> list[dict]:
-    return [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp") and any(
+    return [p for p in kube.list("v1", "Pod", "vllm", ENDPOINT_PODS) if not p["metadata"].get("deletionTimestamp") and any(
         c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
 
 
@@ -40,7 +40,7 @@ def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(projec
     assert run_deploy(project).returncode == 0
     apps = kubernetes.client.AppsV1Api(kube.api_client())
     apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})  # KEDA after the idle time
-    kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm"), 10)
+    kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm", ENDPOINT_PODS), 10)
     assert json.loads(project("status", "-o", "json", check=True).stdout)["scaled_to_zero"]["wakes_on_request"]
 
     woke: dict[str, float] = {}
@@ -93,7 +93,7 @@ def test_bench_at_zero_with_nothing_to_wake_it_says_so_in_one_line(project, kube
     kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})
     kubernetes.client.CustomObjectsApi(client).delete_namespaced_custom_object(
         "http.keda.sh", "v1alpha1", "vllm", "httpscaledobjects", APP)  # the add-on's object gone
-    kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm"), 10)
+    kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm", ENDPOINT_PODS), 10)
     done = project("bench", "-n", "2", "--warmup", "0", timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "vllm/vllm-llama is scaled to zero and no HTTPScaledObject wakes it on request" in done.stderr

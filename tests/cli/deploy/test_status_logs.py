@@ -156,12 +156,13 @@ def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoin
     assert state["cold_start_s"] > 0  # the deploy measured its cold start
     # what KEDA does after the idle time: the Deployment to zero, its last activity on the ScaledObject
     client = kube.api_client()
-    (deployment,) = kube.list("apps/v1", "Deployment", "vllm")  # the serving revision's
+    (deployment,) = kube.list("apps/v1", "Deployment", "vllm", ENDPOINT_PODS)  # the serving revision's
     kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(deployment["metadata"]["name"], "vllm",
                                                                     {"spec": {"replicas": 0}})
     kubernetes.client.CustomObjectsApi(client).patch_namespaced_custom_object(
         "keda.sh", "v1alpha1", "vllm", "scaledobjects", "vllm-llama", {"status": {"lastActiveTime": "2026-08-20T17:53:42Z"}})
-    kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")], 10)
+    kube.wait_for(lambda: not [p for p in kube.list("v1", "Pod", "vllm", ENDPOINT_PODS)
+                               if not p["metadata"].get("deletionTimestamp")], 10)
     data = json.loads(project("status", "--output", "json", check=True).stdout)
     zero = data["scaled_to_zero"]
     assert zero == {"idle_since": "2026-08-20T17:53:42Z", "wakes_on_request": True,
