@@ -9,6 +9,7 @@ from llmctl.actions.rollout.run import deploy
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube
+from tests.fixtures.kube import ENDPOINT_PODS
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
 ROLE = "arn:aws:iam::123456789012:role/llmctl/llama/llama-vllm-s3-access"
@@ -85,4 +86,5 @@ def test_the_waking_responder_comes_and_goes_with_scale_to_zero(kube, client) ->
     assert sorted((r.kind, r.name) for r in warm if r.action == "deleted") == [
         ("ConfigMap", "vllm-llama-waking"), ("Deployment", "vllm-llama-waking"), ("HTTPScaledObject", "vllm-llama"),
         ("NetworkPolicy", "vllm-llama-waking"), ("Service", "vllm-llama-waking")]
-    assert kube.get("apps/v1", "Deployment", "vllm-llama", "vllm") is not None
+    assert [d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", "vllm", ENDPOINT_PODS)] == [
+        next(d["metadata"]["name"] for d in documents(zero) if d["kind"] == "Deployment")]  # the server's stays

@@ -130,7 +130,9 @@ def test_the_waking_objects_pass_kubernetes_schemas_and_the_restricted_standard(
     assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "keda"}}}], "ports": [{"protocol": "TCP", "port": 8080}]}]
     # not part of a revision: a rollback restores the server's Deployment and env, never the responder
-    assert [d["metadata"]["name"] for d in revision_documents(docs)] == ["vllm-llama-env", "vllm-llama"]
+    assert [(d["kind"], d["metadata"]["name"].startswith("vllm-llama-env-")) for d in revision_documents(docs)] == [
+        ("ConfigMap", True), ("Deployment", False)]
+    assert not any(d["metadata"]["name"].endswith("-waking") for d in revision_documents(docs))
 
 
 def test_the_http_scaled_object_fails_over_to_the_responder_after_the_hold():
