@@ -1,4 +1,5 @@
-"""POST /v1/fetch_lora_adapter: a running replica fetches one LoRA adapter from S3 and loads it, no restart.
+"""POST /v1/fetch_lora_adapter: a running replica fetches one LoRA adapter from S3 and loads it, no restart;
+POST /v1/remove_lora_adapter undoes it.
 
 vLLM loads an adapter from a path on the replica's own disk, and in the cluster only the init container
 fills that disk. This route does for one adapter what the init container does for the declared ones
@@ -8,13 +9,16 @@ prefixes only), then hands that folder to vLLM's own runtime load, the one behin
 Like every route but the probes it needs the API key (middleware.py). `llmctl adapter push --live` calls
 it on every pod through a port-forward, then reads each pod's /v1/models. The name is added to
 ADAPTERS_PATH/.llmctl-pushed, which the server reads at start (settings.py), so a restarted container serves
-it again; a new pod's init container finds it in S3 (download_model.py).
+it again; a new pod's init container finds it in S3 (download_model.py). `llmctl adapter rm --live` calls
+/v1/remove_lora_adapter: vLLM's runtime unload, then the name leaves .llmctl-pushed and its fetched folder
+goes, so a restarted container does not bring the removed adapter back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -28,6 +32,7 @@ from server.settings import PUSHED_ADAPTERS, Settings
 
 log = logging.getLogger("server.adapters")
 ENDPOINT = "/v1/fetch_lora_adapter"
+REMOVE_ENDPOINT = "/v1/remove_lora_adapter"
 PART_SIZE = 8 * 1024 * 1024  # adapters are 10-300 MB: parts small enough to go in parallel
 CONCURRENCY = 4
 
@@ -37,6 +42,12 @@ class FetchRequest(BaseModel):
 
     lora_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     s3_prefix: str = Field(min_length=1, max_length=1024)  # the adapter's key prefix in S3_BUCKET
+
+
+class RemoveRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    lora_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _error(status: int, message: str, type: str = "invalid_request_error") -> JSONResponse:
@@ -74,6 +85,17 @@ def router_for(settings: Settings) -> APIRouter:
         log.info("adapter fetched and loaded", extra={"adapter": name, **sizes})
         return JSONResponse({"lora_name": name, "lora_path": str(root / name), **sizes})
 
+    @router.post(REMOVE_ENDPOINT, dependencies=[Depends(vllm_seam.validate_json_request)])
+    async def remove_lora_adapter(request: RemoveRequest, raw_request: Request):
+        name = request.lora_name
+        async with one_at_a_time:
+            refused = await vllm_seam.unload_lora(raw_request.app.state, name)
+            if refused is not None:
+                return JSONResponse(refused.model_dump(), status_code=refused.error.code)
+            forgotten = _forget(Path(settings.adapters_path), name) if settings.adapters_path else False
+        log.info("adapter unloaded", extra={"adapter": name, "forgotten": forgotten})
+        return JSONResponse({"lora_name": name, "forgotten": forgotten})
+
     return router
 
 
@@ -83,6 +105,18 @@ def _remember(root: Path, name: str) -> None:
     names = pushed.read_text().split() if pushed.is_file() else []
     if name not in names:
         pushed.write_text("".join(f"{n}\n" for n in [*names, name]))
+
+
+def _forget(root: Path, name: str) -> bool:
+    """A fetched (pushed) adapter leaves .llmctl-pushed and the disk; one the deploy declared stays on disk
+    (LORA_MODULES names it, so a restart loads it again until a deploy without it). Whether it was pushed."""
+    pushed = root / PUSHED_ADAPTERS
+    names = pushed.read_text().split() if pushed.is_file() else []
+    if name not in names:
+        return False
+    pushed.write_text("".join(f"{n}\n" for n in names if n != name))
+    shutil.rmtree(root / name, ignore_errors=True)
+    return True
 
 
 def _log_event(event: dict) -> None:

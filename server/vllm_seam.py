@@ -25,7 +25,7 @@ from vllm.entrypoints.launchers.app import build_app
 from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # noqa: F401 - for /generate and the error shape
-from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
+from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 from vllm.entrypoints.serve.utils.api_utils import (  # noqa: F401 - the last two for /generate
     cli_env_setup,
     validate_json_request,
@@ -224,6 +224,12 @@ async def load_lora(app_state, name: str, path: str) -> ErrorResponse | None:
     models = app_state.openai_serving_models
     request = LoadLoRAAdapterRequest(lora_name=name, lora_path=path, load_inplace=name in models.lora_requests)
     result = await models.load_lora_adapter(request)
+    return result if isinstance(result, ErrorResponse) else None
+
+
+async def unload_lora(app_state, name: str) -> ErrorResponse | None:
+    """vLLM's runtime LoRA unload, as its /v1/unload_lora_adapter does it; its error, or None once it is gone."""
+    result = await app_state.openai_serving_models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
     return result if isinstance(result, ErrorResponse) else None
 
 

@@ -168,9 +168,12 @@ def test_push_live_has_every_pod_fetch_it_from_s3_and_names_the_replicas_without
     removed = json.loads(llmctl("adapter", "rm", "pod", "--live", "--yes", "-o", "json", check=True).stdout)
     assert removed["live"] == [{"replica": pods[0], "result": "unloaded"}] and removed["deleted"]
     assert greedy(server, "pod").status_code == 404
+    # forgotten on the pod too: a restart of its container does not bring the removed adapter back
+    assert (pod_dir.parent / ".llmctl-pushed").read_text() == "" and not pod_dir.exists()
     assert s3.list_objects_v2(Bucket="models", Prefix="tiny-adapters/pod/").get("KeyCount") == 0
-    unauthenticated = httpx.post(f"{server.url}/v1/fetch_lora_adapter", json={"lora_name": "x", "s3_prefix": "y"})
-    assert unauthenticated.status_code == 401
+    for route, body in (("fetch", {"lora_name": "x", "s3_prefix": "y"}), ("remove", {"lora_name": "sql"})):
+        unauthenticated = httpx.post(f"{server.url}/v1/{route}_lora_adapter", json=body)
+        assert unauthenticated.status_code == 401, route
 
 
 def test_bench_compare_runs_the_base_and_an_adapter_on_the_engine(lora_server, llmctl, tmp_path):

@@ -85,7 +85,9 @@ def unload(replica: Replica, name: str) -> bool:
     """Unload `name` where it is loaded; False when it was not. Checked afterwards."""
     if name not in loaded_adapters(replica):
         return False
-    status, text = _request(replica, "POST", "/v1/unload_lora_adapter", {"lora_name": name})
+    # a pod forgets a fetched adapter too (its container's restart would load it again); here, vLLM's unload
+    path = "/v1/remove_lora_adapter" if replica.pod else "/v1/unload_lora_adapter"
+    status, text = _request(replica, "POST", path, {"lora_name": name})
     if status != 200:
         raise LlmctlError(f"replica {replica.name} refused to unload adapter {name}: {status} {_error_text(text)[:300]}")
     if name in loaded_adapters(replica):
