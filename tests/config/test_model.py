@@ -28,6 +28,10 @@ def test_autoscaling_cannot_outgrow_the_node_group(tmp_path):
     [
         ("project:\n  name: Bad_Name\n", "project.name"),
         ("deploy:\n  load_balancer_source_ranges: [not-a-cidr]\n", "not a CIDR"),
+        ("deploy:\n  hostnames: [llm.example.com]\n", "deploy.hostnames llm.example.com names the endpoint"),
+        ("cluster:\n  nodes_max: 3\ndeploy:\n  hostnames: ['*.example.com']\n  autoscaling: {enabled: true, "
+         "idle_minutes: 10}\n", "is a wildcard"),
+        ("deploy:\n  hostnames: [not_a_name]\n", "'not_a_name' is not a DNS name"),
         ("cluster:\n  instance_types: [gpu-large]\n", "not an EC2 instance type"),
         ("model:\n  dtype: float8\n", "model.dtype"),
         ("- just\n- a list\n", "top level must be a mapping"),

@@ -80,11 +80,14 @@ def test_the_waking_responder_comes_and_goes_with_scale_to_zero(kube, client) ->
     assert waking == {("ConfigMap", "created"), ("Deployment", "created"), ("Service", "created"),
                       ("NetworkPolicy", "created")}
     assert kube.get("apps/v1", "Deployment", "vllm-llama-waking", "vllm")["spec"]["replicas"] == 1
+    wake = kube.get("v1", "Service", "vllm-llama-wake", "vllm")  # exposure cluster: pods wake it by this name
+    assert wake["spec"]["type"] == "ExternalName" and "selector" not in wake["spec"]
+    assert wake["spec"]["externalName"] == "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local"
     again = apply_documents(client, documents(zero), names)
     assert {r.action for r in again} == {"unchanged"}
     warm = apply_documents(client, documents(config(autoscaling={"enabled": True})), names)
     assert sorted((r.kind, r.name) for r in warm if r.action == "deleted") == [
         ("ConfigMap", "vllm-llama-waking"), ("Deployment", "vllm-llama-waking"), ("HTTPScaledObject", "vllm-llama"),
-        ("NetworkPolicy", "vllm-llama-waking"), ("Service", "vllm-llama-waking")]
+        ("NetworkPolicy", "vllm-llama-waking"), ("Service", "vllm-llama-wake"), ("Service", "vllm-llama-waking")]
     assert [d["metadata"]["name"] for d in kube.list("apps/v1", "Deployment", "vllm", ENDPOINT_PODS)] == [
         next(d["metadata"]["name"] for d in documents(zero) if d["kind"] == "Deployment")]  # the server's stays

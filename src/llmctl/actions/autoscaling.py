@@ -188,13 +188,37 @@ def scaled_object_context(cfg, names, prometheus_url: str, cold_start_s: float |
             "extra_triggers": [idle_trigger(names.namespace, names.app, prometheus_url, minutes), *crons, wake]}
 
 
+def wake_name(names) -> str:
+    """`cluster` exposure at zero: the ExternalName Service in the endpoint's namespace that pods call to reach
+    the endpoint through the interceptor (its name is one of the HTTPScaledObject's hosts)."""
+    return f"{names.app}-wake"
+
+
+def wake_context(names) -> dict:
+    namespace, service, port = INTERCEPTOR_PROXY
+    return {"wake_name": wake_name(names), "external_name": f"{service}.{namespace}.svc.cluster.local",
+            "wake_port": port}
+
+
+def _service_hosts(service: str, namespace: str) -> list[str]:
+    """The names a pod may call a Service by, as the Host header it sends."""
+    return [f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}.svc", f"{service}.{namespace}", service]
+
+
+def hosts(cfg, names) -> list[str]:
+    """What the interceptor routes to this endpoint (never empty: no hosts is a catch-all): the endpoint
+    Service's names, the wake Service's (`cluster`), the certificate's name and `deploy.hostnames`."""
+    d = cfg.deploy
+    wake = _service_hosts(wake_name(names), names.namespace) if d.exposure == "cluster" else []
+    extra = [d.tls.host_name] if d.tls.host_name else []
+    return list(dict.fromkeys([*_service_hosts(names.app, names.namespace), *wake, *extra, *d.hostnames]))
+
+
 def http_scaled_object_context(cfg, names, cold_start_s: float | None) -> dict:
     return {"service_port": cfg.server.port, "max_replicas": cfg.deploy.autoscaling.max_replicas,
             "scaledown_s": idle_minutes(cfg) * 60, "hold_s": hold_s(cold_start_s),
             "concurrency": cfg.server.max_concurrent_requests, "skip_annotation": SKIP_SCALED_OBJECT,
-            "waking_service": waking_name(names), "waking_port": WAKING_PORT,
-            "hosts": [f"{names.app}.{names.namespace}.svc.cluster.local", f"{names.app}.{names.namespace}.svc",
-                      f"{names.app}.{names.namespace}", names.app]}
+            "waking_service": waking_name(names), "waking_port": WAKING_PORT, "hosts": hosts(cfg, names)}
 
 
 def require_autoscaler_kinds(kube, documents: list[dict]) -> None:

@@ -152,8 +152,8 @@ def route(documents: list[dict], deployment: str, selector: dict[str, str]) -> l
 
     out = copy.deepcopy(documents)
     for doc in out:
-        if doc["kind"] == "Service":
-            doc["spec"]["selector"] = dict(selector)
+        if doc["kind"] == "Service" and (doc["spec"].get("selector") or {}).get(LABEL_NAME) == "vllm":
+            doc["spec"]["selector"] = dict(selector)  # the endpoint's (not the waking responder's, nor the wake's)
         elif doc["kind"] in SCALED_KINDS:
             doc["spec"]["scaleTargetRef"]["name"] = deployment
     return out
@@ -331,6 +331,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
             if d.autoscaling.scales_to_zero:
                 parts.append(("httpscaledobject", scaling.http_scaled_object_context(cfg, names, cold_start_s)))
                 parts.append(("waking", scaling.waking_context(cfg, names, labels(names), cold_start_s)))
+                if d.exposure == "cluster":
+                    parts.append(("wake", scaling.wake_context(names)))
         else:
             parts.append(("hpa", scaler))
     docs: list[dict] = []
@@ -373,8 +375,7 @@ def apply_documents(kube, documents: list[dict], names: Names,
     """Server-side apply in dependency order, then prune what this deployment no longer renders (but `keep`:
     (kind, namespace, name) of the revisions still up beside the rendered one)."""
     scaling.require_autoscaler_kinds(kube, documents)
-    service = next((d for d in documents if d["kind"] == "Service"), {})
-    if (service.get("spec") or {}).get("type") == "LoadBalancer" and \
+    if any(d["kind"] == "Service" and (d.get("spec") or {}).get("type") == "LoadBalancer" for d in documents) and \
             not kube.has_kind("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"):
         raise LlmctlError(
             "deploy.exposure asks for an NLB, but the cluster has no AWS Load Balancer Controller "

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from llmctl.config import gpus
 from llmctl.config.autoscaling import AutoscalingConfig
 from llmctl.config.capacity import KarpenterConfig, check_capacity
+from llmctl.config.exposure import HostNames, TlsConfig, check_exposure
 from llmctl.config.gate import GateConfig
 from llmctl.config.image_ref import EXAMPLE as IMAGE_EXAMPLE
 from llmctl.config.image_ref import image_problem
@@ -175,41 +176,6 @@ class Resources(Section):
     memory: str = Field(pattern=QUANTITY)
 
 
-class TlsConfig(Section):
-    """TLS on the NLB's listener (port 443), terminated by the load balancer with an ACM certificate."""
-
-    certificate_arn: str | None = Field(
-        None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$",
-        description="ACM certificate for the NLB's TLS listener on port 443 (internal or public exposure).")
-    ssl_policy: str = Field("ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]+$",
-                            description="The NLB listener's security policy (TLS versions and ciphers).")
-    host_name: str | None = Field(
-        None, max_length=253, pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
-        description="The DNS name on the certificate that clients use (pointed at the NLB): `bench` checks the "
-                    "certificate against it, sends it as SNI and Host; unset, only the chain is checked.")
-
-
-def check_exposure(deploy: "DeployConfig") -> "DeployConfig":
-    """Refuse the exposures that would put the key and prompts in cleartext, or open the endpoint to all,
-    without an explicit choice; and settings the chosen exposure cannot honour."""
-    exposure, ranges, tls = deploy.exposure, deploy.load_balancer_source_ranges, deploy.tls.certificate_arn
-    if exposure == "public" and not tls and not deploy.allow_plaintext:
-        raise ValueError("deploy.exposure is public but deploy.tls.certificate_arn is not set (the key and prompts "
-                         "would cross the internet in cleartext): set deploy.tls.certificate_arn to an ACM "
-                         "certificate, or deploy.allow_plaintext: true, or use exposure internal or cluster")
-    if exposure == "public" and not ranges:
-        raise ValueError("deploy.exposure is public but deploy.load_balancer_source_ranges is empty: list the CIDRs "
-                         "allowed to reach the endpoint (e.g. [203.0.113.0/24]), or [0.0.0.0/0] for the whole internet")
-    if deploy.tls.host_name and not tls:
-        raise ValueError(f"deploy.tls.host_name {deploy.tls.host_name} is set but deploy.tls.certificate_arn is not: "
-                         "set the ACM certificate that names it, or remove deploy.tls.host_name")
-    if exposure == "cluster" and (ranges or tls):
-        field = "load_balancer_source_ranges" if ranges else "tls.certificate_arn"
-        raise ValueError(f"deploy.{field} needs a load balancer but deploy.exposure is cluster (a ClusterIP): "
-                         f"set deploy.exposure: internal or public, or remove deploy.{field}")
-    return deploy
-
-
 class DeployConfig(Section):
     namespace: str = Field("vllm", pattern=DNS_LABEL)
     service_account: str = Field("vllm-sa", pattern=DNS_LABEL)
@@ -237,6 +203,10 @@ class DeployConfig(Section):
         default_factory=lambda: [], description="CIDRs allowed through the NLB (internal: empty means the VPC; public: required, "
         "0.0.0.0/0 for anywhere)."
     )
+    hostnames: HostNames = Field(
+        default_factory=lambda: [], description="With scale to zero: the DNS names clients send as Host (a custom "
+        "name pointed at the NLB) beside the ones llmctl adds (the NLB's, the Service's); the interceptor routes "
+        "on Host. Exact names only: a wildcard would be a catch-all that takes other endpoints' requests.")
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=lambda: AutoscalingConfig())
     strategy: Literal["auto", "surge", "recreate"] = Field(
