@@ -172,8 +172,8 @@ def _kept_revisions(kube, cfg: LlmctlConfig, names: Names) -> list[dict]:
 def scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | None:
     """Zero replicas under KEDA: since when (the ScaledObject's last active time), and whether a request
     wakes it (an HTTPScaledObject: the interceptor holds it while a replica starts, about a cold start;
-    `host` is the first Host it routes). None unless a ScaledObject with a minimum of zero owns it."""
-    from llmctl.actions.autoscaling import DEFAULT_COLD_START_S
+    `host` is the first Host it routes; `wake_url` what pods call to wake it, with exposure cluster). None unless a ScaledObject with a minimum of zero owns it."""
+    from llmctl.actions.autoscaling import DEFAULT_COLD_START_S, wake_name
 
     if not kube.has_kind("keda.sh/v1alpha1", "ScaledObject"):
         return None
@@ -189,6 +189,10 @@ def scaled_to_zero(kube, names: Names, cold_start_s: float | None) -> dict | Non
         wait = str((spec.get("timeouts") or {}).get("conditionWait") or "")
         zero["host"] = (spec.get("hosts") or [None])[0]
         zero["hold_s"] = int(wait[:-1]) if wait.endswith("s") and wait[:-1].isdigit() else None  # as rendered: "Ns"
+        wake = kube.get("v1", "Service", wake_name(names), names.namespace)
+        if wake is not None and (wake.get("spec") or {}).get("type") == "ExternalName":  # exposure cluster
+            port = ((wake["spec"].get("ports") or [{}])[0]).get("port")
+            zero["wake_url"] = f"http://{wake_name(names)}.{names.namespace}.svc.cluster.local:{port}"
     return zero
 
 

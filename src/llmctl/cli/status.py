@@ -62,6 +62,9 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
             wake = (f"wakes on request (about {zero['wake_s']} s{'' if zero['wake_measured'] else ', not measured yet'})"
                     if zero["wakes_on_request"] else "wakes on its schedule")
             out.print(f"{data['deployment']}: scaled to zero, idle since {zero['idle_since'] or 'unknown'}, {wake}")
+            if zero.get("wake_url"):
+                out.print(f"wake:     pods in the cluster call {zero['wake_url']} (the interceptor holds it while a "
+                          "replica starts)", markup=False)
         else:
             out.print(f"{data['deployment']}: {data['ready_replicas']}/{data['replicas']} ready")
         out.print(f"image:    {data['image']}", markup=False)

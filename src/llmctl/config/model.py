@@ -205,7 +205,7 @@ class DeployConfig(Section):
     )
     hostnames: HostNames = Field(
         default_factory=lambda: [], description="With scale to zero: the DNS names clients send as Host (a custom "
-        "name pointed at the NLB) beside the ones llmctl adds (the NLB's, the Service's); the interceptor routes "
+        "name) beside the ones llmctl adds (the Services' names, deploy.tls.host_name); the interceptor routes "
         "on Host. Exact names only: a wildcard would be a catch-all that takes other endpoints' requests.")
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=lambda: AutoscalingConfig())

@@ -168,7 +168,9 @@ def test_status_says_scaled_to_zero_and_how_it_wakes(project, kube, stub_endpoin
     assert zero == {"idle_since": "2026-08-20T17:53:42Z", "wakes_on_request": True,
                     "wake_s": round(state["cold_start_s"]), "wake_measured": True,
                     "host": "vllm-llama.vllm.svc.cluster.local",  # the Host the interceptor routes
-                    "hold_s": 450}  # how long it holds: the first deploy rendered 1.5 x the assumed 300 s
+                    "hold_s": 450,  # how long it holds: the first deploy rendered 1.5 x the assumed 300 s
+                    "wake_url": "http://vllm-llama-wake.vllm.svc.cluster.local:8080"}  # exposure cluster
     text = project("status", check=True).stdout
     assert (f"vllm/vllm-llama: scaled to zero, idle since 2026-08-20T17:53:42Z, wakes on request (about "
             f"{round(state['cold_start_s'])} s)") in text
+    assert "wake:     pods in the cluster call http://vllm-llama-wake.vllm.svc.cluster.local:8080" in text
