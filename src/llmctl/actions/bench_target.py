@@ -101,7 +101,7 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory, cold_start_s:
         raise LlmctlError(f"no endpoint to benchmark: cannot reach the cluster ({type(exc).__name__}: {exc})", hint=hint) from None
     if not service:
         raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
-    forward, zero = None, _zero(kube, names, cold_start_s)
+    forward, zero = None, _zero(kube, names, service, cold_start_s)
     if zero is not None:  # no pod to reach: the interceptor holds the first request while one starts
         from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
         from llmctl.k8s.portforward import forward_service
@@ -154,12 +154,12 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory, cold_start_s:
     )
 
 
-def _zero(kube, names, cold_start_s: float | None) -> dict | None:
-    """status's scaled-to-zero document when the Deployment has no replica and no pod, else None."""
-    from llmctl.actions.status import scaled_to_zero
+def _zero(kube, names, service: dict, cold_start_s: float | None) -> dict | None:
+    """status's scaled-to-zero document when the serving revision's Deployment has no replica and no pod, else None."""
     from llmctl.actions.deploy import pod_selector
+    from llmctl.actions.status import scaled_to_zero, serving_deployment
 
-    deployment = kube.get("apps/v1", "Deployment", names.app, names.namespace)
+    deployment = serving_deployment(kube, names, service)
     if deployment is None or (deployment.get("spec") or {}).get("replicas", 1) != 0:
         return None
     selector = ",".join(f"{k}={v}" for k, v in pod_selector(names).items())

@@ -15,7 +15,7 @@ from tests.bench.fakeserver import FakeServer, Script
 from tests.cli.deploy.conftest import config_text
 from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
 from tests.doubles.interceptor import InterceptorDouble
-from tests.fixtures.kube import ENDPOINT_PODS, Scenario
+from tests.fixtures.kube import ENDPOINT_PODS, Scenario, endpoint_deployment
 
 ZERO = "  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n"
 PROXY = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keda-add-ons-http-interceptor-proxy",
@@ -36,10 +36,10 @@ def _ready_pods(kube) -> list[dict]:
 def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(project, kube, stub_endpoint) -> None:
     kube.install_keda(http_add_on=True)
     project.write_config(config_text(stub_endpoint.port, extra=ZERO))
-    kube.script(APP, Scenario.success(download_lines=PROGRESS))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS))
     assert run_deploy(project).returncode == 0
     apps = kubernetes.client.AppsV1Api(kube.api_client())
-    apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})  # KEDA after the idle time
+    apps.patch_namespaced_deployment(endpoint_deployment(kube), "vllm", {"spec": {"replicas": 0}})  # KEDA after the idle time
     kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm", ENDPOINT_PODS), 10)
     assert json.loads(project("status", "-o", "json", check=True).stdout)["scaled_to_zero"]["wakes_on_request"]
 
@@ -47,10 +47,10 @@ def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(projec
 
     def wake() -> None:  # the held request activates KEDA's external-push trigger: one replica
         woke["at"] = time.monotonic()
-        apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 1}})
+        apps.patch_namespaced_deployment(endpoint_deployment(kube), "vllm", {"spec": {"replicas": 1}})
 
     hosts = kube.get("http.keda.sh/v1alpha1", "HTTPScaledObject", APP, "vllm")["spec"]["hosts"]
-    kube.script(APP, Scenario.success(delay=WAKE_STEP_S))
+    kube.script(ENDPOINT_PODS, Scenario.success(delay=WAKE_STEP_S))
     with FakeServer(Script(tokens=8, model="llama-2-7b")) as pod:  # what the woken pod serves
         backend = urlsplit(pod.url)
         interceptor = InterceptorDouble((backend.hostname, backend.port), condition_wait_s=60, hosts=hosts,
@@ -87,10 +87,10 @@ def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(projec
 def test_bench_at_zero_with_nothing_to_wake_it_says_so_in_one_line(project, kube, stub_endpoint) -> None:
     kube.install_keda(http_add_on=True)
     project.write_config(config_text(stub_endpoint.port, extra=ZERO))
-    kube.script(APP, Scenario.success(download_lines=PROGRESS))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS))
     assert run_deploy(project).returncode == 0
     client = kube.api_client()
-    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})
+    kubernetes.client.AppsV1Api(client).patch_namespaced_deployment(endpoint_deployment(kube), "vllm", {"spec": {"replicas": 0}})
     kubernetes.client.CustomObjectsApi(client).delete_namespaced_custom_object(
         "http.keda.sh", "v1alpha1", "vllm", "httpscaledobjects", APP)  # the add-on's object gone
     kube.wait_for(lambda: not kube.list("v1", "Pod", "vllm", ENDPOINT_PODS), 10)

@@ -246,7 +246,7 @@ def test_a_rolled_back_surge_gives_back_the_surge_node(project, kube, aws) -> No
     cloud = Cloud(aws, kube)
     first_instance = cloud.instances()[0]
     assert run(project).returncode == 0
-    kube.script(APP, Scenario.crash_loop(lines=["ValueError: bad weights"]))
+    kube.script(ENDPOINT_PODS, Scenario.crash_loop(lines=["ValueError: bad weights"]))
     with cloud:
         failed = run(project, image=IMAGE_B)
         assert failed.returncode == 1, failed.stderr

@@ -13,7 +13,7 @@ import json
 
 from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
 from tests.doubles.karpenter import KarpenterDouble
-from tests.fixtures.kube import DEFAULT_NODE, Scenario
+from tests.fixtures.kube import DEFAULT_NODE, ENDPOINT_PODS, Scenario, endpoint_deployment
 
 TAGS = {"llmctl.io/deployment": "llama", "llmctl.io/managed-by": "llmctl"}
 SPOT_NOTICE_S = 120
@@ -38,7 +38,7 @@ def test_scale_to_zero_and_back_on_karpenter_capacity(project, kube, aws, stub_e
     kube.install_keda(http_add_on=True)
     zero = "  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n"
     project.write_config(_config(stub_endpoint.port, stub_endpoint.metrics_port, zero))
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, delay=0.05))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, delay=0.05))
     karpenter = KarpenterDouble(kube, aws, "llama", nodeclass_tags=TAGS).start(consolidate_after_s=0.5)
     apps = kubernetes.client.AppsV1Api(kube.api_client())
     try:
@@ -48,7 +48,7 @@ def test_scale_to_zero_and_back_on_karpenter_capacity(project, kube, aws, stub_e
         [first] = karpenter.instances.values()
         assert _instances(project) == {first}
 
-        apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 0}})  # KEDA, after the idle time
+        apps.patch_namespaced_deployment(endpoint_deployment(kube), "vllm", {"spec": {"replicas": 0}})  # KEDA, after the idle time
         kube.wait_for(lambda: not karpenter.instances and not kube.list("v1", "Node"), 10)  # the empty node went
         status = json.loads(project("status", "--output", "json", check=True).stdout)
         assert status["scaled_to_zero"]["wakes_on_request"] and status["pods"] == [] and status["ready_replicas"] == 0
@@ -57,7 +57,7 @@ def test_scale_to_zero_and_back_on_karpenter_capacity(project, kube, aws, stub_e
                   for i in r["Instances"]}
         assert states[first] == "terminated"
 
-        apps.patch_namespaced_deployment(APP, "vllm", {"spec": {"replicas": 1}})  # a request woke it
+        apps.patch_namespaced_deployment(endpoint_deployment(kube), "vllm", {"spec": {"replicas": 1}})  # a request woke it
         kube.wait_for(lambda: len(karpenter.instances) == 1 and [p for p in kube.list("v1", "Pod", "vllm") if any(
             c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])], 10)
     finally:
@@ -73,7 +73,7 @@ def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces
         project, kube, aws, stub_endpoint) -> None:
     kube.remove_node(DEFAULT_NODE)  # GPU nodes come from Karpenter only
     project.write_config(_config(stub_endpoint.port, stub_endpoint.metrics_port))
-    kube.script(APP, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.1))
+    kube.script(ENDPOINT_PODS, Scenario.success(download_lines=PROGRESS, main_lines=['{"msg": "engine ready"}'], delay=0.1))
     karpenter = KarpenterDouble(kube, aws, "llama", nodeclass_tags=TAGS).start()
     try:
         assert run_deploy(project).returncode == 0
@@ -81,7 +81,7 @@ def test_a_spot_interruption_drains_one_replica_at_a_time_and_karpenter_replaces
         assert len(first) == 2
         pdb = kube.get("policy/v1", "PodDisruptionBudget", APP, "vllm")
         assert pdb["spec"]["maxUnavailable"] == 1
-        template = kube.get("apps/v1", "Deployment", APP, "vllm")["spec"]["template"]["spec"]
+        template = kube.get("apps/v1", "Deployment", endpoint_deployment(kube), "vllm")["spec"]["template"]["spec"]
         grace = template["terminationGracePeriodSeconds"]
         [env] = [c for c in kube.list("v1", "ConfigMap", "vllm") if "DRAIN_TIMEOUT_S" in c.get("data", {})]
         drain = int(env["data"]["DRAIN_TIMEOUT_S"])
