@@ -31,9 +31,9 @@ def endpoint(kube, stub_endpoint):
     kube.expose(ENDPOINT_PODS, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
     kube.script(ENDPOINT_PODS, Scenario.success(delay=0.1))
 
-    def setup(**deploy_section):
+    def setup(nodes_max: int = 2, **deploy_section):
         cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port},
-                                           "cluster": {"nodes_max": 2}, "deploy": deploy_section})
+                                           "cluster": {"nodes_max": nodes_max}, "deploy": deploy_section})
         return cfg, Names.from_config(cfg), Kube.from_kubeconfig(str(kube.kubeconfig_path))
     return setup
 
@@ -200,3 +200,50 @@ def test_rolling_gates_a_canary_before_traffic_then_trades_pod_by_pod(kube, endp
     kube.wait_for(lambda: deployments(kube) == [f"{APP}-{second.config_hash[:10]}"], 10)
     ready = [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")]
     assert len(ready) == 2
+
+
+def autoscaled_at_three(kube, endpoint, nodes: int):
+    """An autoscaled endpoint whose serving revision the autoscaler scaled to 3 (the double runs no HPA: its
+    scale is applied as the HPA's controller would), on `nodes` single-GPU nodes."""
+    for n in range(3, nodes + 1):
+        kube.add_node(f"gpu-node-{n}")
+    cfg, names, client = endpoint(nodes_max=nodes, autoscaling={"enabled": True, "max_replicas": 3, "engine": "hpa"})
+    first = run(cfg, names, client, IMAGE).update.record
+    client.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": f"{APP}-{first.config_hash[:10]}", "namespace": "vllm"},
+                  "spec": {"replicas": 3}}, field_manager="horizontal-pod-autoscaler")
+    assert wait_for_revision(client, names, first, 3, 30)
+    return cfg, names, client, first
+
+
+def test_under_an_autoscaler_the_new_revision_starts_at_the_serving_count(kube, endpoint) -> None:
+    cfg, names, client, first = autoscaled_at_three(kube, endpoint, nodes=6)
+    at_gate: list[int] = []
+
+    def gate(url, api_key, baseline):
+        at_gate.append(sum(1 for p in kube.list("v1", "Pod", "vllm") if p["metadata"]["annotations"][
+            "llmctl.io/config-hash"] != first.config_hash and not p["metadata"].get("deletionTimestamp")))
+        return passing_report()
+
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, IMAGE_B, gate=gate)
+    second = done.update.record
+    assert done.update.plan.strategy == "surge" and "need 3" in done.update.plan.reason
+    assert at_gate == [3]  # all three new pods were up (and judged) before the Service moved
+    assert min(sampler.samples) >= 3, sampler.samples  # capacity never dipped below the serving count
+    assert sampler.served() == [frozenset({first.config_hash}), frozenset({second.config_hash})]
+    new = kube.get("apps/v1", "Deployment", f"{APP}-{second.config_hash[:10]}", "vllm")
+    assert new["spec"]["replicas"] == 3
+    hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", APP, "vllm")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == new["metadata"]["name"]
+    kube.wait_for(lambda: deployments(kube) == [new["metadata"]["name"]], 10)
+
+
+def test_under_an_autoscaler_a_surge_counts_gpus_for_the_serving_count(kube, endpoint) -> None:
+    from llmctl.actions.rollout.planner import SurgeRefused
+
+    cfg, names, client, first = autoscaled_at_three(kube, endpoint, nodes=4)
+    cfg.deploy.strategy = "surge"
+    with pytest.raises(SurgeRefused, match="1 GPU\\(s\\) free, 3 needed"):
+        run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report())
+    assert deployments(kube) == [f"{APP}-{first.config_hash[:10]}"] and selected_hash(kube) == first.config_hash

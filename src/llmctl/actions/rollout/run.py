@@ -99,9 +99,11 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     stage = traffic.stage(kube, cfg, names, update, rendered, say, timeout_s)
     try:
         outcome.objects = manifests.apply_documents(kube, stage.documents, names, report, keep=stage.first_keep)
+        if stage.start:  # (its own field manager: the autoscaler takes the count over after the switch)
+            rolling.scale(kube, names, stage._new()["metadata"]["name"], stage.start)
         on_applied()
         result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit,
-                         want=1 if stage.rolling else None)
+                         want=1 if stage.rolling else stage.start or None)
         if result is not None:
             outcome.ready_replicas = result.ready_replicas
             outcome.timeline = None if result.already_ready else result.timeline
