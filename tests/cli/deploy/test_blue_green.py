@@ -17,6 +17,7 @@ from llmctl.actions import revisions
 from llmctl.actions.rollout.run import deploy
 from llmctl.actions.rollout.update import GateFailed, wait_for_revision
 from llmctl.config import LlmctlConfig, Names
+from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE
 from tests.cli.deploy.test_revisions import APP, IMAGE_B, ServiceSampler, deployment_image, failing_report
@@ -247,3 +248,53 @@ def test_under_an_autoscaler_a_surge_counts_gpus_for_the_serving_count(kube, end
     with pytest.raises(SurgeRefused, match="1 GPU\\(s\\) free, 3 needed"):
         run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report())
     assert deployments(kube) == [f"{APP}-{first.config_hash[:10]}"] and selected_hash(kube) == first.config_hash
+
+
+def rolling_on_two(kube, endpoint):
+    cfg, names, client = endpoint(replicas=2)
+    first = run(cfg, names, client, IMAGE).update.record
+    return cfg, names, client, first
+
+
+def assert_rolled_back(kube, client, names, first, sampler, exc) -> None:
+    assert "the rolling update stalled" in str(exc.value)
+    assert min(sampler.samples) >= 1, sampler.samples
+    old = f"{APP}-{first.config_hash[:10]}"
+    kube.wait_for(lambda: deployments(kube) == [old], 10)
+    assert kube.get("apps/v1", "Deployment", old, "vllm")["spec"]["replicas"] == 2
+    assert selected_hash(kube) == first.config_hash
+    assert wait_for_revision(client, names, first, 2, 30)  # the old revision back at its count
+    records = revisions.history(client, names)
+    assert [(r.number, r.outcome) for r in records] == [(1, "serving"), (2, "failed")]
+    assert "the rolling update stalled" in revisions.find(records, 2).diagnosis
+
+
+def test_a_rolling_swap_that_stalls_on_a_new_pod_rolls_back(kube, endpoint) -> None:
+    """The canary passed; the next new pod never gets Ready: the old revision gets its pods back and serves
+    alone, the new one is removed, the record failed."""
+    cfg, names, client, first = rolling_on_two(kube, endpoint)
+
+    def gate(url, api_key, baseline):  # pods of the new revision started from now on never get Ready
+        new = next(d for d in kube.list("apps/v1", "Deployment", "vllm") if d["metadata"]["name"] !=
+                   f"{APP}-{first.config_hash[:10]}")
+        kube.script(new["spec"]["selector"]["matchLabels"], Scenario.never_ready(probe_failures=100))
+        return passing_report()
+
+    with ServiceSampler(kube) as sampler, pytest.raises(LlmctlError) as exc:
+        deploy(cfg, names, client, image=IMAGE_B, role_arn=ROLE, timeout_s=4, smoke=False, gate=gate)
+    assert sampler.served()[-1] == frozenset({first.config_hash})
+    assert_rolled_back(kube, client, names, first, sampler, exc)
+
+
+def test_a_rolling_swap_that_cannot_free_the_first_pod_rolls_back(kube, endpoint) -> None:
+    """The old pod that makes room for the canary does not terminate in time: nothing new starts, the old
+    Deployment is back at 2 and the Service never left it."""
+    cfg, names, client, first = rolling_on_two(kube, endpoint)
+    kube.pod_termination_delay = 6.0
+    with ServiceSampler(kube) as sampler, pytest.raises(LlmctlError) as exc:
+        deploy(cfg, names, client, image=IMAGE_B, role_arn=ROLE, timeout_s=2, smoke=False,
+               gate=lambda url, key, baseline: passing_report())
+    kube.pod_termination_delay = 0.02
+    assert "the old revision's pods down to 1" in str(exc.value)
+    assert sampler.served() == [frozenset({first.config_hash})]
+    assert_rolled_back(kube, client, names, first, sampler, exc)

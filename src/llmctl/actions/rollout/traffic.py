@@ -198,11 +198,9 @@ def wait_gone(kube, names: Names, config_hash: str, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[str], None],
-          timeout_s: float) -> Stage:
+def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[str], None]) -> Stage:
     """Expire kept revisions whose window ended; then, when a revision serves from a Deployment the new one does
     not reuse, bring the new one up beside it with the Service and autoscalers still on the serving one."""
-    from llmctl.actions.rollout import rolling
     from llmctl.actions.rollout.planner import RECREATE, ROLLING
 
     expire(kube, names, update.records)
@@ -226,7 +224,6 @@ def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[
     if live is not None and update.changes and update.plan.strategy == ROLLING:
         replicas = update.replicas
         say(f"revision {base.number} gives up one of its {replicas} pods for the new revision's first (the canary)")
-        rolling.make_room(kube, names, live, base.config_hash, replicas - 1, timeout_s)
         next(d for d in documents if d["kind"] == "Deployment")["spec"]["replicas"] = 1
     elif update.changes and cfg.deploy.autoscaling.enabled:  # the serving revision's count, not the default 1
         start = update.replicas
