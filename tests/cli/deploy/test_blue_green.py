@@ -96,7 +96,7 @@ def test_a_failing_gate_never_moves_traffic_and_removes_the_new_revision(kube, e
     assert [(r.number, r.outcome) for r in revisions.history(client, names)] == [(1, "serving"), (2, "failed")]
 
 
-def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube, endpoint) -> None:
+def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube, endpoint, project) -> None:
     from llmctl.actions.status import collect_status
 
     cfg, names, client = endpoint(keep_previous_minutes=30)
@@ -106,6 +106,8 @@ def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube
     assert deployments(kube) == sorted([old, new]) and selected_hash(kube) == second.config_hash
     kept = revisions.find(revisions.history(client, names), 1)
     assert kept.outcome == "superseded" and kept.kept_until
+    table = project("history")  # the table says until when (as the JSON does)
+    assert table.returncode == 0 and f"revision 1 is kept up until {kept.kept_until}" in table.stdout, table.stdout
     status = collect_status(client, cfg, names)
     assert [(k["number"], k["deployment"], k["pods"], k["gpus"]) for k in status["kept_revisions"]] == [(1, old, 1, 1)]
     assert status["kept_revisions"][0]["hourly_usd"] > 0  # its GPU is not free
