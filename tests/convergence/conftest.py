@@ -60,6 +60,17 @@ def _deploy(request):
     return ("deploy", "--image", IMAGE, "--timeout", "60")
 
 
+def _deploy_update(request):
+    """A second deploy (blue-green): revision 1 serves, revision 2 (another image) comes up beside it on the
+    second GPU node, is gated, takes the Service, and revision 1's Deployment goes."""
+    llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
+    argv = _deploy(request)
+    kube.add_node("gpu-node-2")
+    first = llmctl(*argv, timeout=180)
+    assert first.returncode == 0, first.stderr
+    return ("deploy", "--image", IMAGE.replace("ab" * 32, "cd" * 32), "--timeout", "60")
+
+
 def _monitoring_up(request):
     llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
     llmctl.write_config("project:\n  name: demo\n")
@@ -74,7 +85,8 @@ def _teardown(request):
     return ("teardown", "--all", "--yes")
 
 
-SETUPS = {"build": _build, "cluster up": _cluster_up, "deploy": _deploy, "monitoring up": _monitoring_up,
+SETUPS = {"build": _build, "cluster up": _cluster_up, "deploy": _deploy, "deploy update": _deploy_update,
+          "monitoring up": _monitoring_up,
           "teardown": _teardown}
 
 

@@ -207,6 +207,18 @@ def _aws(moto) -> dict:
     }
 
 
+def served(kube, namespace: str = "vllm", service: str = "vllm-llama") -> set[str]:
+    """The config hashes of the Ready, not terminating pods the Service selects (empty: nothing serves)."""
+    svc = kube.get("v1", "Service", service, namespace)
+    selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+    if not selector:
+        return set()
+    return {p["metadata"]["annotations"].get("llmctl.io/config-hash") for p in kube.list("v1", "Pod", namespace)
+            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+            and not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])}
+
+
 def snapshot(moto, kube) -> dict:
     return {"aws": _aws(moto), "k8s": _k8s(kube)}
 

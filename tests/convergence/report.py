@@ -37,6 +37,11 @@ Kubernetes object: nothing missing, nothing made twice, nothing left over), then
 itself ended: `absorbed` (it retried and finished), `after exit N` (it stopped with its error line and
 the re-run finished the work), `after kill`. `-`: the fault does not apply to that side.
 
+`deploy update` is a second deploy (blue-green) on a cluster where revision 1 serves: revision 2 comes up
+beside it, is gated, the Service moves to it, revision 1's Deployment goes. After its faulted run the Service
+selects the Ready pods of one of the two revisions (checked in every cell: the old or the new serves, never
+neither), and the re-run converges on revision 2 serving alone.
+
 Not rows here: the AWS calls eksctl makes itself during `cluster up` and `teardown` (they are eksctl's,
 not llmctl's); a failure at each eksctl task (`validate`, `cluster`, `oidc`, `nodegroup`, `kubeconfig`)
 and the re-run's resume are `tests/cli/cluster/test_up.py::test_failed_run_resumes_to_the_clean_state`.

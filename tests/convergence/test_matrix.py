@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS, Call, diff, snapshot
+from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS, Call, diff, served, snapshot
 from tests.convergence.report import record
 
 EXPECTED = Path(__file__).parent / "expected"
-COMMANDS = ("build", "cluster up", "deploy", "monitoring up", "teardown")
+COMMANDS = ("build", "cluster up", "deploy", "deploy update", "monitoring up", "teardown")  # update: a second deploy
 FULL = os.environ.get("LLMCTL_CONVERGENCE") == "full"
 REGENERATE = os.environ.get("LLMCTL_REGENERATE") == "1"
 
@@ -51,6 +51,7 @@ QUICK_CELLS = (
     ("cluster up", "aws iam:PutRolePolicy", "throttle"),
     ("deploy", "k8s PATCH /api/v1/namespaces/vllm/secrets/vllm-llama-api-key", "kill"),
     ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama-59c96831a3", "409"),
+    ("deploy update", "k8s PATCH /api/v1/namespaces/vllm/services/vllm-llama (#2)", "kill"),  # at the switch
     ("monitoring up", "k8s PATCH /api/v1/namespaces/monitoring/secrets/demo-grafana-admin", "429"),
     ("monitoring up", "k8s PATCH /apis/apps/v1/namespaces/monitoring/statefulsets/demo-prometheus", "409"),
     ("teardown", "aws iam:DeleteRole", "5xx"),
@@ -90,9 +91,12 @@ def test_converges(command, call, fault, lifecycle, aws, kube):
     if not FULL and (command, call, fault) not in QUICK:
         pytest.skip("in the full matrix only (LLMCTL_CONVERGENCE=full)")
     runner, argv = lifecycle(command)
+    serving_before = served(kube) if command == "deploy update" else set()
     runner.plant(call, fault)
     first = runner.run(*argv)
     runner.clear()
+    if command == "deploy update":  # the old revision or the new one serves after the fault, never neither
+        assert len(serving_before) == 1 and len(served(kube)) == 1, (serving_before, served(kube))
     killed = runner.killed.is_set()
     second = runner.run(*argv)
     problems = diff(expected(command)["snapshot"], snapshot(aws, kube))

@@ -32,11 +32,15 @@ def history(ctx: typer.Context, output: OutputOption = None) -> None:
             rows.append((("* " if r["number"] == data["serving"] else "  ") + str(r["number"]), r["created"],
                          (r["image_digest"] or r["image"])[:19], r["model"], (r["manifest_digest"] or "-").removeprefix("sha256:")[:12],
                          r["config_hash"], r["strategy"],
-                         "-" if gate is None else ("passed" if gate.get("passed") else "failed"), r["outcome"]))
+                         "-" if gate is None else ("passed" if gate.get("passed") else "failed"),
+                         r["outcome"] + (" (kept)" if r["kept_until"] else "")))
         out.table(f"revisions of {data['deployment']} (* serves)",
                   ["revision", "created", "image", "model", "weights", "config", "strategy", "gate",
                    "outcome"], rows)
         for r in data["revisions"]:
+            if r["kept_until"]:
+                out.print(f"revision {r['number']} is kept up until {r['kept_until']} for an instant rollback "
+                          f"(`llmctl rollback --to {r['number']}`); its GPUs cost meanwhile", markup=False)
             if r["diagnosis"]:
                 out.print(f"revision {r['number']}: {r['diagnosis']}", markup=False)
 

@@ -17,6 +17,7 @@ from llmctl.actions import revisions
 from llmctl.actions.rollout.run import deploy
 from llmctl.actions.rollout.update import GateFailed, wait_for_revision
 from llmctl.config import LlmctlConfig, Names
+from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube
 from tests.cli.deploy.conftest import IMAGE
 from tests.cli.deploy.test_revisions import APP, IMAGE_B, ServiceSampler, deployment_image, failing_report
@@ -31,9 +32,9 @@ def endpoint(kube, stub_endpoint):
     kube.expose(ENDPOINT_PODS, stub_endpoint.port, ("127.0.0.1", stub_endpoint.port))
     kube.script(ENDPOINT_PODS, Scenario.success(delay=0.1))
 
-    def setup(**deploy_section):
+    def setup(nodes_max: int = 2, **deploy_section):
         cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "server": {"port": stub_endpoint.port},
-                                           "cluster": {"nodes_max": 2}, "deploy": deploy_section})
+                                           "cluster": {"nodes_max": nodes_max}, "deploy": deploy_section})
         return cfg, Names.from_config(cfg), Kube.from_kubeconfig(str(kube.kubeconfig_path))
     return setup
 
@@ -95,7 +96,7 @@ def test_a_failing_gate_never_moves_traffic_and_removes_the_new_revision(kube, e
     assert [(r.number, r.outcome) for r in revisions.history(client, names)] == [(1, "serving"), (2, "failed")]
 
 
-def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube, endpoint) -> None:
+def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube, endpoint, project) -> None:
     from llmctl.actions.status import collect_status
 
     cfg, names, client = endpoint(keep_previous_minutes=30)
@@ -105,6 +106,8 @@ def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube
     assert deployments(kube) == sorted([old, new]) and selected_hash(kube) == second.config_hash
     kept = revisions.find(revisions.history(client, names), 1)
     assert kept.outcome == "superseded" and kept.kept_until
+    table = project("history")  # the table says until when (as the JSON does)
+    assert table.returncode == 0 and f"revision 1 is kept up until {kept.kept_until}" in table.stdout, table.stdout
     status = collect_status(client, cfg, names)
     assert [(k["number"], k["deployment"], k["pods"], k["gpus"]) for k in status["kept_revisions"]] == [(1, old, 1, 1)]
     assert status["kept_revisions"][0]["hourly_usd"] > 0  # its GPU is not free
@@ -200,3 +203,100 @@ def test_rolling_gates_a_canary_before_traffic_then_trades_pod_by_pod(kube, endp
     kube.wait_for(lambda: deployments(kube) == [f"{APP}-{second.config_hash[:10]}"], 10)
     ready = [p for p in kube.list("v1", "Pod", "vllm") if not p["metadata"].get("deletionTimestamp")]
     assert len(ready) == 2
+
+
+def autoscaled_at_three(kube, endpoint, nodes: int):
+    """An autoscaled endpoint whose serving revision the autoscaler scaled to 3 (the double runs no HPA: its
+    scale is applied as the HPA's controller would), on `nodes` single-GPU nodes."""
+    for n in range(3, nodes + 1):
+        kube.add_node(f"gpu-node-{n}")
+    cfg, names, client = endpoint(nodes_max=nodes, autoscaling={"enabled": True, "max_replicas": 3, "engine": "hpa"})
+    first = run(cfg, names, client, IMAGE).update.record
+    client.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": f"{APP}-{first.config_hash[:10]}", "namespace": "vllm"},
+                  "spec": {"replicas": 3}}, field_manager="horizontal-pod-autoscaler")
+    assert wait_for_revision(client, names, first, 3, 30)
+    return cfg, names, client, first
+
+
+def test_under_an_autoscaler_the_new_revision_starts_at_the_serving_count(kube, endpoint) -> None:
+    cfg, names, client, first = autoscaled_at_three(kube, endpoint, nodes=6)
+    at_gate: list[int] = []
+
+    def gate(url, api_key, baseline):
+        at_gate.append(sum(1 for p in kube.list("v1", "Pod", "vllm") if p["metadata"]["annotations"][
+            "llmctl.io/config-hash"] != first.config_hash and not p["metadata"].get("deletionTimestamp")))
+        return passing_report()
+
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, IMAGE_B, gate=gate)
+    second = done.update.record
+    assert done.update.plan.strategy == "surge" and "need 3" in done.update.plan.reason
+    assert at_gate == [3]  # all three new pods were up (and judged) before the Service moved
+    assert min(sampler.samples) >= 3, sampler.samples  # capacity never dipped below the serving count
+    assert sampler.served() == [frozenset({first.config_hash}), frozenset({second.config_hash})]
+    new = kube.get("apps/v1", "Deployment", f"{APP}-{second.config_hash[:10]}", "vllm")
+    assert new["spec"]["replicas"] == 3
+    hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", APP, "vllm")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == new["metadata"]["name"]
+    kube.wait_for(lambda: deployments(kube) == [new["metadata"]["name"]], 10)
+
+
+def test_under_an_autoscaler_a_surge_counts_gpus_for_the_serving_count(kube, endpoint) -> None:
+    from llmctl.actions.rollout.planner import SurgeRefused
+
+    cfg, names, client, first = autoscaled_at_three(kube, endpoint, nodes=4)
+    cfg.deploy.strategy = "surge"
+    with pytest.raises(SurgeRefused, match="1 GPU\\(s\\) free, 3 needed"):
+        run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report())
+    assert deployments(kube) == [f"{APP}-{first.config_hash[:10]}"] and selected_hash(kube) == first.config_hash
+
+
+def rolling_on_two(kube, endpoint):
+    cfg, names, client = endpoint(replicas=2)
+    first = run(cfg, names, client, IMAGE).update.record
+    return cfg, names, client, first
+
+
+def assert_rolled_back(kube, client, names, first, sampler, exc) -> None:
+    assert "the rolling update stalled" in str(exc.value)
+    assert min(sampler.samples) >= 1, sampler.samples
+    old = f"{APP}-{first.config_hash[:10]}"
+    kube.wait_for(lambda: deployments(kube) == [old], 10)
+    assert kube.get("apps/v1", "Deployment", old, "vllm")["spec"]["replicas"] == 2
+    assert selected_hash(kube) == first.config_hash
+    assert wait_for_revision(client, names, first, 2, 30)  # the old revision back at its count
+    records = revisions.history(client, names)
+    assert [(r.number, r.outcome) for r in records] == [(1, "serving"), (2, "failed")]
+    assert "the rolling update stalled" in revisions.find(records, 2).diagnosis
+
+
+def test_a_rolling_swap_that_stalls_on_a_new_pod_rolls_back(kube, endpoint) -> None:
+    """The canary passed; the next new pod never gets Ready: the old revision gets its pods back and serves
+    alone, the new one is removed, the record failed."""
+    cfg, names, client, first = rolling_on_two(kube, endpoint)
+
+    def gate(url, api_key, baseline):  # pods of the new revision started from now on never get Ready
+        new = next(d for d in kube.list("apps/v1", "Deployment", "vllm") if d["metadata"]["name"] !=
+                   f"{APP}-{first.config_hash[:10]}")
+        kube.script(new["spec"]["selector"]["matchLabels"], Scenario.never_ready(probe_failures=100))
+        return passing_report()
+
+    with ServiceSampler(kube) as sampler, pytest.raises(LlmctlError) as exc:
+        deploy(cfg, names, client, image=IMAGE_B, role_arn=ROLE, timeout_s=4, smoke=False, gate=gate)
+    assert sampler.served()[-1] == frozenset({first.config_hash})
+    assert_rolled_back(kube, client, names, first, sampler, exc)
+
+
+def test_a_rolling_swap_that_cannot_free_the_first_pod_rolls_back(kube, endpoint) -> None:
+    """The old pod that makes room for the canary does not terminate in time: nothing new starts, the old
+    Deployment is back at 2 and the Service never left it."""
+    cfg, names, client, first = rolling_on_two(kube, endpoint)
+    kube.pod_termination_delay = 6.0
+    with ServiceSampler(kube) as sampler, pytest.raises(LlmctlError) as exc:
+        deploy(cfg, names, client, image=IMAGE_B, role_arn=ROLE, timeout_s=2, smoke=False,
+               gate=lambda url, key, baseline: passing_report())
+    kube.pod_termination_delay = 0.02
+    assert "the old revision's pods down to 1" in str(exc.value)
+    assert sampler.served() == [frozenset({first.config_hash})]
+    assert_rolled_back(kube, client, names, first, sampler, exc)

@@ -1,10 +1,12 @@
 """`rolling` with per-revision Deployments: several replicas and no GPUs for a second set (planner.py).
 
-The serving revision gives up one pod (its GPU goes to the new revision's first pod, the canary); the gate
+The serving revision gives up one pod (`make_room`, inside the deploy's rollback scope) (its GPU goes to the new revision's first pod, the canary); the gate
 judges that pod through a port-forward while the Service still selects the old pods only (capacity dips by
 one, traffic never stops). Once it passed, the Service selects both revisions' pods (the canary takes its
 share), and one old pod after another makes room for one more new one; the promotion then moves the Service
-to the new revision alone and removes the old Deployment (`traffic.Stage`).
+to the new revision alone and removes the old Deployment (`traffic.Stage`). A swap that stalls (an old pod
+that does not go, a new one not Ready in time) rolls back: the old Deployment back at its count, the new one
+removed, the Service on the old pods alone.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ def _pods(kube, names: Names, config_hash: str, ready: bool) -> int:
     return sum(1 for p in pods if not ready or (is_ready(p) and not p["metadata"].get("deletionTimestamp")))
 
 
+class Stalled(LlmctlError):
+    """The pod swap did not progress in time: rolled back like any failed rollout (`run.deploy`)."""
+
+
 def wait(kube, names: Names, config_hash: str, done, what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
         if time.monotonic() > deadline:
-            raise LlmctlError(f"the rolling update stalled: {what} within {timeout_s:.0f}s",
-                              hint="`llmctl status` shows the pods; deploy again to resume")
+            raise Stalled(f"the rolling update stalled: {what} within {timeout_s:.0f}s",
+                          hint="`llmctl status` shows the pods and `llmctl events` why; fix that, then deploy again")
         time.sleep(0.2)
 
 
@@ -60,3 +66,17 @@ def trade(kube, names: Names, stage, replicas: int, timeout_s: float, say) -> No
         scale(kube, names, new["metadata"]["name"], count)
         wait(kube, names, new_hash, lambda c=count: _pods(kube, names, new_hash, ready=True) >= c,
              f"{count} new pods Ready", timeout_s)
+
+
+def restore(kube, names: Names, stage, timeout_s: float) -> None:
+    """Undo a swap before the new revision is removed: it keeps only its Ready pods (the others give their GPUs
+    back), the old revision returns to its count, and enough old pods are Ready to serve alone again before the
+    Service leaves the new ones (`Stage.back`)."""
+    from llmctl.actions.rollout.update import wait_for_revision
+
+    new, new_hash = stage._new()["metadata"]["name"], stage.update.record.config_hash
+    serving_new = _pods(kube, names, new_hash, ready=True)
+    if kube.get("apps/v1", "Deployment", new, names.namespace) is not None:
+        scale(kube, names, new, serving_new)
+    scale(kube, names, stage.base_deployment["metadata"]["name"], stage.rolling)
+    wait_for_revision(kube, names, stage.base, max(1, stage.rolling - serving_new), timeout_s)

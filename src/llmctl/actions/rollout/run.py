@@ -96,21 +96,26 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     if update.previous is not None:  # the first revision's record follows its rollout (no namespace yet)
         updates.begin(update)
     outcome = DeployOutcome([], image, api_key, created, exposure=exposures.exposure(cfg), update=update)
-    stage = traffic.stage(kube, cfg, names, update, rendered, say, timeout_s)
+    stage = traffic.stage(kube, cfg, names, update, rendered, say)
     try:
+        if stage.rolling:  # one old pod goes first: its GPU is the canary's
+            rolling.make_room(kube, names, stage.base_deployment, stage.base.config_hash, stage.rolling - 1,
+                              timeout_s)
         outcome.objects = manifests.apply_documents(kube, stage.documents, names, report, keep=stage.first_keep)
+        if stage.start:  # (its own field manager: the autoscaler takes the count over after the switch)
+            rolling.scale(kube, names, stage._new()["metadata"]["name"], stage.start)
         on_applied()
         result = _follow(cfg, names, kube, rendered, image, role_arn, timeout_s, started, emit,
-                         want=1 if stage.rolling else None)
+                         want=1 if stage.rolling else stage.start or None)
         if result is not None:
             outcome.ready_replicas = result.ready_replicas
             outcome.timeline = None if result.already_ready else result.timeline
             updates.run_gate(update, result.pod, cfg.server.port, gate, api_key)
         if stage.rolling:
             rolling.trade(kube, names, stage, stage.rolling, timeout_s, say)
-    except (RolloutFailed, updates.GateFailed) as exc:
+    except (RolloutFailed, updates.GateFailed, rolling.Stalled) as exc:
         if stage.rolling:  # the old revision's pods back to what they were
-            rolling.scale(kube, names, stage.base_deployment["metadata"]["name"], stage.rolling)
+            rolling.restore(kube, names, stage, max(10.0, timeout_s))
         if update.changes or stage.base is not None:
             say(f"rolling back: revision {update.record.number} failed; "
                 + (f"revision {update.previous.number} serves again" if update.previous else "nothing served before")

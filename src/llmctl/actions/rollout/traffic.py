@@ -153,6 +153,7 @@ class Stage:
     base: revs.RevisionRecord | None = None  # the serving revision the new one comes up beside (None: in place)
     base_deployment: dict | None = None  # its live Deployment (None: gone, or stopped by a recreate)
     rolling: int = 0  # the replicas a `rolling` plan trades pod by pod (0: not rolling)
+    start: int = 0  # under an autoscaler: the new Deployment's pods, set right after the first apply (0: as rendered)
 
     def _new(self) -> dict:
         return next(d for d in self.rendered if d["kind"] == "Deployment")
@@ -197,11 +198,9 @@ def wait_gone(kube, names: Names, config_hash: str, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[str], None],
-          timeout_s: float) -> Stage:
+def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[str], None]) -> Stage:
     """Expire kept revisions whose window ended; then, when a revision serves from a Deployment the new one does
     not reuse, bring the new one up beside it with the Service and autoscalers still on the serving one."""
-    from llmctl.actions.rollout import rolling
     from llmctl.actions.rollout.planner import RECREATE, ROLLING
 
     expire(kube, names, update.records)
@@ -221,13 +220,14 @@ def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[
     first = keep | (keys(kube, names, [base]) if live is not None else set())
     target = live or per_revision_deployment(base, names)
     documents = routed_to(rendered, names, base, target)
-    replicas = 0
+    replicas = start = 0
     if live is not None and update.changes and update.plan.strategy == ROLLING:
-        replicas = cfg.deploy.replicas
+        replicas = update.replicas
         say(f"revision {base.number} gives up one of its {replicas} pods for the new revision's first (the canary)")
-        rolling.make_room(kube, names, live, base.config_hash, replicas - 1, timeout_s)
         next(d for d in documents if d["kind"] == "Deployment")["spec"]["replicas"] = 1
-    return Stage(kube, names, update, rendered, documents, keep, first, base, live, replicas)
+    elif update.changes and cfg.deploy.autoscaling.enabled:  # the serving revision's count, not the default 1
+        start = update.replicas
+    return Stage(kube, names, update, rendered, documents, keep, first, base, live, replicas, start)
 
 
 def _selected(kube, names: Names) -> str | None:

@@ -53,6 +53,7 @@ class Update:
     previous: revs.RevisionRecord | None
     plan: planner.RolloutPlan | None  # None: what serves does not change
     grown: dict | None = field(default=None)  # {"name", "size"} while a temporary node is asked for
+    replicas: int = 0  # the pods the new revision starts with (`starting_replicas`; 0: no change)
 
     @property
     def changes(self) -> bool:
@@ -73,7 +74,8 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
         return Update(kube, names, records, current, current, None)
     deployment = next(d for d in documents if d["kind"] == "Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
-    request = planner.PlanRequest(cfg.deploy.strategy, cfg.deploy.replicas, cfg.deploy.gpus,
+    replicas = starting_replicas(kube, cfg, names, current)
+    request = planner.PlanRequest(cfg.deploy.strategy, replicas, cfg.deploy.gpus,
                                   cfg.deploy.allow_downtime, serving=current is not None)
     earlier = revs.by_config_hash(records, wanted)
     resuming = earlier is not None and earlier.outcome == revs.ROLLING_OUT  # an interrupted rollout of this revision
@@ -96,7 +98,22 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
         engine={k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")},
         strategy=plan.strategy, reason=plan.reason, rollback_of=rollback_of,
         documents=revs.revision_documents(documents))
-    return Update(kube, names, records, record, current, plan)
+    return Update(kube, names, records, record, current, plan, replicas=replicas)
+
+
+def starting_replicas(kube, cfg: LlmctlConfig, names: Names, current: revs.RevisionRecord | None) -> int:
+    """The pods the new revision starts with: the config's; under an autoscaler, as many as the serving
+    revision runs now (its live Deployment, as the autoscaler scaled it), so capacity does not dip at the
+    switch while the autoscaler catches up (the planner counts GPUs for all of them)."""
+    if not cfg.deploy.autoscaling.enabled:
+        return cfg.deploy.replicas
+    floor = max(1, cfg.deploy.replicas)
+    if current is None:
+        return floor
+    from llmctl.actions.rollout.traffic import live_deployment
+
+    live = live_deployment(kube, names, current) or {}
+    return max(floor, int((live.get("spec") or {}).get("replicas") or 0))
 
 
 def grow(update: Update, scale: Callable[[str, int], None], timeout_s: float, pod_spec: dict, gpus: int,
