@@ -14,12 +14,15 @@ def register(app: typer.Typer) -> None:
 def history(ctx: typer.Context, output: OutputOption = None) -> None:
     """Every revision, oldest first; the serving one is marked."""
     from llmctl.actions import revisions
+    from llmctl.actions.rollout.traffic import routed_record
 
     app = get_app(ctx, output)
-    records = revisions.history(app.kube(), app.names)
-    serving = revisions.serving(records)
+    kube = app.kube()
+    records = revisions.history(kube, app.names)
+    serving, routed = revisions.serving(records), routed_record(kube, app.names, records)
+    # `serving`: what the records say; `routed`: whose pods the Service selects (they differ after a killed deploy)
     data = {"deployment": f"{app.names.namespace}/{app.names.app}", "serving": serving.number if serving else None,
-            "revisions": [r.to_dict() for r in records]}
+            "routed": routed.number if routed else None, "revisions": [r.to_dict() for r in records]}
 
     def render(data: dict) -> None:
         out = app.output
@@ -29,7 +32,8 @@ def history(ctx: typer.Context, output: OutputOption = None) -> None:
         rows = []
         for r in data["revisions"]:
             gate = r["gate"]
-            rows.append((("* " if r["number"] == data["serving"] else "  ") + str(r["number"]), r["created"],
+            serves = data["routed"] or data["serving"]
+            rows.append((("* " if r["number"] == serves else "  ") + str(r["number"]), r["created"],
                          (r["image_digest"] or r["image"])[:19], r["model"], (r["manifest_digest"] or "-").removeprefix("sha256:")[:12],
                          r["config_hash"], r["strategy"],
                          "-" if gate is None else ("passed" if gate.get("passed") else "failed"),
@@ -37,6 +41,10 @@ def history(ctx: typer.Context, output: OutputOption = None) -> None:
         out.table(f"revisions of {data['deployment']} (* serves)",
                   ["revision", "created", "image", "model", "weights", "config", "strategy", "gate",
                    "outcome"], rows)
+        if data["routed"] and data["routed"] != data["serving"]:
+            out.print(f"the Service selects revision {data['routed']}'s pods, while the records say "
+                      f"{data['serving'] or 'none'} serves: a deploy was interrupted after moving traffic; "
+                      "`llmctl deploy` again records it", markup=False)
         for r in data["revisions"]:
             if r["kept_until"]:
                 out.print(f"revision {r['number']} is kept up until {r['kept_until']} for an instant rollback "

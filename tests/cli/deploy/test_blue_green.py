@@ -9,6 +9,7 @@ every 100 ms that the Service selects at least one Ready pod and whose pods thos
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -127,6 +128,25 @@ def test_the_previous_revision_is_kept_for_an_instant_rollback_then_expires(kube
     assert collect_status(client, cfg, names)["kept_revisions"] == []
     kube.wait_for(lambda: deployments(kube) == [old], 10)
     assert revisions.find(revisions.history(client, names), 2).kept_until is None
+
+
+def test_history_tells_which_revision_serves_after_a_kill_past_the_switch(kube, endpoint, project) -> None:
+    """A deploy killed between the Service's switch and its record's update: the records still say revision 1,
+    the Service already selects revision 2's pods; `history` says what serves and how to settle it."""
+    cfg, names, client = endpoint()
+    run(cfg, names, client, IMAGE)
+    second = run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report()).update.record
+    one, two = revisions.find(revisions.history(client, names), 1), revisions.find(revisions.history(client, names), 2)
+    one.outcome, two.outcome = revisions.SERVING, revisions.ROLLING_OUT  # the records as the kill left them
+    revisions.save(client, names, one)
+    revisions.save(client, names, two)
+    assert selected_hash(kube) == second.config_hash
+    data = json.loads(project("history", "--output", "json", check=True).stdout)
+    assert (data["serving"], data["routed"]) == (1, 2)
+    table = project("history", check=True).stdout
+    assert "* 2" in table and "* 1" not in table, table
+    assert ("the Service selects revision 2's pods, while the records say 1 serves: a deploy was interrupted after "
+            "moving traffic; `llmctl deploy` again records it") in " ".join(table.split()), table
 
 
 def legacy_documents(documents: list[dict], names: Names) -> list[dict]:

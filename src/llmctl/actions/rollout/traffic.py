@@ -230,6 +230,12 @@ def stage(kube, cfg, names: Names, update, rendered: list[dict], say: Callable[[
     return Stage(kube, names, update, rendered, documents, keep, first, base, live, replicas, start)
 
 
+def routed_record(kube, names: Names, records: list[revs.RevisionRecord]) -> revs.RevisionRecord | None:
+    """The revision whose pods the Service selects now: the truth about traffic, ahead of the records when a
+    deploy was killed between the Service's switch and the record's update (its re-run records it)."""
+    return revs.by_config_hash(records, _selected(kube, names)) if records else None
+
+
 def _selected(kube, names: Names) -> str | None:
     """The config hash the live Service selects."""
     service = kube.get("v1", "Service", names.app, names.namespace) or {}
