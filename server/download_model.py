@@ -153,7 +153,7 @@ def main() -> int:
 
     s3 = s3_client(concurrency)
     downloader = Downloader(s3, bucket, prefix, Path(dest), part_size=part_size, concurrency=concurrency,
-                            on_event=emit)
+                            on_event=emit, manifest_digest=os.environ.get("MODEL_MANIFEST_DIGEST", "").strip() or None)
     started = time.monotonic()
     stop = threading.Event()
 

@@ -171,8 +171,9 @@ class FileTask:
 
 class Downloader:
     def __init__(self, s3, bucket: str, prefix: str, dest: Path, *, part_size: int, concurrency: int,
-                 on_event: Callable[[dict], None] = lambda e: None):
+                 on_event: Callable[[dict], None] = lambda e: None, manifest_digest: str | None = None):
         self.s3, self.bucket, self.dest = s3, bucket, dest
+        self.manifest_digest = manifest_digest  # "sha256:<hex>" of the manifest the deploy recorded, if any
         self.prefix = prefix.strip("/")
         self.part_size, self.concurrency, self.on_event = part_size, concurrency, on_event
         self.progress = Progress()
@@ -194,7 +195,15 @@ class Downloader:
         except ClientError as exc:
             if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
                 raise
+            if self.manifest_digest:
+                raise DownloadError(f"{self.url}/{MANIFEST_NAME} is gone, but this revision was deployed with "
+                                    f"{self.manifest_digest}: upload the model again, then `llmctl deploy`") from None
             return self._listing(), {}
+        found = "sha256:" + hashlib.sha256(body).hexdigest()
+        if self.manifest_digest and found != self.manifest_digest:
+            raise DownloadError(f"{self.url}/{MANIFEST_NAME} is {found}, but this revision was deployed with "
+                                f"{self.manifest_digest}: the weights changed since; `llmctl deploy` again makes "
+                                "them a new revision")
         try:
             manifest = json.loads(body)
             files = [RemoteFile(f["path"], int(f["size"]), f.get("sha256"), part_size=f.get("part_size"),

@@ -232,3 +232,24 @@ def test_disk_full_is_one_clear_line(s3, bucket, tmp_path, monkeypatch, moto_ser
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 9, 1))
     with pytest.raises(DownloadError, match=r"disk full: .* has 1 bytes free, the model needs \d+ more"):
         Downloader(s3, bucket, "d", tmp_path / "model", part_size=1 << 20, concurrency=2).run()
+
+
+def test_the_revision_s_manifest_digest_is_the_only_one_the_downloader_takes(s3, bucket, moto_server,
+                                                                              tiny_model_dir, tmp_path):
+    """`llmctl deploy` records the manifest's digest and hands it to the init container: weights uploaded again
+    after the deploy read them are refused in one line, never loaded as that revision."""
+    import hashlib
+
+    upload_model(s3, tiny_model_dir, bucket, "tiny/v1", TAGS)
+    body = s3.get_object(Bucket=bucket, Key=f"tiny/v1/{MANIFEST_NAME}")["Body"].read()
+    recorded = "sha256:" + hashlib.sha256(body).hexdigest()
+    code, events, err = download(moto_server, bucket, "tiny/v1", tmp_path / "ok", MODEL_MANIFEST_DIGEST=recorded)
+    assert code == 0 and events[-1]["event"] == "done", err
+    other = "sha256:" + "0" * 64  # what a re-upload since the deploy would leave
+    code, events, err = download(moto_server, bucket, "tiny/v1", tmp_path / "other", MODEL_MANIFEST_DIGEST=other)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"s3://{bucket}/tiny/v1/{MANIFEST_NAME} is {recorded}, but this revision was deployed with {other}" in err
+    assert not (tmp_path / "other" / ".llmctl-complete").exists()
+    s3.delete_object(Bucket=bucket, Key=f"tiny/v1/{MANIFEST_NAME}")
+    code, _, err = download(moto_server, bucket, "tiny/v1", tmp_path / "gone", MODEL_MANIFEST_DIGEST=recorded)
+    assert code == 1 and f"is gone, but this revision was deployed with {recorded}" in err

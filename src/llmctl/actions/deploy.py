@@ -265,6 +265,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
     d = cfg.deploy
     env = server_env(cfg)
     hashed = {"env": env, "image": image, **({"manifest": manifest_digest} if manifest_digest else {})}
+    if manifest_digest:  # the init container refuses other weights (a re-upload after this deploy read them)
+        env = {**env, "MODEL_MANIFEST_DIGEST": manifest_digest}
     config_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
     common = {
         "namespace": names.namespace,

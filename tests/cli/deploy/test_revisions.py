@@ -404,6 +404,8 @@ def test_new_weights_under_the_same_prefix_are_a_new_revision(project, kube, aws
     assert run(project).returncode == 0
     pod_annotations = serving_deployment(kube)["spec"]["template"]["metadata"]["annotations"]
     assert pod_annotations["llmctl.io/model-manifest"] == first_digest
+    env_name = serving_deployment(kube)["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    assert kube.get("v1", "ConfigMap", env_name, "vllm")["data"]["MODEL_MANIFEST_DIGEST"] == first_digest  # the init container's check
     again = run(project)  # the same image, config and weights: no new revision
     assert again.returncode == 0 and "revision 1 already serves" in again.stderr, again.stderr
     second_digest = upload_weights(project, aws, b"weights two")  # same prefix, same image, new weights
