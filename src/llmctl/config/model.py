@@ -209,10 +209,11 @@ class DeployConfig(Section):
         "on Host. Exact names only: a wildcard would be a catch-all that takes other endpoints' requests.")
     startup_timeout_s: int = Field(1200, ge=60, description="How long model download + engine load may take.")
     autoscaling: AutoscalingConfig = Field(default_factory=lambda: AutoscalingConfig())
-    strategy: Literal["auto", "surge", "recreate"] = Field(
+    strategy: Literal["auto", "surge", "blue-green", "recreate"] = Field(
         "auto", description="How a new revision replaces the serving one: auto (the planner picks: surge when a GPU "
-        "can be had, else one pod at a time, else recreate with consent), surge (refused when it cannot schedule), "
-        "recreate (downtime).")
+        "can be had, else one pod at a time, else recreate with consent), surge or its other name blue-green (the "
+        "new revision's Deployment beside the serving one, the Service moved after the gate; refused when it "
+        "cannot schedule), recreate (downtime).")
     allow_downtime: bool = Field(False, description="Accept a recreate (every pod stops before the new one starts) "
                                  "without asking.")
     keep_previous_minutes: int = Field(0, ge=0, description="After a rollout, keep the previous revision scaled up "

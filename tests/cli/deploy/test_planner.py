@@ -38,9 +38,10 @@ def test_no_free_gpu_grows_the_node_group_within_max_and_quota() -> None:
     (NodeGroup("gpu-nodes", 1, 3, "g5.xlarge", 1.0, 4, 4), "needs 8 vCPUs of quota, the account has 4"),
     (None, "no managed GPU node group to grow"),
 ])
-def test_a_surge_that_cannot_schedule_is_refused_with_the_numbers(group, why) -> None:
+@pytest.mark.parametrize("asked", ["surge", "blue-green"])
+def test_a_surge_that_cannot_schedule_is_refused_with_the_numbers(group, why, asked) -> None:
     with pytest.raises(SurgeRefused) as refused:
-        plan(request("surge"), ClusterFacts(0, 1, group))
+        plan(request(asked), ClusterFacts(0, 1, group))
     assert "0 GPU(s) free, 1 needed" in refused.value.message and why in refused.value.message
 
 

@@ -18,7 +18,8 @@ from llmctl.errors import LlmctlError
 from llmctl.k8s.nodes import GPU, gpu_allocatable, node_ready
 
 INITIAL, SURGE, ROLLING, RECREATE = "initial", "surge", "rolling", "recreate"
-STRATEGIES = (SURGE, RECREATE)  # what deploy.strategy may ask for besides `auto`
+BLUE_GREEN = "blue-green"  # deploy.strategy's other name for surge: every new pod beside the serving ones
+STRATEGIES = (SURGE, BLUE_GREEN, RECREATE)  # what deploy.strategy may ask for besides `auto`
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def plan(request: PlanRequest, facts: ClusterFacts | None) -> RolloutPlan:
                            grow_node_group=group.name,
                            temporary_node={"instance_type": group.instance_type, "hourly_usd": group.hourly_usd},
                            facts=facts)
-    if request.strategy == SURGE:
+    if request.strategy in (SURGE, BLUE_GREEN):
         raise SurgeRefused(f"a surge cannot schedule: {facts.free_gpus} GPU(s) free, {need_all} needed; {growth}",
                            hint="free a GPU, raise cluster.nodes_max (and the quota), or set deploy.strategy: auto "
                                 "to let the planner replace the pod in place")
