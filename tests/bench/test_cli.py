@@ -52,8 +52,13 @@ class FakeKube:
     def __init__(self, objects):
         self.objects = objects
 
-    def get(self, api_version, kind, name, namespace):
+    def get(self, api_version, kind, name, namespace=None):
         return self.objects.get((kind, namespace, name))
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
+        return [obj for (k, ns, _), obj in self.objects.items() if k == kind and ns == namespace and
+                wanted.items() <= ((obj.get("metadata") or {}).get("labels") or {}).items()]
 
 
 def _cfg():
