@@ -9,6 +9,7 @@ from llmctl.actions.rollout.run import deploy
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 from llmctl.k8s.client import Kube
+from tests.doubles.kube.cluster import KEDA_CRDS, KEDA_HTTP_CRDS
 from tests.fixtures.kube import ENDPOINT_PODS
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llmctl/llama@sha256:" + "ab" * 32
@@ -34,6 +35,22 @@ def test_keda_missing_is_explained(client) -> None:
     with pytest.raises(LlmctlError, match="KEDA is not installed") as info:
         apply_documents(client, documents(cfg), Names.from_config(cfg))
     assert "engine: hpa" in info.value.hint
+
+
+def test_scale_to_zero_needs_the_interceptor_proxy_service(kube, client) -> None:
+    # the add-on's CRD without its proxy Service in `keda` (another release, another namespace): nothing to
+    # wake the endpoint through, refused before anything is applied
+    kube.install_crds(KEDA_CRDS + KEDA_HTTP_CRDS)
+    kube.wait_for(lambda: client.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject"))
+    zero = config(autoscaling={"enabled": True, "idle_minutes": 15})
+    with pytest.raises(LlmctlError, match="interceptor proxy Service keda/keda-add-ons-http-interceptor-proxy "
+                                          "is not there") as info:
+        apply_documents(client, documents(zero), Names.from_config(zero))
+    assert "helm install http-add-on kedacore/keda-add-ons-http -n keda" in info.value.hint
+    assert kube.get("apps/v1", "Deployment", "vllm-llama-waking", "vllm") is None
+    kube.install_keda(http_add_on=True)  # the chart's proxy Service: the same deploy goes through
+    applied = apply_documents(client, documents(zero), Names.from_config(zero))
+    assert ("HTTPScaledObject", "created") in {(r.kind, r.action) for r in applied}
 
 
 def test_scaled_object_applied_then_pruned_leaving_others_alone(kube, client) -> None:

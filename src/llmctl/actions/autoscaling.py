@@ -222,7 +222,8 @@ def http_scaled_object_context(cfg, names, cold_start_s: float | None) -> dict:
 
 
 def require_autoscaler_kinds(kube, documents: list[dict]) -> None:
-    """KEDA (and, to scale to zero, its HTTP add-on) must be installed before their objects are applied."""
+    """KEDA (and, to scale to zero, its HTTP add-on with its interceptor proxy Service) must be installed before
+    their objects are applied."""
     from llmctl.errors import LlmctlError
 
     kinds = {d["kind"] for d in documents}
@@ -236,4 +237,13 @@ def require_autoscaler_kinds(kube, documents: list[dict]) -> None:
             "deploy.autoscaling scales to zero, but the cluster has no HTTPScaledObject kind (the KEDA HTTP add-on, "
             "which holds requests while the endpoint wakes, is not installed)",
             hint="install it (`helm install http-add-on kedacore/keda-add-ons-http -n keda`), or set "
+                 "deploy.autoscaling.idle_minutes: 0 and remove deploy.autoscaling.schedule")
+    namespace, proxy, _ = INTERCEPTOR_PROXY
+    if "HTTPScaledObject" in kinds and kube.get("v1", "Service", proxy, namespace) is None:
+        # the wake Service and bench reach the endpoint at zero through it; another name or namespace is
+        # another install of the chart than llmctl reaches
+        raise LlmctlError(
+            f"deploy.autoscaling scales to zero, but the KEDA HTTP add-on's interceptor proxy Service "
+            f"{namespace}/{proxy} is not there (the add-on is not installed as `keda-add-ons-http` in `{namespace}`)",
+            hint=f"install it (`helm install http-add-on kedacore/keda-add-ons-http -n {namespace}`), or set "
                  "deploy.autoscaling.idle_minutes: 0 and remove deploy.autoscaling.schedule")

@@ -15,16 +15,15 @@ from tests.bench.fakeserver import FakeServer, Script
 from tests.cli.deploy.conftest import config_text
 from tests.cli.deploy.test_deploy import APP, PROGRESS, run_deploy
 from tests.doubles.interceptor import InterceptorDouble
+from tests.doubles.kube.cluster import INTERCEPTOR_LABELS
 from tests.fixtures.kube import ENDPOINT_PODS, Scenario, endpoint_deployment
 
 ZERO = "  autoscaling:\n    enabled: true\n    max_replicas: 1\n    idle_minutes: 10\n"
-PROXY = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keda-add-ons-http-interceptor-proxy",
-                                                             "namespace": "keda"},
-         "spec": {"selector": {"app": "interceptor"}, "ports": [{"port": 8080, "targetPort": 8080}]}}
+# behind the chart's proxy Service, which install_keda(http_add_on=True) puts in `keda`
 INTERCEPTOR_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "keda-add-ons-http-interceptor-0",
-                                                                   "namespace": "keda", "labels": {"app": "interceptor"}},
+                                                                   "namespace": "keda", "labels": INTERCEPTOR_LABELS},
                    "spec": {"containers": [{"name": "interceptor", "image": "ghcr.io/kedacore/http-add-on-interceptor",
-                                            "ports": [{"containerPort": 8080}]}]}}
+                                            "ports": [{"name": "proxy", "containerPort": 8080}]}]}}
 WAKE_STEP_S = 0.2  # each of the woken pod's steps (schedule, pulls, start, ready): a wake of about 2 s
 
 
@@ -56,10 +55,8 @@ def test_bench_warns_at_zero_and_reports_the_wake_apart_from_steady_state(projec
         interceptor = InterceptorDouble((backend.hostname, backend.port), condition_wait_s=60, hosts=hosts,
                                         ready=lambda: bool(_ready_pods(kube)), on_first_hold=wake).start()
         try:
-            kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "keda"}})
             kube.script("keda-add-ons-http-interceptor-0", Scenario.success(delay=0.01))
             kube.expose("keda-add-ons-http-interceptor-0", 8080, ("127.0.0.1", int(urlsplit(interceptor.url).port)))
-            kube.create(PROXY)
             kube.create(INTERCEPTOR_POD)
             kube.wait_for(lambda: [p for p in kube.list("v1", "Pod", "keda") if p["status"].get("conditions") and any(
                 c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])], 10)

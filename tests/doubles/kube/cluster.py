@@ -83,6 +83,15 @@ KEDA_CRDS = [
 ]
 # The KEDA HTTP add-on's chart: the interceptor's routing object, wake-on-request.
 KEDA_HTTP_CRDS = [_crd("http.keda.sh", "HTTPScaledObject", "httpscaledobjects", ["v1alpha1"], short=["httpso"])]
+# The chart's interceptor proxy Service (kedacore/charts http-add-on/templates/interceptor/service-proxy.yaml,
+# release `http-add-on` in `keda`): its selector carries the release name, so it differs per install.
+INTERCEPTOR_LABELS = {"app.kubernetes.io/component": "interceptor", "app.kubernetes.io/name": "http-add-on",
+                      "app.kubernetes.io/part-of": "keda-add-ons-http", "app.kubernetes.io/managed-by": "Helm",
+                      "app.kubernetes.io/instance": "http-add-on"}
+INTERCEPTOR_PROXY_SERVICE = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "keda-add-ons-http-interceptor-proxy", "namespace": "keda", "labels": INTERCEPTOR_LABELS},
+    "spec": {"selector": INTERCEPTOR_LABELS, "ports": [{"name": "proxy", "port": 8080, "targetPort": "proxy"}]}}
 # Karpenter's chart (eksctl's karpenter section installs it).
 KARPENTER_CRDS = [_crd("karpenter.sh", "NodePool", "nodepools", ["v1"], scope="Cluster"),
                   _crd("karpenter.sh", "NodeClaim", "nodeclaims", ["v1"], scope="Cluster"),
@@ -471,7 +480,14 @@ class KubeDouble:
         self.install_crds(PROMETHEUS_OPERATOR_CRDS)
 
     def install_keda(self, http_add_on: bool = False) -> None:
+        """KEDA's CRDs; with `http_add_on`, the add-on's too and its interceptor proxy Service in `keda` (the
+        interceptor's pods are the test's to create, with INTERCEPTOR_LABELS and a container port `proxy`)."""
         self.install_crds(KEDA_CRDS + (KEDA_HTTP_CRDS if http_add_on else []))
+        for doc in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "keda"}},
+                    INTERCEPTOR_PROXY_SERVICE) if http_add_on else ():
+            meta = doc["metadata"]
+            if self.get(doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace")) is None:
+                self.create(copy.deepcopy(doc), manager="helm")
 
     def install_karpenter(self) -> None:
         self.install_crds(KARPENTER_CRDS)
