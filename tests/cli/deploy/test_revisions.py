@@ -292,6 +292,9 @@ def test_a_run_killed_during_the_give_back_leaves_the_next_run_to_finish_it(proj
         recorded = history(project)["revisions"]
         assert [(r["number"], r["outcome"]) for r in recorded] == [(1, "superseded"), (2, "serving")]
         assert recorded[1]["grown"] == {"name": "gpu-nodes", "size": 1}
+        status = project("status")
+        assert "surge:    a temporary node of node group gpu-nodes is still out" in status.stdout, status.stdout
+        assert "`llmctl deploy` takes the group back to 1" in status.stdout
         with kube.lock:  # the old pod's shutdown ends
             kube.store.remove(rt, kube.store.get(rt, "vllm", old["metadata"]["name"]))
         again = run(project, image=IMAGE_B)
