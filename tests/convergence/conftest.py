@@ -71,6 +71,22 @@ def _deploy_update(request):
     return ("deploy", "--image", IMAGE.replace("ab" * 32, "cd" * 32), "--timeout", "60")
 
 
+def _deploy_surge(request):
+    """A second deploy with no spare GPU over a managed node group (moto EKS over a moto Auto Scaling group,
+    each instance a node of the double): the group grows for the surge pod, then gives back the node
+    revision 1 left (cordoned, drained, its instance terminated, the group's desired size back to 1)."""
+    from tests.cli.deploy.test_revisions import Cloud
+
+    llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
+    argv = _deploy(request)
+    cloud = Cloud(request.getfixturevalue("aws"), kube)
+    first = llmctl(*argv, timeout=180)
+    assert first.returncode == 0, first.stderr
+    cloud.__enter__()
+    request.addfinalizer(cloud.__exit__)
+    return ("deploy", "--image", IMAGE.replace("ab" * 32, "cd" * 32), "--timeout", "60")
+
+
 def _monitoring_up(request):
     llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
     llmctl.write_config("project:\n  name: demo\n")
@@ -86,6 +102,7 @@ def _teardown(request):
 
 
 SETUPS = {"build": _build, "cluster up": _cluster_up, "deploy": _deploy, "deploy update": _deploy_update,
+          "deploy surge": _deploy_surge,
           "monitoring up": _monitoring_up,
           "teardown": _teardown}
 

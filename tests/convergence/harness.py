@@ -189,6 +189,10 @@ def _aws(moto) -> dict:
              for r in ecr.describe_repositories()["repositories"]}
     projects = {p: len(cb.list_builds_for_project(projectName=p)["ids"]) for p in cb.list_projects()["projects"]}
     clusters = {n: sorted(eks.list_nodegroups(clusterName=n)["nodegroups"]) for n in eks.list_clusters()["clusters"]}
+    sizes = {f"{n}/{g}": eks.describe_nodegroup(clusterName=n, nodegroupName=g)["nodegroup"]["scalingConfig"]["desiredSize"]
+             for n, ngs in clusters.items() for g in ngs}  # a surge's temporary node given back
+    instances = sum(1 for g in c("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+                    for i in g["Instances"] if i["LifecycleState"] == "InService")
     groups = [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
     return {
         "s3": buckets,
@@ -199,6 +203,8 @@ def _aws(moto) -> dict:
         "log_groups": sorted(g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]),
         "codebuild_builds": projects,
         "eks": clusters,
+        "nodegroup_sizes": sizes,
+        "asg_instances": instances,
         "stacks": sorted(s["StackName"] for s in cfn.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"),
         "load_balancers": len(elbv2.describe_load_balancers()["LoadBalancers"]),
         "target_groups": len(elbv2.describe_target_groups()["TargetGroups"]),

@@ -42,6 +42,14 @@ beside it, is gated, the Service moves to it, revision 1's Deployment goes. Afte
 selects the Ready pods of one of the two revisions (checked in every cell: the old or the new serves, never
 neither), and the re-run converges on revision 2 serving alone.
 
+`deploy surge` is that second deploy with no spare GPU over a managed node group (moto EKS over a moto Auto
+Scaling group, each instance a node of the double): the group grows by one for the new pod, then gives back
+the node revision 1 left (cordon, drain, `TerminateInstanceInAutoScalingGroup` with the desired capacity
+lowered, the node group's desired size back). Its rows are those node-group calls only (its other calls are
+the update's); the snapshot counts the group's desired size and its instances, so a group left grown is a
+failed cell. The revision records the temporary node (`grown`) before the group grows, and a re-run with
+nothing else to change finishes the give-back.
+
 Not rows here: the AWS calls eksctl makes itself during `cluster up` and `teardown` (they are eksctl's,
 not llmctl's); a failure at each eksctl task (`validate`, `cluster`, `oidc`, `nodegroup`, `kubeconfig`)
 and the re-run's resume are `tests/cli/cluster/test_up.py::test_failed_run_resumes_to_the_clean_state`.

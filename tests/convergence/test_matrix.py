@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS, Call, diff, served
 from tests.convergence.report import record
 
 EXPECTED = Path(__file__).parent / "expected"
-COMMANDS = ("build", "cluster up", "deploy", "deploy update", "monitoring up", "teardown")  # update: a second deploy
+COMMANDS = ("build", "cluster up", "deploy", "deploy update", "deploy surge", "monitoring up", "teardown")
+# update: a second deploy; surge: a second deploy that grows the node group and gives the emptied node back,
+# its cells only at the node group's calls (the rest of its calls are the update's)
+SURGE_CALLS = re.compile(r"node-groups/.*/update-config|autoscaling:|/api/v1/nodes/")
 FULL = os.environ.get("LLMCTL_CONVERGENCE") == "full"
 REGENERATE = os.environ.get("LLMCTL_REGENERATE") == "1"
 
@@ -38,6 +42,8 @@ def cells() -> list[tuple[str, Call, str]]:
     out = []
     for command in COMMANDS:
         for call in calls(command):
+            if command == "deploy surge" and not SURGE_CALLS.search(call.label):
+                continue
             for fault in AWS_FAULTS if call.side == "aws" else K8S_FAULTS:
                 out.append((command, call, fault))
     return out
@@ -52,6 +58,7 @@ QUICK_CELLS = (
     ("deploy", "k8s PATCH /api/v1/namespaces/vllm/secrets/vllm-llama-api-key", "kill"),
     ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama-59c96831a3", "409"),
     ("deploy update", "k8s PATCH /api/v1/namespaces/vllm/services/vllm-llama (#2)", "kill"),  # at the switch
+    ("deploy surge", "k8s PATCH /api/v1/nodes/gpu-node-1", "kill"),  # at the cordon: the re-run gives the node back
     ("monitoring up", "k8s PATCH /api/v1/namespaces/monitoring/secrets/demo-grafana-admin", "429"),
     ("monitoring up", "k8s PATCH /apis/apps/v1/namespaces/monitoring/statefulsets/demo-prometheus", "409"),
     ("teardown", "aws iam:DeleteRole", "5xx"),
@@ -91,11 +98,11 @@ def test_converges(command, call, fault, lifecycle, aws, kube):
     if not FULL and (command, call, fault) not in QUICK:
         pytest.skip("in the full matrix only (LLMCTL_CONVERGENCE=full)")
     runner, argv = lifecycle(command)
-    serving_before = served(kube) if command == "deploy update" else set()
+    serving_before = served(kube) if command in ("deploy update", "deploy surge") else set()
     runner.plant(call, fault)
     first = runner.run(*argv)
     runner.clear()
-    if command == "deploy update":  # the old revision or the new one serves after the fault, never neither
+    if command in ("deploy update", "deploy surge"):  # the old revision or the new one serves after the fault, never neither
         assert len(serving_before) == 1 and len(served(kube)) == 1, (serving_before, served(kube))
     killed = runner.killed.is_set()
     second = runner.run(*argv)

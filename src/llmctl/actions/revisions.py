@@ -40,6 +40,8 @@ class RevisionRecord:
     cold_start_s: float | None = None  # measured Ready time of its rollout (the planner's downtime estimate)
     rollback_of: int | None = None  # set when this rollout moved back to an earlier revision
     kept_until: str | None = None  # superseded but kept scaled up until then (deploy.keep_previous_minutes)
+    grown: dict | None = None  # {"name", "size"}: a temporary node is out (written before the group grows,
+    # cleared once it is given back), so a run killed before the give-back leaves the next run to finish it
     documents: list[dict] = field(default_factory=list)
 
     @property
@@ -126,6 +128,11 @@ def settle_interrupted(kube, names: Names, records: list[RevisionRecord], curren
             other.outcome = FAILED
             other.diagnosis = f"interrupted before it served; revision {current.number} serves instead"
             save(kube, names, other)
+
+
+def grown(records: list[RevisionRecord]) -> dict | None:
+    """The temporary node a rollout asked for and has not given back yet (the group's size before it)."""
+    return next((r.grown for r in reversed(records) if r.grown), None)
 
 
 def next_number(records: list[RevisionRecord]) -> int:

@@ -86,7 +86,8 @@ def _serving_revision(kube, names: Names, pods: list[dict]) -> dict | None:
     if running is None and recorded is None:
         return None
     return {"number": (running or recorded).number, "recorded_serving": recorded.number if recorded else None,
-            "image": (running or recorded).image, "outcome": (running or recorded).outcome}
+            "image": (running or recorded).image, "outcome": (running or recorded).outcome,
+            "grown": revisions.grown(records)}  # a surge's temporary node not given back yet (a stopped run)
 
 
 def collect_status(kube, cfg: LlmctlConfig, names: Names,

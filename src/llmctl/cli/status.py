@@ -71,6 +71,10 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
         if data["revision"]:
             rev = data["revision"]
             out.print(f"revision: {rev['number']} serves ({rev['outcome']}; `llmctl history` lists them all)")
+            if rev.get("grown"):
+                out.print(f"surge:    a temporary node of node group {rev['grown']['name']} is still out (a deploy "
+                          f"stopped before giving it back): `llmctl deploy` takes the group back to "
+                          f"{rev['grown']['size']}", markup=False)
         for kept in data.get("kept_revisions") or []:
             out.print(f"kept:     revision {kept['number']} ({kept['deployment']}) stays up until {kept['until']} "
                       f"for an instant `llmctl rollback`: {kept['pods']} pod(s), {kept['gpus']} GPU(s), "

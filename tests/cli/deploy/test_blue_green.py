@@ -272,6 +272,30 @@ def test_under_an_autoscaler_a_surge_counts_gpus_for_the_serving_count(kube, end
     assert deployments(kube) == [f"{APP}-{first.config_hash[:10]}"] and selected_hash(kube) == first.config_hash
 
 
+def test_under_an_autoscaler_with_no_spare_gpu_rolling_swaps_at_the_serving_count(kube, endpoint) -> None:
+    """Three pods on three single-GPU nodes, none spare: `rolling` at the autoscaler's count (3), never fewer
+    than 2 Ready pods behind the Service; the new revision ends at 3 and the HPA scales its Deployment."""
+    cfg, names, client, first = autoscaled_at_three(kube, endpoint, nodes=3)
+    said: list[str] = []
+    with ServiceSampler(kube) as sampler:
+        done = run(cfg, names, client, IMAGE_B, gate=lambda url, key, baseline: passing_report(), say=said.append)
+    second = done.update.record
+    assert done.update.plan.strategy == "rolling" and second.strategy == "rolling"
+    assert done.update.replicas == 3
+    assert any("gives up one of its 3 pods" in m for m in said), said
+    assert len(sampler.samples) > 10 and min(sampler.samples) >= 2, sampler.samples  # count - 1 at worst
+    assert sampler.served()[0] == frozenset({first.config_hash})
+    assert sampler.served()[-1] == frozenset({second.config_hash})
+    assert sampler.samples[-1] == 3
+    new = f"{APP}-{second.config_hash[:10]}"
+    kube.wait_for(lambda: deployments(kube) == [new], 10)
+    assert kube.get("apps/v1", "Deployment", new, "vllm")["spec"]["replicas"] == 3
+    assert wait_for_revision(client, names, second, 3, 30)
+    hpa = kube.get("autoscaling/v2", "HorizontalPodAutoscaler", APP, "vllm")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == new
+    assert [(r.number, r.outcome) for r in revisions.history(client, names)] == [(1, "superseded"), (2, "serving")]
+
+
 def rolling_on_two(kube, endpoint):
     cfg, names, client = endpoint(replicas=2)
     first = run(cfg, names, client, IMAGE).update.record

@@ -257,6 +257,58 @@ def test_a_rolled_back_surge_gives_back_the_surge_node(project, kube, aws) -> No
     assert pod_nodes(kube) == {"gpu-node-1"} and deployment_image(kube) == IMAGE
 
 
+def test_a_run_killed_during_the_give_back_leaves_the_next_run_to_finish_it(project, kube, aws) -> None:
+    """SIGKILL while the emptied node drains (the old pod held there by a finalizer): the group stays grown and
+    the revision records the temporary node; the re-run (nothing else to change) gives that node back."""
+    import copy
+    import signal
+    import subprocess
+    import sys
+
+    cloud = Cloud(aws, kube)
+    first_instance = cloud.instances()[0]
+    assert run(project).returncode == 0
+    with kube.lock:  # the old pod cannot finish terminating: llmctl waits in the drain
+        rt = kube.rt("v1", "Pod")
+        (old,) = [copy.deepcopy(p) for p in kube.store.list(rt, "vllm")]
+        old["metadata"]["finalizers"] = ["test.llmctl.io/hold"]
+        kube.store.put(rt, old)
+    with cloud:
+        proc = subprocess.Popen([sys.executable, "-m", "llmctl", "deploy", "--image", IMAGE_B, "--timeout", "20"],
+                                cwd=project.cwd, env=project.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            lines = []
+            for line in proc.stderr:
+                lines.append(line)
+                if f"cordoned node gpu-node-1 ({first_instance})" in line:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert any("cordoned node gpu-node-1" in line for line in lines), "".join(lines)
+        assert cloud.desired() == 2 and len(cloud.instances()) == 2  # killed: the group is still grown
+        recorded = history(project)["revisions"]
+        assert [(r["number"], r["outcome"]) for r in recorded] == [(1, "superseded"), (2, "serving")]
+        assert recorded[1]["grown"] == {"name": "gpu-nodes", "size": 1}
+        status = project("status")
+        assert "surge:    a temporary node of node group gpu-nodes is still out" in status.stdout, status.stdout
+        assert "`llmctl deploy` takes the group back to 1" in status.stdout
+        with kube.lock:  # the old pod's shutdown ends
+            kube.store.remove(rt, kube.store.get(rt, "vllm", old["metadata"]["name"]))
+        again = run(project, image=IMAGE_B)
+        assert again.returncode == 0, again.stderr
+        kube.wait_for(lambda: kube.get("v1", "Node", "gpu-node-1") is None, timeout=10)
+    assert "revision 2 already serves" in again.stderr
+    assert "a temporary node of node group gpu-nodes is still out" in again.stderr
+    assert f"node gpu-node-1 ({first_instance}) terminated; node group gpu-nodes shrinks by it" in again.stderr
+    assert cloud.desired() == 1 and [cloud.nodes[i] for i in cloud.instances()] == ["gpu-node-2"]
+    assert pod_nodes(kube) == {"gpu-node-2"} and deployment_image(kube) == IMAGE_B
+    assert all(r["grown"] is None for r in history(project)["revisions"])
+    assert "temporary node" not in run(project, image=IMAGE_B).stderr  # given back: nothing left to do
+
+
 def test_crash_loop_rolls_back_and_rollback_to_serves_an_earlier_revision(project, kube) -> None:
     kube.add_node("gpu-node-2")
     assert run(project).returncode == 0

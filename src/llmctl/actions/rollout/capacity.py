@@ -63,17 +63,23 @@ def vacated_node(kube, names: Names, group: str, serving_hash: str) -> dict | No
     pods = kube.list("v1", "Pod", names.namespace, label_selector=_selector(names))
     serving = {p["spec"].get("nodeName") for p in pods if not p["metadata"].get("deletionTimestamp") and
                (p["metadata"].get("annotations") or {}).get(ANNOTATION_CONFIG_HASH) == serving_hash}
-    nodes = [n for n in kube.list("v1", "Node") if (n["metadata"].get("labels") or {}).get(NODEGROUP_LABEL) == group]
-    return next((n for n in sorted(nodes, key=lambda n: n["metadata"]["name"])
+    return next((n for n in sorted(group_nodes(kube, group), key=lambda n: n["metadata"]["name"])
                  if n["metadata"]["name"] not in serving and instance_id(n)), None)
 
 
-def release_node(kube, names: Names, group: str, serving_hash: str, release: Callable[[str], None],
+def group_nodes(kube, group: str) -> list[dict]:
+    return [n for n in kube.list("v1", "Node") if (n["metadata"].get("labels") or {}).get(NODEGROUP_LABEL) == group]
+
+
+def release_node(kube, names: Names, group: str, size: int, serving_hash: str, release: Callable[[str], None],
                  timeout_s: float, say: Callable[[str], None]) -> bool:
     """Cordon the node the rollout emptied, wait until no pod of the endpoint is left on it (the old pod's
     drain), then terminate its instance with the group's desired size lowered: the group shrinks by that node,
-    never by the one that serves. False, with the reason said, when no node can be released so."""
+    never by the one that serves. True without a release when the group is down to `size` nodes already (a run
+    killed after the terminate); False, with the reason said, when no node can be released so."""
     node = vacated_node(kube, names, group, serving_hash)
+    if node is None and len(group_nodes(kube, group)) <= size:
+        return True
     if node is None:
         say(f"no node of group {group} is free of the endpoint's pods: the group stays grown; remove the "
             "spare node by hand (`kubectl get pods -o wide` shows which one is free)")

@@ -140,7 +140,9 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
         outcome.objects = manifests.apply_documents(kube, stage.routed_to_new(), names, report, keep=keep)
     updates.promote(update, outcome.timeline.total_s if outcome.timeline is not None else None)
     if scale is not None and update.grown:
-        say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}")
+        say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}" if update.changes
+            else f"a temporary node of node group {update.grown['name']} is still out (an earlier run stopped "
+                 f"before giving it back): the group goes back to {update.grown['size']}")
         updates.shrink(update, scale, release, serving_hash=update.record.config_hash,
                        timeout_s=manifests.termination_grace_s(cfg) + 30.0, say=say)
     if result is not None:

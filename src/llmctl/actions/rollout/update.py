@@ -71,7 +71,7 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
         live = next((d for d in current.documents if d["kind"] == "Deployment"), None)
         if live is not None:  # keep the strategy its rollout used: a re-run changes nothing
             set_strategy(documents, live["spec"]["strategy"])
-        return Update(kube, names, records, current, current, None)
+        return Update(kube, names, records, current, current, None, grown=revs.grown(records))
     deployment = next(d for d in documents if d["kind"] == "Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
     replicas = starting_replicas(kube, cfg, names, current)
@@ -98,7 +98,8 @@ def prepare(kube, cfg: LlmctlConfig, names: Names, documents: list[dict], image:
         engine={k: v for k, v in env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")},
         strategy=plan.strategy, reason=plan.reason, rollback_of=rollback_of,
         documents=revs.revision_documents(documents))
-    return Update(kube, names, records, record, current, plan, replicas=replicas)
+    record.grown = revs.grown(records)  # a temporary node still out: this rollout gives it back
+    return Update(kube, names, records, record, current, plan, grown=record.grown, replicas=replicas)
 
 
 def starting_replicas(kube, cfg: LlmctlConfig, names: Names, current: revs.RevisionRecord | None) -> int:
@@ -118,9 +119,11 @@ def starting_replicas(kube, cfg: LlmctlConfig, names: Names, current: revs.Revis
 
 def grow(update: Update, scale: Callable[[str, int], None], timeout_s: float, pod_spec: dict, gpus: int,
          say: Callable[[str], None] = lambda m: None) -> None:
-    """Ask the node group for one more node, then wait until a node the pod fits offers the GPU."""
+    """Ask the node group for one more node, then wait until a node the pod fits offers the GPU. The record
+    says so first (`grown`), so a run killed before the give-back leaves the next one to finish it."""
     group = update.plan.facts.node_group
-    update.grown = {"name": group.name, "size": group.size}
+    update.grown = update.record.grown = update.grown or {"name": group.name, "size": group.size}
+    revs.save(update.kube, update.names, update.record)
     say(f"growing node group {group.name} {group.size} -> {group.size + 1} for the surge pod")
     scale(group.name, group.size + 1)
     deadline = time.monotonic() + timeout_s
@@ -139,13 +142,18 @@ def shrink(update: Update, scale: Callable[[str, int], None], release: Callable[
            serving_hash: str = "", timeout_s: float = 60.0, say: Callable[[str], None] = lambda m: None) -> None:
     """Give the temporary node back: the group returns to the size it had before the surge. With `release`
     (terminate an instance), the node the rollout emptied goes (cordoned, drained of the endpoint's pods), never
-    one a pod of the serving revision (`serving_hash`) runs on; when none can go so, the group stays grown."""
+    one a pod of the serving revision (`serving_hash`) runs on; when none can go so, the group stays grown
+    (and the record says so: the next deploy tries again). The records' `grown` is cleared once it is back."""
     from llmctl.actions.rollout.capacity import release_node
 
     if update.grown:
         name, size = update.grown["name"], update.grown["size"]
-        if release is None or release_node(update.kube, update.names, name, serving_hash, release, timeout_s, say):
+        if release is None or release_node(update.kube, update.names, name, size, serving_hash, release,
+                                           timeout_s, say):
             scale(name, size)
+            for record in {r.number: r for r in [*update.records, update.record] if r.grown}.values():
+                record.grown = None
+                revs.save(update.kube, update.names, record)
         update.grown = None
 
 
