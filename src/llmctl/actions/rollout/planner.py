@@ -19,7 +19,6 @@ from llmctl.k8s.nodes import GPU, gpu_allocatable, node_ready
 
 INITIAL, SURGE, ROLLING, RECREATE = "initial", "surge", "rolling", "recreate"
 BLUE_GREEN = "blue-green"  # deploy.strategy's other name for surge: every new pod beside the serving ones
-STRATEGIES = (SURGE, BLUE_GREEN, RECREATE)  # what deploy.strategy may ask for besides `auto`
 
 
 @dataclass(frozen=True)
