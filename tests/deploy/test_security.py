@@ -179,15 +179,15 @@ def test_network_policy_admits_only_the_exposure_source_and_allows_only_dns_and_
                      "ports": [{"protocol": "TCP", "port": 443}]}
 
 
-def test_behind_a_load_balancer_scale_to_zero_admits_the_interceptor_too() -> None:
+def test_behind_a_load_balancer_that_scales_to_zero_only_the_interceptor_is_admitted() -> None:
     zero = {"enabled": True, "max_replicas": 1, "idle_minutes": 15}
     warm = docs_for({**EXPOSURES["internal"], "autoscaling": {**zero, "idle_minutes": 0}})
     docs = docs_for({**EXPOSURES["internal"], "autoscaling": zero})
     kubernetes_validate.validate(docs["NetworkPolicy"], "1.33", strict=True)
     rule, _ = docs["NetworkPolicy"]["spec"]["ingress"]
-    # the NLB's VPC addresses, and the KEDA HTTP add-on's interceptor, which forwards the held requests
-    assert rule["from"] == [{"ipBlock": {"cidr": "192.168.0.0/16"}},
-                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]
+    # the NLB sends to the KEDA HTTP add-on's interceptor (tests/deploy/test_nlb_front.py), which forwards to
+    # the pods: no VPC address reaches them directly any more
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
     assert warm["NetworkPolicy"]["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "192.168.0.0/16"}}]
 

@@ -205,20 +205,23 @@ def _service_hosts(service: str, namespace: str) -> list[str]:
     return [f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}.svc", f"{service}.{namespace}", service]
 
 
-def hosts(cfg, names) -> list[str]:
+def hosts(cfg, names, nlb_hostnames=()) -> list[str]:
     """What the interceptor routes to this endpoint (never empty: no hosts is a catch-all): the endpoint
-    Service's names, the wake Service's (`cluster`), the certificate's name and `deploy.hostnames`."""
+    Service's names, the wake Service's (`cluster`), the certificate's name, `deploy.hostnames` and the NLB's
+    DNS names in front of the interceptor (`actions/front.py`)."""
     d = cfg.deploy
     wake = _service_hosts(wake_name(names), names.namespace) if d.exposure == "cluster" else []
     extra = [d.tls.host_name] if d.tls.host_name else []
-    return list(dict.fromkeys([*_service_hosts(names.app, names.namespace), *wake, *extra, *d.hostnames]))
+    return list(dict.fromkeys([*_service_hosts(names.app, names.namespace), *wake, *extra, *d.hostnames,
+                               *nlb_hostnames]))
 
 
-def http_scaled_object_context(cfg, names, cold_start_s: float | None) -> dict:
+def http_scaled_object_context(cfg, names, cold_start_s: float | None, nlb_hostnames=()) -> dict:
     return {"service_port": cfg.server.port, "max_replicas": cfg.deploy.autoscaling.max_replicas,
             "scaledown_s": idle_minutes(cfg) * 60, "hold_s": hold_s(cold_start_s),
             "concurrency": cfg.server.max_concurrent_requests, "skip_annotation": SKIP_SCALED_OBJECT,
-            "waking_service": waking_name(names), "waking_port": WAKING_PORT, "hosts": hosts(cfg, names)}
+            "waking_service": waking_name(names), "waking_port": WAKING_PORT,
+            "hosts": hosts(cfg, names, nlb_hostnames)}
 
 
 def require_autoscaler_kinds(kube, documents: list[dict]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmctl.actions.exposure import load_balancer_url
+from llmctl.actions.front import ANNOTATION, client_service
 from llmctl.errors import ConfigError, LlmctlError
 
 
@@ -102,23 +103,30 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory, cold_start_s:
     if not service:
         raise LlmctlError(f"no endpoint to benchmark: Service {names.namespace}/{names.app} does not exist", hint=hint)
     forward, zero = None, _zero(kube, names, service, cold_start_s)
-    if zero is not None:  # no pod to reach: the interceptor holds the first request while one starts
+    if zero is not None and not zero["wakes_on_request"]:
+        raise LlmctlError(f"{names.namespace}/{names.app} is scaled to zero and no HTTPScaledObject wakes it on "
+                          "request", hint="set deploy.autoscaling.idle_minutes and `llmctl deploy` again, or wait "
+                          "for a schedule window")
+    reached = client_service(kube, names, service)  # an NLB in front of the interceptor, when there is one
+    fronted_url = load_balancer_url(reached) if reached and reached is not service else None
+    if fronted_url:  # through the NLB and the interceptor, at zero or not: what the endpoint's clients do
+        base_url = fronted_url
+        zero = {**zero, "host": None} if zero is not None else None  # the NLB's own name is the Host
+    elif zero is not None:  # no pod to reach: the interceptor holds the first request while one starts
         from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
         from llmctl.k8s.portforward import forward_service
 
-        if not zero["wakes_on_request"]:
-            raise LlmctlError(f"{names.namespace}/{names.app} is scaled to zero and no HTTPScaledObject wakes it on "
-                              "request", hint="set deploy.autoscaling.idle_minutes and `llmctl deploy` again, or wait "
-                              "for a schedule window")
         namespace, proxy, port = INTERCEPTOR_PROXY
         forward = forward_service(kube, namespace, proxy, port, wait_s=10.0)
         forward.start()
         base_url = forward.url
-    elif (service.get("spec") or {}).get("type") == "LoadBalancer":
-        base_url = load_balancer_url(service)
+    elif reached is not service or (service.get("spec") or {}).get("type") == "LoadBalancer":
+        base_url = load_balancer_url(reached) if reached else None
         if not base_url:
+            where = f"{reached['metadata']['namespace']}/{reached['metadata']['name']}" if reached else \
+                f"{service['metadata']['annotations'][ANNOTATION]} (missing)"
             raise LlmctlError(
-                f"Service {names.namespace}/{names.app} has no load-balancer address yet",
+                f"Service {where} has no load-balancer address yet",
                 hint="wait for the load balancer (`llmctl status`), or pass --url",
             )
     else:  # exposure cluster: the same path `llmctl endpoint` takes

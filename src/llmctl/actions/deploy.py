@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from llmctl.actions import autoscaling as scaling
 from llmctl.actions import exposure as exposures
+from llmctl.actions import front as fronts
 from llmctl.config import LlmctlConfig, Names
 from llmctl.config.model import ServerConfig
 from llmctl.errors import ConfigError, LlmctlError
@@ -256,10 +257,12 @@ def prometheus_url(cfg: LlmctlConfig, names: Names) -> str:
 
 
 def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_key: str,
-           cold_start_s: float | None = None, manifest_digest: str | None = None) -> list[dict]:
+           cold_start_s: float | None = None, manifest_digest: str | None = None,
+           front: fronts.Front | None = None) -> list[dict]:
     """Every object of the endpoint, in apply order (pure); `cold_start_s` (the last measured) sets the lead
     and hold times of scale to zero; `manifest_digest` (the model manifest's, read at deploy time) is a pod
-    annotation the config hash covers: new weights under the same prefix restart the pods onto them."""
+    annotation the config hash covers: new weights under the same prefix restart the pods onto them; `front`
+    (the interceptor proxy Service as installed, `front.read`) is what an NLB that scales to zero copies."""
     from llmctl.render import render_documents
 
     d = cfg.deploy
@@ -284,6 +287,7 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
     min_replicas = max(1, d.replicas)
     grace = termination_grace_s(cfg)
     ex = exposures.exposure(cfg)
+    own, nlb = fronts.service_contexts(cfg, names, ex, exposures.service_annotations(cfg, names, grace), front)
     parts: list[tuple[str, dict]] = [
         ("namespace", {"namespace_labels": {**names.k8s_labels, **pod_security_labels(cfg)}}),
         ("serviceaccount", {"role_arn": role_arn}),
@@ -291,9 +295,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
         ("configmap", {"env": env}),
         ("networkpolicy", {"ingress_peers": exposures.ingress_peers(cfg),
                            "metrics_peers": exposures.metrics_peers(cfg)}),
-        ("service", {"service_type": ex.service_type, "source_ranges": list(ex.source_ranges),
-                     "service_annotations": exposures.service_annotations(cfg, names, grace),
-                     "service_port": ex.port, "port_name": "https" if ex.scheme == "https" else "http"}),
+        ("service", own),
+        *([("service", nlb)] if nlb else []),
         ("deployment", {
             # under an autoscaler the replica count is its to set: applying ours would reset it
             "replicas": None if d.autoscaling.enabled else d.replicas,
@@ -331,7 +334,8 @@ def render(cfg: LlmctlConfig, names: Names, *, image: str, role_arn: str, api_ke
             parts.append(("scaledobject", {**scaler, "prometheus_url": url,
                                            **scaling.scaled_object_context(cfg, names, url, cold_start_s)}))
             if d.autoscaling.scales_to_zero:
-                parts.append(("httpscaledobject", scaling.http_scaled_object_context(cfg, names, cold_start_s)))
+                parts.append(("httpscaledobject", scaling.http_scaled_object_context(
+                    cfg, names, cold_start_s, (front or fronts.CHART_DEFAULT).hostnames if nlb else ())))
                 parts.append(("waking", scaling.waking_context(cfg, names, labels(names), cold_start_s)))
                 if d.exposure == "cluster":
                     parts.append(("wake", scaling.wake_context(names)))
@@ -375,7 +379,8 @@ def existing_api_key(kube, names: Names) -> str | None:
 def apply_documents(kube, documents: list[dict], names: Names,
                     report: Callable[[ApplyResult], None] = lambda r: None, keep=()) -> list[ApplyResult]:
     """Server-side apply in dependency order, then prune what this deployment no longer renders (but `keep`:
-    (kind, namespace, name) of the revisions still up beside the rendered one)."""
+    (kind, namespace, name) of the revisions still up beside the rendered one), in the endpoint's namespace and
+    (the NLB in front of the interceptor, `actions/front.py`) the add-on's."""
     scaling.require_autoscaler_kinds(kube, documents)
     if any(d["kind"] == "Service" and (d.get("spec") or {}).get("type") == "LoadBalancer" for d in documents) and \
             not kube.has_kind("elbv2.k8s.aws/v1beta1", "TargetGroupBinding"):
@@ -385,5 +390,9 @@ def apply_documents(kube, documents: list[dict], names: Names,
             hint="install it (`helm install aws-load-balancer-controller eks/aws-load-balancer-controller -n "
                  "kube-system`, with its IRSA role), or set deploy.exposure: cluster",
         )
-    return kube.apply_and_prune(documents, prune_selector(names), PRUNED_KINDS, [names.namespace], keep=keep,
-                                report=report)
+    results = kube.apply_and_prune(documents, prune_selector(names), PRUNED_KINDS, [names.namespace], keep=keep,
+                                   report=report)
+    if kube.has_kind("http.keda.sh/v1alpha1", "HTTPScaledObject"):  # an NLB in front of the interceptor no longer rendered
+        keys = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in documents}
+        results += kube.prune(prune_selector(names), [("v1", "Service")], [fronts.NAMESPACE], keep=keys, report=report)
+    return results

@@ -61,6 +61,8 @@ def exposure(cfg: LlmctlConfig) -> Exposure:
     words = f"{where} via an {SCHEMES[d.exposure]} NLB, {scheme.upper()} on port {port}, from {', '.join(ranges)}"
     if d.exposure == "public" and not tls:
         words += " (plaintext: allow_plaintext is set)"
+    if d.autoscaling.scales_to_zero:
+        words += ", through the KEDA HTTP add-on's interceptor (it holds requests while the endpoint wakes)"
     return Exposure(d.exposure, "LoadBalancer", port, scheme, ranges, words)
 
 
@@ -82,22 +84,28 @@ def service_annotations(cfg: LlmctlConfig, names: Names, termination_grace_s: in
 
 
 def prestop_s(cfg: LlmctlConfig) -> int:
-    return PRESTOP_CLUSTER_S if cfg.deploy.exposure == "cluster" else PRESTOP_LOAD_BALANCER_S
+    """Behind the interceptor (a ClusterIP, or an NLB that scales to zero) no load balancer targets the pods."""
+    from llmctl.actions.front import fronted
+
+    direct = cfg.deploy.exposure != "cluster" and not fronted(cfg)
+    return PRESTOP_LOAD_BALANCER_S if direct else PRESTOP_CLUSTER_S
 
 
 def ingress_peers(cfg: LlmctlConfig) -> list[dict]:
     """NetworkPolicy peers allowed to the server port: the whole cluster for a ClusterIP (a port-forward
     enters the pod's own network namespace, which no NetworkPolicy filters); behind a load balancer, the
-    NLB's VPC addresses and the source ranges, and, when the endpoint scales to zero, the HTTP add-on's
-    interceptor by its namespace (a pod peer: an ipBlock need not match pod addresses). (Prometheus scrapes
-    the metrics port: metrics_peers.)"""
+    NLB's VPC addresses and the source ranges; an NLB that scales to zero sends to the HTTP add-on's
+    interceptor instead, which alone is admitted then, by its namespace (a pod peer: an ipBlock need not
+    match pod addresses). (Prometheus scrapes the metrics port: metrics_peers.)"""
     from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
+    from llmctl.actions.front import fronted
 
     if cfg.deploy.exposure == "cluster":
         return [{"namespaceSelector": {}}]
+    if fronted(cfg):
+        return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INTERCEPTOR_PROXY[0]}}}]
     ranges = dict.fromkeys([cfg.cluster.vpc_cidr, *cfg.deploy.load_balancer_source_ranges])
-    interceptor = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INTERCEPTOR_PROXY[0]}}}]
-    return [{"ipBlock": {"cidr": cidr}} for cidr in ranges] + (interceptor if cfg.deploy.autoscaling.scales_to_zero else [])
+    return [{"ipBlock": {"cidr": cidr}} for cidr in ranges]
 
 
 def metrics_peers(cfg: LlmctlConfig) -> list[dict]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from llmctl.actions.deploy import LABEL_CONFIG_HASH, pod_selector, prune_selector, revision_name
 from llmctl.actions.exposure import describe_service, load_balancer_url
+from llmctl.actions.front import client_service
 from llmctl.actions.rollout.pods import MAIN_CONTAINER, is_ready, pod_phase
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
@@ -107,7 +108,8 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
     container = next((c for c in spec["template"]["spec"]["containers"] if c["name"] == MAIN_CONTAINER), {})
     env_name = next((s["configMapRef"]["name"] for s in container.get("envFrom") or [] if "configMapRef" in s), None)
     env = ((kube.get("v1", "ConfigMap", env_name, names.namespace) or {}).get("data") or {}) if env_name else {}
-    endpoint = load_balancer_url(service) if service else None
+    reached = client_service(kube, names, service)  # an NLB that scales to zero: its Service in front of the interceptor
+    endpoint = load_balancer_url(reached) if reached else None
     data = {
         "deployed": True,
         "deployment": f"{names.namespace}/{names.app}",
@@ -118,7 +120,7 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
         "ready_replicas": state.get("readyReplicas", 0),
         "pods": [_pod_summary(p) for p in sorted(pods, key=lambda p: p["metadata"]["name"])],
         "endpoint": endpoint,
-        "exposure": describe_service(service) if service else None,
+        "exposure": _exposure(reached, reached is not service) if reached else None,
         "events": [{"reason": e.get("reason"), "object": (e.get("involvedObject") or {}).get("name"),
                     "message": e.get("message"), "count": e.get("count", 1)} for e in events[-RECENT_EVENTS:]],
         "metrics": None,
@@ -131,6 +133,15 @@ def collect_status(kube, cfg: LlmctlConfig, names: Names,
     if service and any(p["ready"] for p in data["pods"]):
         data["metrics"] = _metrics_through_port_forward(kube, names, metrics)
     return data
+
+
+def _exposure(service: dict, fronted: bool) -> dict:
+    about = describe_service(service)
+    if fronted:
+        meta = service["metadata"]
+        about["service"] = f"{meta['namespace']}/{meta['name']}"
+        about["reachable_from"] += ", through the KEDA HTTP add-on's interceptor (it holds requests while the endpoint wakes)"
+    return about
 
 
 def serving_deployment(kube, names: Names, service: dict | None) -> dict | None:

@@ -61,7 +61,8 @@ def deploy(
             digest = None
             out.warn(f"the model manifest cannot be read ({exc.message}): the plan assumes none")
         documents = actions.render(cfg, names, image=resolved, role_arn=arn, api_key=actions.REDACTED_API_KEY,
-                                   cold_start_s=app.state.get("cold_start_s"), manifest_digest=digest)
+                                   cold_start_s=app.state.get("cold_start_s"), manifest_digest=digest,
+                                   front=dry_run_front(app))
         out.info("the Secret's API key is redacted (a real deploy generates it once and keeps it)")
         plan = dry_run_plan(app, documents, resolved)
         files = actions.write_documents(documents, output_dir) if output_dir else []
@@ -82,6 +83,26 @@ def deploy(
 
     out.info(f"deploying {resolved} to {names.namespace}/{names.app}")
     follow_rollout(app, resolved, timeout, show_api_key)
+
+
+def dry_run_front(app):
+    """The interceptor proxy Service an NLB that scales to zero copies, read from the cluster; without one (or
+    without the add-on) the plan uses the chart's labels for release `http-add-on`, and says so."""
+    from llmctl.actions import front
+    from llmctl.errors import LlmctlError
+
+    if not front.fronted(app.config):
+        return None
+    try:
+        found = front.read(app.kube(), app.names)
+    except LlmctlError as exc:
+        found, why = None, f"the cluster cannot be read ({exc.message})"
+    else:
+        why = "the KEDA HTTP add-on's interceptor proxy Service is not in the cluster"
+    if found is None:
+        app.output.warn(f"{why}: the NLB's Service in `{front.NAMESPACE}` selects the chart's interceptor pods of a "
+                        "release named `http-add-on`; a real deploy copies the installed proxy Service's selector")
+    return found
 
 
 def model_digest(app, bucket: str | None, prefix: str) -> str | None:

@@ -66,15 +66,17 @@ class SmokeResult:
 
 
 def smoke_request(base_url: str, api_key: str, model: str, timeout_s: float,
-                  sleep: Callable[[float], None] = time.sleep) -> SmokeResult:
+                  sleep: Callable[[float], None] = time.sleep, unrouted_s: float = 0.0) -> SmokeResult:
     """One completion through the endpoint. Connection failures are retried until `timeout_s`
-    (a new load balancer's DNS name takes a few minutes to resolve); an HTTP error is final."""
+    (a new load balancer's DNS name takes a few minutes to resolve); an HTTP error is final, but a 404 for
+    `unrouted_s` (the interceptor's routing table follows a new host of the HTTPScaledObject within seconds)."""
     import urllib.error
     import urllib.request
 
     url = base_url.rstrip("/") + "/v1/completions"
     body = json.dumps({"model": model, "prompt": "Hello, my name is", "max_tokens": 8, "temperature": 0}).encode()
     deadline = time.monotonic() + timeout_s
+    routed_by = time.monotonic() + unrouted_s
     last = ""
     while True:
         request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -88,6 +90,9 @@ def smoke_request(base_url: str, api_key: str, model: str, timeout_s: float,
                 return SmokeResult(url, response.status, time.monotonic() - started, text)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
+            if exc.code == 404 and time.monotonic() < min(routed_by, deadline):
+                sleep(1)
+                continue
             raise LlmctlError(f"the smoke request to {url} failed with HTTP {exc.code}: {detail}",
                               hint="`llmctl logs` shows the server's side") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:

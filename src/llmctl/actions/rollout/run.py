@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 from llmctl.actions import deploy as manifests
 from llmctl.actions import exposure as exposures
+from llmctl.actions import front as fronts
 from llmctl.actions.rollout import rolling, traffic
 from llmctl.actions.rollout import update as updates
 from llmctl.config import LlmctlConfig, Names
 from llmctl.errors import LlmctlError
 from llmctl.k8s.apply import ApplyResult
+
+UNROUTED_S = 15.0  # how long the interceptor may answer 404 for the NLB's name just added to its hosts
 
 
 @dataclass
@@ -81,8 +84,9 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
     api_key = manifests.existing_api_key(kube, names) if kube.get("v1", "Namespace", names.namespace) else None
     created = api_key is None
     api_key = api_key or manifests.new_api_key()
+    front = fronts.read(kube, names) if fronts.fronted(cfg) else None
     rendered = manifests.render(cfg, names, image=image, role_arn=role_arn, api_key=api_key,
-                                cold_start_s=cold_start_s, manifest_digest=manifest_digest)
+                                cold_start_s=cold_start_s, manifest_digest=manifest_digest, front=front)
     if documents is not None:  # the recorded revision's Deployment and env ConfigMap replace the rendered ones
         rendered = traffic.swap_revision(rendered, traffic.recorded_documents(kube, names, documents))
     update = updates.prepare(kube, cfg, names, rendered, image, node_group=node_group, rollback_of=rollback_of)
@@ -102,6 +106,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
             rolling.make_room(kube, names, stage.base_deployment, stage.base.config_hash, stage.rolling - 1,
                               timeout_s)
         outcome.objects = manifests.apply_documents(kube, stage.documents, names, report, keep=stage.first_keep)
+        applied = stage.documents
         if stage.start:  # (its own field manager: the autoscaler takes the count over after the switch)
             rolling.scale(kube, names, stage._new()["metadata"]["name"], stage.start)
         on_applied()
@@ -137,7 +142,8 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
         raise
     if stage.base is not None:  # the gate passed: the Service moves, then the old revision goes (or is kept)
         keep = stage.promote(cfg.deploy.keep_previous_minutes, say)
-        outcome.objects = manifests.apply_documents(kube, stage.routed_to_new(), names, report, keep=keep)
+        applied = stage.routed_to_new()
+        outcome.objects = manifests.apply_documents(kube, applied, names, report, keep=keep)
     updates.promote(update, outcome.timeline.total_s if outcome.timeline is not None else None)
     if scale is not None and update.grown:
         say(f"the surge is over: node group {update.grown['name']} back to {update.grown['size']}" if update.changes
@@ -146,7 +152,7 @@ def deploy(cfg: LlmctlConfig, names: Names, kube, *, image: str, role_arn: str, 
         updates.shrink(update, scale, release, serving_hash=update.record.config_hash,
                        timeout_s=manifests.termination_grace_s(cfg) + 30.0, say=say)
     if result is not None:
-        _endpoint(cfg, names, kube, outcome, api_key, timeout_s, started, smoke)
+        _endpoint(cfg, names, kube, outcome, api_key, timeout_s, started, smoke, applied, report)
     return outcome
 
 
@@ -175,7 +181,9 @@ def _follow(cfg, names, kube, documents, image, role_arn, timeout_s, started, em
 
 
 def _endpoint(cfg, names, kube, outcome: DeployOutcome, api_key: str, timeout_s: float, started: float,
-              smoke: bool) -> None:
+              smoke: bool, applied: list[dict], report: Callable[[ApplyResult], None]) -> None:
+    """The endpoint's address and one request through it; an NLB in front of the interceptor first has its DNS
+    name added to the hosts the interceptor routes (`applied`: the documents the last apply wrote)."""
     from llmctl.actions.rollout.endpoint import smoke_request, wait_for_address
 
     ex = outcome.exposure
@@ -189,7 +197,15 @@ def _endpoint(cfg, names, kube, outcome: DeployOutcome, api_key: str, timeout_s:
                                               max(10.0, timeout_s - (time.monotonic() - started)))
         return
     remaining = max(1.0, timeout_s - (time.monotonic() - started))
-    outcome.endpoint = exposures.endpoint_url(wait_for_address(kube, names.namespace, names.app, remaining), ex)
+    namespace, name = (fronts.NAMESPACE, fronts.front_name(names)) if fronts.fronted(cfg) else (names.namespace, names.app)
+    address = wait_for_address(kube, namespace, name, remaining)
+    if fronts.fronted(cfg):
+        added = fronts.host_addresses(kube, applied, fronts.hostnames(kube.get("v1", "Service", name, namespace)))
+        if added is not None:
+            outcome.objects.append(added)
+            report(added)
+    outcome.endpoint = exposures.endpoint_url(address, ex)
     if smoke:
         remaining = max(10.0, timeout_s - (time.monotonic() - started))
-        outcome.smoke = smoke_request(outcome.endpoint, api_key, cfg.model.served_name, remaining)
+        outcome.smoke = smoke_request(outcome.endpoint, api_key, cfg.model.served_name, remaining,
+                                      unrouted_s=UNROUTED_S if fronts.fronted(cfg) else 0.0)
