@@ -13,6 +13,7 @@ from tests.doubles.faulty_proxy import FaultyProxy
 from tests.fixtures.kube import ENDPOINT_PODS
 
 BUILD_CONFIG = "project:\n  name: demo\nbuild:\n  context: ctx\n"
+ZERO_PORT = 18431  # `deploy zero`'s server.port, where its interceptor double listens (an unlikely port to be taken)
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +88,33 @@ def _deploy_surge(request):
     return ("deploy", "--image", IMAGE.replace("ab" * 32, "cd" * 32), "--timeout", "60")
 
 
+def _deploy_zero(request):
+    """A first deploy of an `internal` endpoint that scales to zero: its NLB's Service in `keda` in front of the
+    KEDA HTTP add-on's interceptor (the double, on a fixed port: server.port is part of the config hash, and so
+    of the revision's name in expected/deploy-zero.json), whose DNS name `deploy` adds to the hosts before the
+    smoke request goes through it."""
+    from tests.cli.deploy.test_bench_zero import ZERO
+    from tests.doubles.interceptor import InterceptorDouble
+
+    llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
+    llmctl.env["KUBECONFIG"] = str(kube.kubeconfig_path)
+    stub = request.getfixturevalue("stub_endpoint").port
+    kube.install_keda(http_add_on=True)
+    kube.install_aws_load_balancer_controller()
+    kube.on_load_balancer(create=lambda service: "localhost")
+    kube.expose(ENDPOINT_PODS, ZERO_PORT, ("127.0.0.1", stub))  # the gate's port-forward to the pod
+
+    def hosts() -> list[str]:
+        routing = kube.get("http.keda.sh/v1alpha1", "HTTPScaledObject", "vllm-llama", "vllm")
+        return routing["spec"]["hosts"] if routing else []
+
+    interceptor = InterceptorDouble(("127.0.0.1", stub), condition_wait_s=30, hosts=hosts, ready=lambda: True,
+                                    port=ZERO_PORT).start()
+    request.addfinalizer(interceptor.stop)
+    llmctl.write_config(config_text(ZERO_PORT, extra=ZERO + "  exposure: internal\n"))
+    return ("deploy", "--image", IMAGE, "--timeout", "60")
+
+
 def _monitoring_up(request):
     llmctl, kube = request.getfixturevalue("llmctl"), request.getfixturevalue("kube")
     llmctl.write_config("project:\n  name: demo\n")
@@ -102,7 +130,7 @@ def _teardown(request):
 
 
 SETUPS = {"build": _build, "cluster up": _cluster_up, "deploy": _deploy, "deploy update": _deploy_update,
-          "deploy surge": _deploy_surge,
+          "deploy surge": _deploy_surge, "deploy zero": _deploy_zero,
           "monitoring up": _monitoring_up,
           "teardown": _teardown}
 

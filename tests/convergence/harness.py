@@ -161,6 +161,10 @@ def _k8s(kube) -> dict:
             images = [c.get("image") for c in template.get("containers", [])]
             objects[f"{kind} {meta.get('namespace') or ''}/{meta['name']}"] = {
                 "labels": labels, "images": images, "terminating": bool(meta.get("deletionTimestamp"))}
+    if kube.registry.by_kind("http.keda.sh/v1alpha1", "HTTPScaledObject") is not None:
+        for routing in kube.list("http.keda.sh/v1alpha1", "HTTPScaledObject"):  # a host lost is a request refused
+            meta = routing["metadata"]
+            objects[f"HTTPScaledObject {meta['namespace']}/{meta['name']}"] = {"hosts": routing["spec"]["hosts"]}
     pods: dict[str, int] = {}
     for pod in kube.list("v1", "Pod"):
         if pod["metadata"].get("deletionTimestamp"):

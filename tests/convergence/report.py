@@ -50,6 +50,12 @@ the update's); the snapshot counts the group's desired size and its instances, s
 failed cell. The revision records the temporary node (`grown`) before the group grows, and a re-run with
 nothing else to change finishes the give-back.
 
+`deploy zero` is a first deploy of an `internal` endpoint that scales to zero: its NLB's Service in `keda`
+selects the KEDA HTTP add-on's interceptor (a double on a fixed port), and once AWS names the NLB, `deploy`
+adds that name to the HTTPScaledObject's hosts (`(#2)`) before the smoke request goes through it. Its rows are
+the calls the `deploy` row does not have; the snapshot holds the HTTPScaledObject's hosts, so a name lost is
+a failed cell.
+
 Not rows here: the AWS calls eksctl makes itself during `cluster up` and `teardown` (they are eksctl's,
 not llmctl's); a failure at each eksctl task (`validate`, `cluster`, `oidc`, `nodegroup`, `kubeconfig`)
 and the re-run's resume are `tests/cli/cluster/test_up.py::test_failed_run_resumes_to_the_clean_state`.

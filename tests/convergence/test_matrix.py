@@ -21,10 +21,13 @@ from tests.convergence.harness import AWS_FAULTS, K8S_FAULTS, Call, diff, served
 from tests.convergence.report import record
 
 EXPECTED = Path(__file__).parent / "expected"
-COMMANDS = ("build", "cluster up", "deploy", "deploy update", "deploy surge", "monitoring up", "teardown")
+COMMANDS = ("build", "cluster up", "deploy", "deploy update", "deploy surge", "deploy zero", "monitoring up",
+            "teardown")
 # update: a second deploy; surge: a second deploy that grows the node group and gives the emptied node back,
-# its cells only at the node group's calls (the rest of its calls are the update's)
+# its cells only at the node group's calls (the rest of its calls are the update's); zero: an NLB endpoint that
+# scales to zero (its NLB in front of the interceptor)
 SURGE_CALLS = re.compile(r"node-groups/.*/update-config|autoscaling:|/api/v1/nodes/")
+ZERO_CALLS = re.compile(r"/namespaces/keda/|/httpscaledobjects/")  # the rest of its calls are the deploy's
 FULL = os.environ.get("LLMCTL_CONVERGENCE") == "full"
 REGENERATE = os.environ.get("LLMCTL_REGENERATE") == "1"
 
@@ -44,6 +47,8 @@ def cells() -> list[tuple[str, Call, str]]:
         for call in calls(command):
             if command == "deploy surge" and not SURGE_CALLS.search(call.label):
                 continue
+            if command == "deploy zero" and not ZERO_CALLS.search(call.label):
+                continue
             for fault in AWS_FAULTS if call.side == "aws" else K8S_FAULTS:
                 out.append((command, call, fault))
     return out
@@ -59,6 +64,8 @@ QUICK_CELLS = (
     ("deploy", "k8s PATCH /apis/apps/v1/namespaces/vllm/deployments/vllm-llama-59c96831a3", "409"),
     ("deploy update", "k8s PATCH /api/v1/namespaces/vllm/services/vllm-llama (#2)", "kill"),  # at the switch
     ("deploy surge", "k8s PATCH /api/v1/nodes/gpu-node-1", "kill"),  # at the cordon: the re-run gives the node back
+    # at the NLB's name added to the interceptor's hosts: the re-run's render reads it back from the Service
+    ("deploy zero", "k8s PATCH /apis/http.keda.sh/v1alpha1/namespaces/vllm/httpscaledobjects/vllm-llama (#2)", "kill"),
     ("monitoring up", "k8s PATCH /api/v1/namespaces/monitoring/secrets/demo-grafana-admin", "429"),
     ("monitoring up", "k8s PATCH /apis/apps/v1/namespaces/monitoring/statefulsets/demo-prometheus", "409"),
     ("teardown", "aws iam:DeleteRole", "5xx"),

@@ -13,9 +13,10 @@ forwarded answer carries `X-KEDA-HTTP-Cold-Start`: whether the request had to wa
 
 The double plays the Service's endpoint the way the kubelet's readiness probe makes it: the backend's
 `/ready` answering 200 (the pod's readinessProbe path), or `ready()` when given (a ready pod behind the
-Service on the Kubernetes double). `on_first_hold` is KEDA waking the workload: it runs once, when the first
-request is held with no endpoint ready. With `hosts`, a request whose Host the HTTPScaledObject does not
-list gets the interceptor's 404 (its routing table has no such host).
+Service on the Kubernetes double). `on_first_hold` is KEDA waking the workload: it runs when the first
+request is held with no endpoint ready, again after each time the endpoint went back to zero. With `hosts`, a request whose Host the HTTPScaledObject does not
+list gets the interceptor's 404 (its routing table has no such host); `hosts` may be a callable that reads the
+HTTPScaledObject live, as the interceptor's routing table follows it.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class InterceptorDouble:
     on_first_hold: Callable[[], None] | None = None
     probe_interval_s: float = 0.1  # how often the readiness probe asks /ready
     ready: Callable[[], bool] | None = None
-    hosts: list[str] | None = None  # HTTPScaledObject spec.hosts
+    hosts: list[str] | Callable[[], list[str]] | None = None  # HTTPScaledObject spec.hosts (callable: read live)
     failover: tuple[str, int] | None = None  # spec.coldStartTimeoutFailoverRef's Service address
     failover_timeout_s: float = 30.0  # spec.coldStartTimeoutFailoverRef.timeoutSeconds (the CRD's default)
+    port: int = 0  # where it listens on 127.0.0.1 (0: any free port)
     requests: list[Held] = field(default_factory=list)
     ready_since: float | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -81,7 +83,7 @@ class InterceptorDouble:
             def do_POST(self):
                 double._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         threading.Thread(target=self._probe, daemon=True).start()
@@ -113,13 +115,16 @@ class InterceptorDouble:
             if ok and not self._ready.is_set():
                 self.ready_since = time.monotonic()
                 self._ready.set()
-            elif not ok:
-                self._ready.clear()
+            elif not ok and self._ready.is_set():  # gone to zero again: the next held request wakes it again
+                with self._lock:
+                    self._ready.clear()
+                    self._woken = False
             self._stop.wait(self.probe_interval_s)
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
-        if self.hosts is not None and (h.headers.get("Host") or "").split(":")[0] not in self.hosts:
+        hosts = self.hosts() if callable(self.hosts) else self.hosts  # the routing table follows the objects
+        if hosts is not None and (h.headers.get("Host") or "").split(":")[0] not in hosts:
             h.send_response(404)
             h.send_header("Content-Length", "0")
             h.end_headers()

@@ -123,8 +123,8 @@ def _cluster_target(api_key: str | None, cfg, names, kube_factory, cold_start_s:
     elif reached is not service or (service.get("spec") or {}).get("type") == "LoadBalancer":
         base_url = load_balancer_url(reached) if reached else None
         if not base_url:
-            where = f"{reached['metadata']['namespace']}/{reached['metadata']['name']}" if reached else \
-                f"{service['metadata']['annotations'][ANNOTATION]} (missing)"
+            ref = service.get("metadata", {}).get("annotations", {}).get(ANNOTATION)  # the NLB in front, if any
+            where = f"{names.namespace}/{names.app}" if not ref else ref if reached else f"{ref} (missing)"
             raise LlmctlError(
                 f"Service {where} has no load-balancer address yet",
                 hint="wait for the load balancer (`llmctl status`), or pass --url",

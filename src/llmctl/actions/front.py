@@ -14,7 +14,7 @@ The endpoint's own Service names the front in an annotation, so `status` and `be
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llmctl.actions.autoscaling import INTERCEPTOR_PROXY
 
@@ -33,11 +33,10 @@ class Front:
 
     selector: dict[str, str]
     target_port: int | str
-    hostnames: tuple[str, ...] = field(default=())  # the NLB's DNS names once assigned: hosts the interceptor routes
-    read_from_cluster: bool = True
+    hostnames: tuple[str, ...] = ()  # the NLB's DNS names once assigned: hosts the interceptor routes
 
 
-CHART_DEFAULT = Front(CHART_SELECTOR, "proxy", read_from_cluster=False)
+CHART_DEFAULT = Front(CHART_SELECTOR, "proxy")
 
 
 def fronted(cfg) -> bool:

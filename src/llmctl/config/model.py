@@ -196,7 +196,8 @@ class DeployConfig(Section):
     exposure: Literal["cluster", "internal", "public"] = Field(
         "cluster", description="Who can reach the endpoint: cluster (a ClusterIP; `llmctl endpoint` port-forwards it), "
         "internal (an internal NLB: the VPC and networks routed to it), public (an internet-facing NLB: needs "
-        "deploy.tls and load_balancer_source_ranges).")
+        "deploy.tls and load_balancer_source_ranges). An NLB that scales to zero goes to the KEDA HTTP add-on's "
+        "interceptor, which holds requests while the endpoint wakes.")
     tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
     allow_plaintext: bool = Field(False, description="Accept a public endpoint without TLS (bearer key and prompts in cleartext).")
     load_balancer_source_ranges: list[str] = Field(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.cli.teardown.conftest import BUILD_BUCKET, NAME, REGION, TAGS, in_process_teardown, tag_list
+from tests.cli.teardown.conftest import BUILD_BUCKET, LABELS, NAME, REGION, TAGS, in_process_teardown, tag_list
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(world, llmctl):
@@ -52,6 +52,28 @@ def test_teardown_all_leaves_nothing_of_this_deployment(world, llmctl):
     assert again.returncode == 0, again.stderr
     assert "Nothing of deployment 'llama' found" in again.stdout
     assert "nothing billable left" in again.stdout
+
+
+def test_the_nlb_in_front_of_the_interceptor_goes_and_the_add_on_stays(world, llmctl, kube):
+    """An internal endpoint that scales to zero has its NLB's Service in the add-on's namespace `keda`
+    (actions/front.py): teardown finds it by its labels there, and its load balancer goes with it."""
+    from tests.doubles.kube.cluster import INTERCEPTOR_PROXY_SERVICE
+
+    world.seed()
+    kube.install_keda(http_add_on=True)
+    before = len(world.lb_arns())
+    kube.create({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": f"vllm-{NAME}-vllm", "namespace": "keda", "labels": LABELS},
+                 "spec": {"type": "LoadBalancer", "selector": INTERCEPTOR_PROXY_SERVICE["spec"]["selector"],
+                          "ports": [{"port": 8000, "targetPort": "proxy"}]}})
+    kube.wait_for(lambda: len(world.lb_arns()) > before, timeout=10)
+    done = llmctl("teardown", "--all", "--yes", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verification"]["clean"]
+    assert world.nothing_left(), world.ours()
+    assert kube.get("v1", "Service", f"vllm-{NAME}-vllm", "keda") is None
+    assert kube.get("v1", "Service", INTERCEPTOR_PROXY_SERVICE["metadata"]["name"], "keda") is not None
+    assert kube.get("v1", "Namespace", "keda") is not None  # not ours: the add-on lives on
 
 
 def test_without_all_the_build_resources_stay_and_are_named(world, llmctl):
