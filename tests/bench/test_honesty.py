@@ -4,6 +4,7 @@ measured elsewhere, and an endpoint that is not there (driven as a user runs it)
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 from tests.bench.fakeserver import FakeServer, Script
@@ -55,7 +56,17 @@ def test_tpot_only_from_requests_that_streamed_in_two_reads(llmctl):
     table = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in done.stdout.splitlines() if line.count("│") >= 3}
     assert table["Median TPOT"] == "-" and table["Tokens/s per request"] == "-"
     assert table["TPOT from (2+ reads)"] == "0 of 4 requests"
-    assert "cannot be measured" in " ".join(done.stderr.split())
+    # the cause, from what the client measured of itself: it waited for a CPU (starved), or it had one and the
+    # stream came in one piece (here: the server wrote it at once)
+    wait, starved = doc["llmctl"]["client_cpu_wait_s"], doc["llmctl"]["client_starved"]
+    assert 0 <= wait <= doc["duration"] and starved is (wait >= 0.25 * doc["duration"])
+    assert re.fullmatch(r"\d+\.\d\d s \(\d+% of the run\)", table["Client waiting for a CPU"])
+    warning = " ".join(done.stderr.split())
+    assert "cannot be measured: the bench client " in warning
+    if starved:
+        assert "for a CPU, so it read each stream late (the server streamed it)" in warning
+    else:
+        assert "had its CPU (waited" in warning and "(a buffering proxy, or a server that writes it at once)" in warning
 
     with FakeServer(Script(tokens=8, itl_s=0.01)) as srv:
         done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "8", "--warmup", "0",
