@@ -64,7 +64,7 @@ def test_tpot_only_from_requests_that_streamed_in_two_reads(llmctl):
     warning = " ".join(done.stderr.split())
     assert "cannot be measured: the bench client " in warning
     if starved:
-        assert "for a CPU, so it read each stream late (the server streamed it)" in warning
+        assert "for a CPU, so it read each stream late (its lateness, not the server's pace)" in warning
     else:
         assert "had its CPU (waited" in warning and "(a buffering proxy, or a server that writes it at once)" in warning
 
@@ -93,3 +93,34 @@ def test_the_reference_column_only_for_the_setup_it_was_measured_on(llmctl):
                       "--instance-type", "g4dn.xlarge", timeout=120)
     assert seed.returncode == 0, seed.stderr
     assert "reference (Llama-2-7B on a T4)" in seed.stdout and "100-200 ms" in seed.stdout
+
+
+def test_the_warnings_name_the_cause_from_the_clients_own_wait_for_a_cpu(capsys):
+    """A run's client CPU wait decides what its warnings say (the engine run starved on 2 loaded cores waited 98%)."""
+    from llmctl.ui.bench import render_summary
+    from llmctl.ui.console import Output
+
+    def warnings(tpot_requests: int, wait: float | None, starved: bool | None) -> str:
+        render_summary(Output(color=False), {"completed": 16, "duration": 0.87, "tpot_requests": tpot_requests,
+                                             "llmctl": {"client_cpu_wait_s": wait, "client_starved": starved}})
+        out, err = capsys.readouterr()
+        return " ".join(out.split()), " ".join(err.split())
+
+    table, said = warnings(0, 0.85, True)
+    assert "Client waiting for a CPU │ 0.85 s (98% of the run)" in table
+    assert said == ("warning: no request streamed its tokens in two or more reads, so TPOT and tokens/s per request "
+                    "cannot be measured: the bench client waited 0.85 s (98% of the run) for a CPU, so it read each "
+                    "stream late (its lateness, not the server's pace); send fewer concurrent requests (--concurrency) "
+                    "or run the benchmark on a less loaded or separate machine")
+    _, said = warnings(0, 0.02, False)
+    assert said.endswith("cannot be measured: the bench client had its CPU (waited 0.02 s (2% of the run)), so "
+                         "something between the engine and it delivers each response in one piece (a buffering proxy, "
+                         "or a server that writes it at once)")
+    table, said = warnings(0, None, None)
+    assert "Client waiting for a CPU │ unknown (the kernel does not say)" in table
+    assert said.endswith("cannot be measured: the client read each stream late (it is starved, or a proxy buffers)")
+    _, said = warnings(16, 0.5, True)  # TPOT measured, but from a client that read late
+    assert said.startswith("warning: the bench client waited 0.50 s (57% of the run) for a CPU: it read the streams "
+                           "late, so its latencies overstate the server's")
+    _, said = warnings(16, 0.02, False)
+    assert said == ""

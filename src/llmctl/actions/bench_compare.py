@@ -4,10 +4,10 @@ one after the other against the same engine, and what serving through the adapte
 `base` stands for the endpoint's base model (the `/v1/models` entry without a parent). Each side's cost
 per 1M output tokens is its own throughput priced as `bench` prices one run.
 
-A side whose requests all reached the client in one read each has no TPOT (`tpot_requests` 0; on a
-loaded machine, a client starved of CPU: see load.py): its TPOT is null, not vLLM's 0 for an empty list, so
-the TPOT ratio is null, and `tpot_unmeasured` names the side. A 0 there made the ratio 0 ("the adapter
-costs nothing per token") or dropped it without a word.
+A side whose requests each reached the client in one read has no TPOT (`tpot_requests` 0; on a loaded
+machine, a client starved of CPU: see load.py). Its TPOT is null rather than vLLM's 0 for an empty list,
+which made the ratio 0 ("the adapter costs nothing per token"); the ratio is null and `tpot_unmeasured`
+names the side.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def _one_read_cause(doc: dict) -> str:
     """Why a run's streams each came in one read, from what the client measured of itself."""
     starved = doc.get("llmctl", {}).get("client_starved")
     if starved:
-        return f"{_starved(doc)}, so it read each stream late (the server streamed it); {_STARVED_FIX}"
+        return f"{_starved(doc)}, so it read each stream late (its lateness, not the server's pace); {_STARVED_FIX}"
     if starved is False:
         return (f"the bench client had its CPU (waited {_cpu_wait(doc)}), so something between the engine and it "
                 "delivers each response in one piece (a buffering proxy, or a server that writes it at once)")
