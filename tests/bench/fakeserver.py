@@ -31,6 +31,7 @@ class Script:
     knee_slope: float = 2.0
     report_usage: bool = True
     one_write: bool = False  # every event of a response in one write
+    one_write_models: tuple[str, ...] = ()  # one write only for requests naming these models
     server_ttft_s: float | None = None  # exported as each request's server-side TTFT
     model: str = "fake-model"
 
@@ -136,7 +137,7 @@ class FakeServer:
                 else:
                     event = {"choices": [{"index": 0, "text": text}]}
                 pending.append(f"data: {json.dumps(event)}\n\n".encode())
-                if not s.one_write:
+                if not (s.one_write or body.get("model") in s.one_write_models):
                     await resp.write(pending.pop())
                 sent += k
             if pending:

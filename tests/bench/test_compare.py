@@ -20,3 +20,29 @@ def test_compare_runs_both_models_and_prints_the_ratios(llmctl):
     assert compare["ratios"]["median_ttft_ms"] > 0 and compare["ratios"]["usd_per_million_output_tokens"] > 0
     assert text.returncode == 0 and "sql against fake-model" in text.stdout and "ratio" in text.stdout
     assert refused.returncode == 2 and "must name two models" in refused.stderr
+
+
+def test_a_side_without_tpot_has_no_tpot_ratio_and_the_compare_says_which_and_why(llmctl):
+    # The adapter's responses each come in one write: what a client starved of CPU reads (the engine test
+    # sees it on 2 loaded cores). vLLM's 0 for an empty TPOT list made the ratio 0 ("no cost per token").
+    with FakeServer(Script(tokens=8, itl_s=0.01, one_write_models=("sql",))) as srv:
+        done = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "8", "--warmup", "0",
+                      "--compare", "base,sql", "-o", "json", timeout=120)
+        text = llmctl("bench", "--url", srv.url, "-n", "4", "--output-len", "8", "--warmup", "0",
+                      "--compare", "base,sql", timeout=120)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    compare = document["compare"]
+    base, sql = compare["runs"]["fake-model"], compare["runs"]["sql"]
+    assert base["tpot_requests"] == 4 and base["median_tpot_ms"] >= 9
+    assert sql["tpot_requests"] == 0 and sql["median_tpot_ms"] is None
+    assert compare["ratios"]["median_tpot_ms"] is None and compare["tpot_unmeasured"] == ["sql"]
+    assert compare["ratios"]["median_e2el_ms"] > 0
+    assert sql["client_starved"] is document["llmctl"]["runs"]["sql"]["llmctl"]["client_starved"]
+
+    assert text.returncode == 0, text.stderr
+    warning = " ".join(text.stderr.split())
+    assert "sql: no request streamed its tokens in two or more reads, so its TPOT and the TPOT ratio cannot be measured" in warning
+    assert "fake-model: no request" not in warning
+    row = [cell.strip() for cell in next(line for line in text.stdout.splitlines() if "TPOT p50 ms" in line).split("│")]
+    assert float(row[2]) >= 9 and row[3:5] == ["-", "-"]  # fake-model's TPOT; sql's and the ratio unmeasured

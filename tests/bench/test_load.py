@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from llmctl.bench.client import RequestInput, RequestResult, Target
-from llmctl.bench.load import LoadSpec, arrival_offsets, open_arrivals, run_load
+from llmctl.bench.load import STARVED_SHARE, LoadRun, LoadSpec, arrival_offsets, open_arrivals, run_load
 
 
 def test_poisson_offsets_mean_rate_and_exponential_gaps():
@@ -96,3 +99,41 @@ def test_stop_event_returns_partial_results():
     run = asyncio.run(main())
     assert run.interrupted
     assert 3 <= len(run.results) < 1000
+
+
+class Spinner(Recorder):
+    """A request that keeps the client's CPU busy for `service_s` of wall time (parsing, on a real client)."""
+
+    async def __call__(self, session, target, req):
+        start = time.perf_counter()
+        while time.perf_counter() - start < self.service_s:
+            pass
+        return RequestResult(success=True, start_time=start, ttft=self.service_s, latency=self.service_s, output_tokens=1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the run-queue wait is Linux's accounting")
+def test_a_client_sharing_its_cpu_with_busy_processes_is_measured_as_starved():
+    """The loop's thread pinned to one CPU with two busy processes gets about a third of it: it waits for the
+    CPU about two thirds of the run, which the run reports (the bench's starved client, made on purpose)."""
+    cpu = min(os.sched_getaffinity(0))
+    hog = f"import os; os.sched_setaffinity(0, {{{cpu}}}); print('pinned', flush=True)\nwhile True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    allowed = os.sched_getaffinity(0)
+    try:
+        assert [h.stdout.readline().strip() for h in hogs] == ["pinned", "pinned"]
+        os.sched_setaffinity(0, {cpu})
+        run = asyncio.run(run_load(_inputs(6), Target("http://x"), LoadSpec(concurrency=1, warmup=0),
+                                   request_func=Spinner(service_s=0.05)))
+    finally:
+        os.sched_setaffinity(0, allowed)
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert len(run.results) == 6 and run.starved is True
+    assert STARVED_SHARE * run.duration <= run.cpu_wait_s <= run.duration
+
+
+def test_starved_is_the_cpu_waits_share_of_the_run_and_unknown_without_it():
+    assert LoadRun([], duration=2.0, cpu_wait_s=0.5).starved is True
+    assert LoadRun([], duration=2.0, cpu_wait_s=0.4).starved is False
+    assert LoadRun([], duration=2.0).starved is None

@@ -202,6 +202,7 @@ async def _one_run(opts, target, requests, spec, hooks: Hooks, stop: asyncio.Eve
         concurrency_limited=spec.concurrency is not None,
     )
     metrics["crosscheck"] = await scraper.finish(metrics, opts.endpoint)
+    metrics["client_cpu_wait_s"], metrics["client_starved"] = run.cpu_wait_s, run.starved
     metrics["warmup_failed"] = sum(1 for r in run.warmup if not r.success)
     metrics["interrupted"] = run.interrupted
     return metrics, run
@@ -286,6 +287,7 @@ async def _run(opts: BenchOptions, resolved: ResolvedTarget, dataset, tokenizer,
         extras["reference"] = _reference(model or served, opts.instance_type or resolved.instance_type)
         extras["reference_checks"] = reference_checks(metrics) if extras["reference"]["applies"] else []
         extras["crosscheck"] = doc.pop("crosscheck")
+        extras["client_cpu_wait_s"], extras["client_starved"] = doc.pop("client_cpu_wait_s"), doc.pop("client_starved")
         extras["warmup_failed"] = doc.pop("warmup_failed")
         extras["interrupted"] = doc.pop("interrupted") or stop.is_set()
         extras["errors_by_type"] = doc.pop("errors_by_type")

@@ -3,6 +3,11 @@ one after the other against the same engine, and what serving through the adapte
 
 `base` stands for the endpoint's base model (the `/v1/models` entry without a parent). Each side's cost
 per 1M output tokens is its own throughput priced as `bench` prices one run.
+
+A side whose requests each reached the client in one read has no TPOT (`tpot_requests` 0; on a loaded
+machine, a client starved of CPU: see load.py). Its TPOT is null rather than vLLM's 0 for an empty list,
+which made the ratio 0 ("the adapter costs nothing per token"); the ratio is null and `tpot_unmeasured`
+names the side.
 """
 
 from __future__ import annotations
@@ -45,6 +50,16 @@ def _ratio(a, b) -> float | None:
     return round(b / a, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
 
 
+def _side(doc: dict) -> dict:
+    """One run's row of the comparison (its TPOT null when no request streamed in two reads or more)."""
+    side = {k: doc.get(k) for k in KEYS}
+    if not doc.get("tpot_requests"):
+        side["median_tpot_ms"] = None
+    return {**side, "tpot_requests": doc.get("tpot_requests") or 0, "completed": doc.get("completed"),
+            "failed": doc.get("failed"), "client_starved": doc["llmctl"].get("client_starved"),
+            "usd_per_million_output_tokens": (doc["llmctl"].get("cost") or {}).get("usd_per_million_output_tokens")}
+
+
 def run_compare(opts: BenchOptions, target: ResolvedTarget, hooks: Hooks, spec: str) -> dict:
     if opts.sweep or opts.endpoint == "/generate":
         raise ConfigError("--compare needs an OpenAI endpoint and no --sweep",
@@ -54,12 +69,11 @@ def run_compare(opts: BenchOptions, target: ResolvedTarget, hooks: Hooks, spec: 
     for name in names:
         hooks.on_info(f"--compare: {name}")
         runs[name] = run_bench(replace(opts, model=name, output_json=None), target, hooks)
-    summary = {name: {**{k: doc.get(k) for k in KEYS}, "completed": doc.get("completed"), "failed": doc.get("failed"),
-                      "usd_per_million_output_tokens": (doc["llmctl"].get("cost") or {}).get("usd_per_million_output_tokens")}
-               for name, doc in runs.items()}
+    summary = {name: _side(doc) for name, doc in runs.items()}
     first, second = (summary[n] for n in names)
     ratios = {k: _ratio(first[k], second[k]) for k in (*KEYS, "usd_per_million_output_tokens")}
     return {"compare": {"models": names, "runs": summary, "ratios": ratios,
+                        "tpot_unmeasured": [n for n in names if not summary[n]["tpot_requests"]],
                         "note": f"ratios are {names[1]} / {names[0]}: above 1 for latency and cost is what the adapter adds"},
             "completed": min(s["completed"] or 0 for s in summary.values()),
             "llmctl": {"interrupted": any(d["llmctl"].get("interrupted") for d in runs.values()),

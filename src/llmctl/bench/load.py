@@ -5,6 +5,12 @@ shape `burstiness` and mean 1/rate (burstiness 1 is a Poisson process), and for 
 of prompts the cumulative schedule is rescaled so the last arrival lands at n/rate. A request
 that waits for a concurrency slot records that wait as `client_queue_time`; its `start_time` is
 when it was actually sent.
+
+The run also records how long the loop's thread was runnable but waiting for a CPU (`cpu_wait_s`).
+On a loaded machine (2 shared cores running the engine, its API process and other work) the bench
+client can spend most of a run on the run queue: the server streams each token on time, the
+kernel buffers them, and the client reads a whole response in one go. Its latencies are then its
+own lateness, and only this figure tells that apart from a proxy that buffers the stream.
 """
 
 from __future__ import annotations
@@ -57,12 +63,35 @@ class LoadSpec:
     seed: int = 0
 
 
+# A client that waited for a CPU this share of the run or more read its streams late: its
+# latencies overstate the server's. (Measured on 2 shared cores against the CPU engine: runs whose
+# streams came in one read waited 70-99% of the run, runs that streamed about 10%.)
+STARVED_SHARE = 0.25
+
+
+def cpu_wait_s() -> float | None:
+    """Seconds the calling thread has been runnable but waiting for a CPU, since it started: Linux's
+    scheduler accounting (/proc/thread-self/schedstat, its second field, in ns). None where the
+    kernel does not keep it (not Linux, or a kernel without CONFIG_SCHED_INFO)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass
 class LoadRun:
     results: list[RequestResult]
     duration: float  # from the first send to the last completion, as vLLM measures it
     warmup: list[RequestResult] = field(default_factory=list)
     interrupted: bool = False
+    cpu_wait_s: float | None = None  # of the loop's thread over `duration`; None: the kernel does not say
+
+    @property
+    def starved(self) -> bool | None:
+        """The client waited for a CPU for STARVED_SHARE of the run or more (None: unknown)."""
+        return None if self.cpu_wait_s is None else self.cpu_wait_s >= STARVED_SHARE * self.duration
 
 
 async def run_load(
@@ -109,6 +138,7 @@ async def run_load(
         if spec.duration_s is not None and slots is None and math.isinf(spec.request_rate):
             raise ValueError("a --duration run needs a request rate or a concurrency limit")
         begin = time.perf_counter()
+        waited_before = cpu_wait_s()
         for offset, req in zip(schedule, prompts):
             if spec.duration_s is not None and offset >= spec.duration_s:
                 break
@@ -149,7 +179,10 @@ async def run_load(
         else:
             end = time.perf_counter()
         duration = (time.perf_counter() if not interrupted else end) - begin
-        return LoadRun(results=results, duration=max(duration, 1e-9), warmup=list(warmup), interrupted=interrupted)
+        waited_after = cpu_wait_s()
+        waited = None if waited_before is None or waited_after is None else waited_after - waited_before
+        return LoadRun(results=results, duration=max(duration, 1e-9), warmup=list(warmup), interrupted=interrupted,
+                       cpu_wait_s=waited)
     finally:
         await session.close()
 

@@ -94,6 +94,7 @@ def render_summary(output: Output, doc: dict) -> None:
         ("Maximum request concurrency", _fmt(doc.get("max_concurrency")), "", ""),
         ("Request rate configured", _fmt(doc.get("request_rate"), "req/s"), "", ""),
         ("Benchmark duration", _fmt(doc.get("duration"), "s"), "", ""),
+        ("Client waiting for a CPU", _cpu_wait(doc), "", ""),
         ("Total input tokens", _fmt(doc.get("total_input_tokens")), "", ""),
         ("Total generated tokens", _fmt(doc.get("total_output_tokens")), "", ""),
         row("Request throughput", "request_throughput", "req/s"),
@@ -128,7 +129,9 @@ def render_summary(output: Output, doc: dict) -> None:
             output.print(f"Reference targets ({reference['setup']}) not shown: this endpoint serves {served} on {gpu}.")
     if no_tpot and doc.get("completed"):
         output.warn("no request streamed its tokens in two or more reads, so TPOT and tokens/s per request "
-                    "cannot be measured; the client read each stream late (it is starved, or a proxy buffers)")
+                    f"cannot be measured: {_one_read_cause(doc)}")
+    elif extras.get("client_starved") and not _ttft_says_starved(extras.get("crosscheck") or {}):
+        output.warn(f"{_starved(doc)}: it read the streams late, so its latencies overstate the server's; {_STARVED_FIX}")
 
     errors = extras.get("errors_by_type") or {}
     if errors:
@@ -173,13 +176,16 @@ def _render_crosscheck(output: Output, doc: dict, check: dict) -> None:
     for line in check.get("disagreements") or []:
         output.warn(f"client and server disagree: {line}")
     ratio = check.get("ttft_ratio")
-    if check.get("ttft_disagrees") and ratio > 1:
+    if _ttft_says_starved(check):
         output.warn(f"the client's mean TTFT is {ratio:.1f}x the server's: the client is starved (it reads the "
-                    "streams late, so its latencies overstate the server's); send fewer concurrent requests "
-                    "(--concurrency) or run the benchmark from a separate machine")
+                    f"streams late, so its latencies overstate the server's); {_STARVED_FIX}")
     elif check.get("ttft_disagrees"):
         output.warn(f"the client's mean TTFT is {ratio:.2f}x the server's (more than 2x apart): "
                     "is /metrics this endpoint's?")
+
+
+def _ttft_says_starved(check: dict) -> bool:
+    return bool(check.get("status") == "ok" and check.get("ttft_disagrees") and check["ttft_ratio"] > 1)
 
 
 def _render_sweep(output: Output, sweep: dict) -> None:
@@ -213,3 +219,37 @@ def render_compare(output: Output, doc: dict) -> None:
                                ("$ per 1M output tokens", "usd_per_million_output_tokens"))]
     output.table(f"{second} against {first}", ["", first, second, "ratio"], rows)
     output.print(c["note"])
+    for name in c["models"]:
+        run = doc["llmctl"]["runs"][name]
+        if name in c.get("tpot_unmeasured", []):
+            output.warn(f"{name}: no request streamed its tokens in two or more reads, so its TPOT and the TPOT ratio "
+                        f"cannot be measured: {_one_read_cause(run)}")
+        elif c["runs"][name].get("client_starved"):
+            output.warn(f"{name}: {_starved(run)}: it read the streams late, so its latencies and the ratios "
+                        f"overstate the server's; {_STARVED_FIX}")
+
+
+_STARVED_FIX = ("send fewer concurrent requests (--concurrency) or run the benchmark on a less loaded or separate "
+                "machine")
+
+
+def _cpu_wait(doc: dict) -> str:
+    wait, duration = doc.get("llmctl", {}).get("client_cpu_wait_s"), doc.get("duration")
+    if wait is None:
+        return "unknown (the kernel does not say)"
+    return f"{wait:.2f} s ({wait / duration:.0%} of the run)" if duration else f"{wait:.2f} s"
+
+
+def _starved(doc: dict) -> str:
+    return f"the bench client waited {_cpu_wait(doc)} for a CPU"
+
+
+def _one_read_cause(doc: dict) -> str:
+    """Why a run's streams each came in one read, from what the client measured of itself."""
+    starved = doc.get("llmctl", {}).get("client_starved")
+    if starved:
+        return f"{_starved(doc)}, so it read each stream late (its lateness, not the server's pace); {_STARVED_FIX}"
+    if starved is False:
+        return (f"the bench client had its CPU (waited {_cpu_wait(doc)}), so something between the engine and it "
+                "delivers each response in one piece (a buffering proxy, or a server that writes it at once)")
+    return "the client read each stream late (it is starved, or a proxy buffers)"
