@@ -124,3 +124,17 @@ def test_the_plan_says_clients_go_through_the_interceptor(exposure: str) -> None
     deploy = PUBLIC if exposure == "public" else {"exposure": "internal", "autoscaling": ZERO}
     cfg = LlmctlConfig.model_validate({"model": {"bucket": "llama-models"}, "deploy": deploy})
     assert "through the KEDA HTTP add-on's interceptor" in exposure_of(cfg).reachable_from
+
+
+def test_a_dry_run_without_the_cluster_says_the_nlb_selector_is_the_charts(llmctl) -> None:
+    import yaml
+
+    from tests.deploy.test_scale_to_zero import ZERO as ZERO_CONFIG
+
+    config = {**ZERO_CONFIG, "deploy": {**ZERO_CONFIG["deploy"], "exposure": "internal"}}
+    llmctl.write_config(yaml.safe_dump(config))
+    done = llmctl("deploy", "--dry-run", "--output-dir", "out", "--image", IMAGE, check=True)
+    assert "the NLB's Service in `keda` selects the chart's interceptor pods of a release named `http-add-on`" in \
+        " ".join(done.stderr.split()), done.stderr
+    nlb = yaml.safe_load(next((llmctl.cwd / "out").glob("*-service-vllm-llama-vllm.yaml")).read_text())
+    assert nlb["metadata"]["namespace"] == "keda" and nlb["spec"]["selector"] == fronts.CHART_SELECTOR
