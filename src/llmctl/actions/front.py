@@ -7,7 +7,7 @@ balancer in front of the interceptor). The interceptor holds each request until 
 forwards it to the endpoint's own Service, which is a ClusterIP then (the HTTPScaledObject's target). The
 selector and target port are copied from the installed proxy Service, never assumed: in the chart they carry
 the Helm release name, so they differ per install. Clients send the NLB's DNS name as Host: `deploy` adds it to
-the HTTPScaledObject's hosts once AWS assigns it (`host_address`), and later renders keep it (`read`).
+the HTTPScaledObject's hosts once AWS assigns it (`host_addresses`), and later renders keep it (`read`).
 The endpoint's own Service names the front in an annotation, so `status` and `bench` find it without guessing.
 """
 
